@@ -1,0 +1,34 @@
+# Two commands set everything up: `make install`, then `make test`.
+VENV ?= .venv
+PYTHON ?= python3
+TORCH_SPEC ?= torch==2.13.0
+PY := $(VENV)/bin/python
+
+.PHONY: install test test-slow lint format smoke clean
+
+install:
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	# Install torch first from TORCH_SPEC (the CPU wheel by default) so the project's
+	# `torch` range is already satisfied and pip never pulls a CUDA build.
+	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install "$(TORCH_SPEC)"
+	$(PY) -m pip install -e ".[dev,tensorboard]"
+
+test:
+	$(PY) -m pytest -q
+
+test-slow:
+	$(PY) -m pytest -q -m slow
+
+lint:
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format:
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+
+smoke:
+	$(VENV)/bin/dualsweep train --config sweeps/smoke.yaml --alpha 0.5 --repetitions 4 --out runs/smoke
+
+clean:
+	rm -rf runs .pytest_cache .ruff_cache

@@ -1,0 +1,3 @@
+from dualsweep.cli import main
+
+raise SystemExit(main())

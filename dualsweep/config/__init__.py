@@ -1,0 +1,49 @@
+"""Configuration: frozen, validated dataclasses loaded from YAML. Never imports torch."""
+
+from dualsweep.config.fields import ConfigError, field_docs, to_plain
+from dualsweep.config.loading import (
+    apply_overrides,
+    load_run_config,
+    load_sweep,
+    parse_override,
+    read_yaml,
+    run_config_from_dict,
+)
+from dualsweep.config.run import (
+    SECTIONS,
+    DataConfig,
+    ModelConfig,
+    ObjectiveConfig,
+    OptimConfig,
+    RunConfig,
+    TrainConfig,
+    flat_fields,
+    run_key,
+    section_of,
+)
+from dualsweep.config.sweep import Point, Resources, SweepConfig
+
+__all__ = [
+    "SECTIONS",
+    "ConfigError",
+    "DataConfig",
+    "ModelConfig",
+    "ObjectiveConfig",
+    "OptimConfig",
+    "Point",
+    "Resources",
+    "RunConfig",
+    "SweepConfig",
+    "TrainConfig",
+    "apply_overrides",
+    "field_docs",
+    "flat_fields",
+    "load_run_config",
+    "load_sweep",
+    "parse_override",
+    "read_yaml",
+    "run_config_from_dict",
+    "run_key",
+    "section_of",
+    "to_plain",
+]

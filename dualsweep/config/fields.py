@@ -1,0 +1,161 @@
+"""Typed construction of frozen config dataclasses from plain YAML data.
+
+Everything a user can get wrong in a config file is caught here, before any work starts,
+and reported as one `ConfigError` whose message names the field (as a dotted path) and
+the offending value. No torch here: this module sits at the bottom of the layer stack.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import types
+import typing
+from fractions import Fraction
+from typing import Any, Literal, get_args, get_origin
+
+
+class ConfigError(ValueError):
+    """A configuration value or file is invalid; the message names the field and value."""
+
+
+def fail(path: str, value: Any, why: str) -> typing.NoReturn:
+    raise ConfigError(f"{path}: {why} (got {value!r})")
+
+
+def _is_dataclass_type(tp: Any) -> bool:
+    return isinstance(tp, type) and dataclasses.is_dataclass(tp)
+
+
+def parse_float(value: Any, path: str) -> float:
+    """Numbers, numeric strings ('2e-3', which YAML leaves as a string) and fractions ('63/64')."""
+    if isinstance(value, bool):
+        fail(path, value, "expected a number, not a boolean")
+    if isinstance(value, (int, float)):
+        return float(value)
+    if isinstance(value, str):
+        try:
+            return float(Fraction(value.replace(" ", "")))
+        except (ValueError, ZeroDivisionError):
+            pass
+    fail(path, value, "expected a number (e.g. 0.5, 2e-3 or 63/64)")
+
+
+def coerce(value: Any, tp: Any, path: str) -> Any:
+    """Check `value` against the annotation `tp` and convert it; raise ConfigError if it does not fit."""
+    origin = get_origin(tp)
+    if origin is Literal:
+        choices = get_args(tp)
+        if value not in choices or isinstance(value, bool) != isinstance(choices[0], bool):
+            fail(path, value, f"must be one of {', '.join(repr(c) for c in choices)}")
+        return value
+    if origin in (typing.Union, types.UnionType):
+        options = [a for a in get_args(tp) if a is not type(None)]
+        if value is None and len(options) < len(get_args(tp)):
+            return None
+        errors = []
+        for option in options:
+            try:
+                return coerce(value, option, path)
+            except ConfigError as e:
+                errors.append(str(e))
+        raise ConfigError(errors[0])
+    if origin is tuple:
+        args = get_args(tp)
+        if not isinstance(value, (list, tuple)):
+            fail(path, value, "expected a list")
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(coerce(v, args[0], f"{path}[{i}]") for i, v in enumerate(value))
+        if len(value) != len(args):
+            fail(path, value, f"expected a list of {len(args)} values")
+        return tuple(coerce(v, a, f"{path}[{i}]") for i, (v, a) in enumerate(zip(value, args)))
+    if tp is bool:
+        if not isinstance(value, bool):
+            fail(path, value, "expected true or false")
+        return value
+    if tp is int:
+        if isinstance(value, bool):
+            fail(path, value, "expected an integer, not a boolean")
+        if isinstance(value, float) and value.is_integer():
+            return int(value)  # 1e9 written as 1.0e9 in YAML
+        if isinstance(value, str):
+            try:
+                as_float = float(value.replace("_", ""))
+            except ValueError:
+                fail(path, value, "expected an integer")
+            if as_float.is_integer():
+                return int(as_float)
+        if not isinstance(value, int):
+            fail(path, value, "expected an integer")
+        return value
+    if tp is float:
+        return parse_float(value, path)
+    if tp is str:
+        if not isinstance(value, str):
+            fail(path, value, "expected a string")
+        return value
+    if _is_dataclass_type(tp):
+        return build(tp, value, path)
+    raise TypeError(f"{path}: unsupported annotation {tp!r}")  # a bug in a config class
+
+
+def build(cls: type, data: Any, path: str = "") -> Any:
+    """Build dataclass `cls` from a mapping; unknown keys and bad types raise ConfigError."""
+    if data is None:
+        data = {}
+    if isinstance(data, cls):
+        return data
+    if not isinstance(data, dict):
+        fail(path or cls.__name__, data, "expected a mapping of field: value")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
+    for key in data:
+        if key not in fields:
+            close = difflib.get_close_matches(str(key), fields, n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else f"; known: {', '.join(fields)}"
+            fail(join(path, key), data[key], f"unknown field{hint}")
+    kwargs = {}
+    for name, field in fields.items():
+        if name in data:
+            kwargs[name] = coerce(data[name], hints[name], join(path, name))
+        elif field.default is dataclasses.MISSING and field.default_factory is dataclasses.MISSING:
+            raise ConfigError(f"{join(path, name)}: required field is missing")
+    try:
+        return cls(**kwargs)
+    except ConfigError as e:
+        # Sections validate themselves with field names relative to the section.
+        raise ConfigError(f"{path}.{e}" if path else str(e)) from None
+
+
+def join(path: str, key: Any) -> str:
+    return f"{path}.{key}" if path else str(key)
+
+
+def to_plain(obj: Any) -> Any:
+    """Dataclasses to nested dicts and tuples to lists: what YAML and JSON can hold."""
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return {f.name: to_plain(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+    if isinstance(obj, (list, tuple)):
+        return [to_plain(v) for v in obj]
+    return obj
+
+
+def field_docs(cls: type) -> dict[str, str]:
+    """The one-line docstring written under each field of a config class."""
+    import ast
+    import inspect
+    import textwrap
+
+    tree = ast.parse(textwrap.dedent(inspect.getsource(cls)))
+    body = tree.body[0].body  # type: ignore[attr-defined]
+    docs = {}
+    for stmt, after in zip(body, body[1:]):
+        if (
+            isinstance(stmt, ast.AnnAssign)
+            and isinstance(stmt.target, ast.Name)
+            and isinstance(after, ast.Expr)
+            and isinstance(after.value, ast.Constant)
+            and isinstance(after.value.value, str)
+        ):
+            docs[stmt.target.id] = " ".join(after.value.value.split())
+    return docs

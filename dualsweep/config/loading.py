@@ -1,0 +1,104 @@
+"""Reading configs from YAML files and command-line overrides.
+
+`--config` accepts a run config (sections model, data, objective, optim, train) or a sweep
+file (a `base` run config plus points); overrides are applied to the raw mapping before
+validation, so they are checked exactly like the file itself.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from dualsweep.config.fields import ConfigError, build, fail
+from dualsweep.config.run import SECTIONS, RunConfig, section_of
+from dualsweep.config.sweep import SweepConfig, is_sweep_mapping, sweep_from_dict
+
+
+def read_yaml(path: str | Path) -> Any:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: config file not found")
+    try:
+        return yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: not valid YAML: {e}") from None
+
+
+def run_config_from_dict(raw: Any) -> RunConfig:
+    if not isinstance(raw, dict):
+        fail("config", raw, "expected a mapping with sections " + ", ".join(SECTIONS))
+    return build(RunConfig, raw)
+
+
+def _base_mapping(raw: dict, source: Path) -> dict:
+    """The base run config of a sweep mapping: inline, or a path relative to the sweep file."""
+    base = raw["base"]
+    if isinstance(base, str):
+        base_path = (source.parent / base).resolve()
+        if not base_path.is_file():
+            fail("base", base, f"base config file not found ({base_path})")
+        base = read_yaml(base_path)
+        if is_sweep_mapping(base):
+            fail("base", raw["base"], "points to a sweep file, not a run config")
+    if not isinstance(base, dict):
+        fail("base", base, "must be a run config mapping or a path to one")
+    return base
+
+
+def load_sweep(path: str | Path) -> SweepConfig:
+    """Load and fully validate a sweep file (every trial's config is built)."""
+    path = Path(path)
+    raw = read_yaml(path)
+    if not is_sweep_mapping(raw):
+        raise ConfigError(f"{path}: not a sweep file (no `base` run config)")
+    try:
+        base = build(RunConfig, _base_mapping(raw, path), "base")
+    except ConfigError as e:
+        raise ConfigError(str(e)) from None
+    return sweep_from_dict(raw, base)
+
+
+def load_run_config(path: str | Path, overrides: dict[str, Any] | None = None) -> RunConfig:
+    """A run config from a run-config file or a sweep file's base, with overrides applied."""
+    path = Path(path)
+    raw = read_yaml(path)
+    if is_sweep_mapping(raw):
+        load_sweep(path)  # the whole file must be valid, not just the part we use
+        raw = _base_mapping(raw, path)
+    raw = apply_overrides(raw, overrides or {})
+    return run_config_from_dict(raw)
+
+
+def apply_overrides(raw: Any, overrides: dict[str, Any]) -> Any:
+    """Set `section.field` or plain `field` keys (names are unique) in a raw config mapping."""
+    if not overrides:
+        return raw
+    if not isinstance(raw, dict):
+        fail("config", raw, "expected a mapping")
+    out = {k: (dict(v) if isinstance(v, dict) else v) for k, v in raw.items()}
+    for key, value in overrides.items():
+        section, _, name = key.rpartition(".")
+        if not section:
+            section = section_of(name)
+        if section not in SECTIONS:
+            raise ConfigError(f"{key}: unknown section {section!r} (known: {', '.join(SECTIONS)})")
+        current = out.setdefault(section, {})
+        if not isinstance(current, dict):
+            fail(section, current, "expected a mapping")
+        current[name] = value
+    return out
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """`key=value` from the command line; the value is read as YAML (numbers, lists, booleans)."""
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip():
+        raise ConfigError(f"--set: expected key=value (got {text!r})")
+    try:
+        parsed = yaml.safe_load(value) if value.strip() else ""
+    except yaml.YAMLError:
+        parsed = value
+    return key.strip(), parsed

@@ -1,0 +1,162 @@
+"""A sweep file: a base run config plus the (alpha, repetitions) points and seeds to train.
+
+Points come either as a product of lists (`grid`) or as an explicit list (`points`); both
+may be given, and their union is the design. Every trial's run config is built and validated
+when the file is loaded, so a bad point is reported before anything launches.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from dualsweep.config.fields import ConfigError, build, coerce, fail, join, parse_float
+from dualsweep.config.run import RunConfig
+
+
+@dataclass(frozen=True, kw_only=True)
+class Resources:
+    cpu: float = 1.0
+    """CPUs reserved per trial (also the trial's torch threads when train.threads is 0)."""
+    gpu: float = 0.0
+    """GPUs reserved per trial."""
+
+    def __post_init__(self) -> None:
+        if self.cpu <= 0:
+            raise ConfigError(f"cpu: must be positive (got {self.cpu!r})")
+        if self.gpu < 0:
+            raise ConfigError(f"gpu: must be >= 0 (got {self.gpu!r})")
+
+
+@dataclass(frozen=True)
+class Point:
+    alpha: float
+    repetitions: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class SweepConfig:
+    name: str
+    """Sweep name: results go to results/<name>/."""
+    base: RunConfig
+    """The run config shared by every trial."""
+    points: tuple[Point, ...]
+    """The (alpha, repetitions) design, in file order, without duplicates."""
+    seeds: tuple[int, ...] = (0,)
+    """Training seeds: every point is trained once per seed."""
+    resources: Resources = field(default_factory=Resources)
+    """Resources reserved per trial."""
+    max_concurrent_trials: int = 0
+    """Trials running at once (0 = as many as the resources allow)."""
+    retries: int = 1
+    """Times a failed trial is retried before it is recorded as failed."""
+    description: str = ""
+    """Why this sweep exists and what its points are."""
+
+    def trials(self) -> list[RunConfig]:
+        """One run config per (point, seed), in file order."""
+        return [
+            self.base.replace(alpha=p.alpha, repetitions=p.repetitions, seed=s)
+            for p in self.points
+            for s in self.seeds
+        ]
+
+
+SWEEP_KEYS = ("name", "description", "base", "grid", "points", "seeds", "resources",
+              "max_concurrent_trials", "retries")
+
+
+def is_sweep_mapping(raw: Any) -> bool:
+    return isinstance(raw, dict) and "base" in raw
+
+
+def sweep_from_dict(raw: dict, base: RunConfig) -> SweepConfig:
+    """Validate the sweep-level keys of `raw`; `base` is the already-built base run config."""
+    import difflib
+
+    for key in raw:
+        if key not in SWEEP_KEYS:
+            close = difflib.get_close_matches(str(key), SWEEP_KEYS, n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else f"; known: {', '.join(SWEEP_KEYS)}"
+            fail(str(key), raw[key], f"unknown sweep field{hint}")
+    if "name" not in raw:
+        raise ConfigError("name: required field is missing")
+    name = coerce(raw["name"], str, "name")
+    if not name or any(c in name for c in "/\\ ") or name.startswith("."):
+        fail("name", name, "must be a non-empty name without slashes or spaces")
+    points = _points(raw)
+    seeds = coerce(raw.get("seeds", [0]), tuple[int, ...], "seeds")
+    if not seeds:
+        fail("seeds", seeds, "must list at least one seed")
+    if len(set(seeds)) != len(seeds):
+        fail("seeds", list(seeds), "lists a seed twice")
+    max_concurrent = coerce(raw.get("max_concurrent_trials", 0), int, "max_concurrent_trials")
+    if max_concurrent < 0:
+        fail("max_concurrent_trials", max_concurrent, "must be >= 0")
+    retries = coerce(raw.get("retries", 1), int, "retries")
+    if retries < 0:
+        fail("retries", retries, "must be >= 0")
+    sweep = SweepConfig(
+        name=name,
+        base=base,
+        points=points,
+        seeds=seeds,
+        resources=build(Resources, raw.get("resources"), "resources"),
+        max_concurrent_trials=max_concurrent,
+        retries=retries,
+        description=coerce(raw.get("description", ""), str, "description"),
+    )
+    for i, point in enumerate(points):
+        try:
+            base.replace(alpha=point.alpha, repetitions=point.repetitions)
+        except ConfigError as e:
+            raise ConfigError(f"points[{i}] (alpha={point.alpha}, repetitions={point.repetitions}): {e}") from None
+    return sweep
+
+
+def _points(raw: dict) -> tuple[Point, ...]:
+    """The union of `grid` (a product) and `points` (a list), duplicates refused."""
+    if "grid" not in raw and "points" not in raw:
+        raise ConfigError("points: a sweep needs `grid` (lists of alpha and repetitions) or `points`")
+    listed: list[tuple[str, Point]] = []
+    if "grid" in raw:
+        grid = raw["grid"]
+        if not isinstance(grid, dict) or set(grid) != {"alpha", "repetitions"}:
+            fail("grid", grid, "must be a mapping with exactly the keys alpha and repetitions")
+        for key in ("alpha", "repetitions"):
+            if not isinstance(grid[key], list) or not grid[key]:
+                fail(f"grid.{key}", grid[key], "must be a non-empty list")
+        for i, a in enumerate(grid["alpha"]):
+            for j, r in enumerate(grid["repetitions"]):
+                where = f"grid (alpha[{i}], repetitions[{j}])"
+                listed.append((where, _point(a, r, f"grid.alpha[{i}]", f"grid.repetitions[{j}]")))
+    if "points" in raw:
+        if not isinstance(raw["points"], list) or not raw["points"]:
+            fail("points", raw["points"], "must be a non-empty list")
+        for i, item in enumerate(raw["points"]):
+            where = f"points[{i}]"
+            if isinstance(item, dict):
+                if set(item) != {"alpha", "repetitions"}:
+                    fail(where, item, "must have exactly the keys alpha and repetitions")
+                a, r = item["alpha"], item["repetitions"]
+            elif isinstance(item, list) and len(item) == 2:
+                a, r = item
+            else:
+                fail(where, item, "must be {alpha: A, repetitions: R} or [A, R]")
+            listed.append((where, _point(a, r, join(where, "alpha"), join(where, "repetitions"))))
+    seen: dict[Point, str] = {}
+    for where, point in listed:
+        if point in seen:
+            fail(where, (point.alpha, point.repetitions), f"is listed twice (also {seen[point]})")
+        seen[point] = where
+    return tuple(seen)
+
+
+def _point(alpha: Any, repetitions: Any, alpha_path: str, r_path: str) -> Point:
+    a = parse_float(alpha, alpha_path)
+    if not 0.0 <= a <= 1.0:
+        fail(alpha_path, alpha, "alpha must be in [0, 1]")
+    r = coerce(repetitions, int, r_path)
+    if r < 1:
+        fail(r_path, repetitions, "repetitions must be a positive integer")
+    return Point(alpha=a, repetitions=r)

@@ -1,0 +1,125 @@
+"""Document sources: where raw documents come from, one function per kind of source.
+
+Text sources yield strings in a deterministic order (sorted paths, file order), so the
+document-level split and the seeded document order are stable under re-runs. Token shards
+yield arrays of token ids split at the configured document separator. `fingerprint` gives a
+cheap identity of a source's current content (paths, sizes, modification times) for caching.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+
+from dualsweep.config import DataConfig
+
+
+class DataError(ValueError):
+    """The data does not fit the config (missing path, bad record, too few tokens...)."""
+
+
+def _files(config: DataConfig, suffixes: tuple[str, ...]) -> list[Path]:
+    root = Path(config.path).expanduser()
+    if root.is_file() and root.suffix in suffixes:
+        return [root]
+    if not root.is_dir():
+        raise DataError(f"data.path: {config.path!r} is not a folder or a {'/'.join(suffixes)} file")
+    files = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix in suffixes)
+    if not files:
+        raise DataError(f"data.path: no {'/'.join(suffixes)} files under {config.path!r}")
+    return files
+
+
+SUFFIXES = {"text_dir": (".txt",), "jsonl": (".jsonl",), "shards": (".npy", ".bin")}
+
+
+def fingerprint(config: DataConfig) -> dict:
+    """What identifies the source's content without reading it all."""
+    if config.source == "builtin":
+        return {"python": sys.version, "implementation": platform.python_implementation()}
+    if config.source == "hf":
+        return {"dataset": config.hf_dataset, "config": config.hf_config, "split": config.hf_split}
+    files = _files(config, SUFFIXES[config.source])
+    root = Path(config.path).expanduser().resolve()
+    return {
+        "files": [
+            [str(p.resolve().relative_to(root)) if p.resolve() != root else p.name,
+             p.stat().st_size, p.stat().st_mtime_ns]
+            for p in files
+        ]
+    }
+
+
+def text_documents(config: DataConfig) -> Iterator[str]:
+    """Documents of a text source, in source order."""
+    if config.source == "builtin":
+        from dualsweep.data.builtin import builtin_documents
+
+        yield from builtin_documents()
+    elif config.source == "text_dir":
+        for path in _files(config, SUFFIXES["text_dir"]):
+            yield path.read_text(encoding="utf-8", errors="replace")
+    elif config.source == "jsonl":
+        yield from _jsonl_documents(config)
+    elif config.source == "hf":
+        yield from _hf_documents(config)
+    else:
+        raise ValueError(f"{config.source!r} is not a text source")
+
+
+def _jsonl_documents(config: DataConfig) -> Iterator[str]:
+    for path in _files(config, SUFFIXES["jsonl"]):
+        with path.open(encoding="utf-8") as f:
+            for line_number, line in enumerate(f, 1):
+                if not line.strip():
+                    continue
+                try:
+                    record = json.loads(line)
+                except json.JSONDecodeError as e:
+                    raise DataError(f"{path}:{line_number}: not valid JSON ({e.msg})") from None
+                text = record.get(config.text_field) if isinstance(record, dict) else None
+                if not isinstance(text, str):
+                    raise DataError(
+                        f"{path}:{line_number}: no string field data.text_field={config.text_field!r}"
+                    )
+                yield text
+
+
+def _hf_documents(config: DataConfig) -> Iterator[str]:
+    try:
+        import datasets
+    except ImportError:
+        raise DataError(
+            "data.source: 'hf' needs the optional `datasets` package: pip install 'dualsweep[hf]'"
+        ) from None
+    dataset = datasets.load_dataset(
+        config.hf_dataset, config.hf_config or None, split=config.hf_split, streaming=True
+    )
+    for record in dataset:
+        text = record.get(config.text_field)
+        if not isinstance(text, str):
+            raise DataError(f"data.text_field: {config.text_field!r} is not a text field of {config.hf_dataset}")
+        yield text
+
+
+def shard_documents(config: DataConfig) -> Iterator[np.ndarray]:
+    """Token-id documents of pre-tokenised shards, each ending with `shard_eos_id`."""
+    dtype = np.dtype(config.shard_dtype)
+    for path in _files(config, SUFFIXES["shards"]):
+        if path.suffix == ".npy":
+            stream = np.load(path, mmap_mode="r")
+            if stream.ndim != 1 or stream.dtype.kind not in "iu":
+                raise DataError(f"{path}: expected a 1-D integer array, got {stream.dtype} {stream.shape}")
+        else:
+            stream = np.memmap(path, dtype=dtype, mode="r")
+        ends = np.flatnonzero(stream == config.shard_eos_id) + 1
+        start = 0
+        for end in [*ends.tolist(), len(stream)]:
+            if end > start:
+                yield np.asarray(stream[start:end])
+            start = end

@@ -1,0 +1,226 @@
+"""Training objectives as pure functions of tensors: AR, masked diffusion (MNTP form), the mix.
+
+Both objectives use the same next-token layout: position i predicts token i + 1, so a
+sequence of T tokens has T - 1 targets, and token 0 is context for both. Tokens that are not
+modelled (pad, bos, mask) are never targets and never masked; every other token, the
+document-separating eos included, is a target of both objectives, so the AR negative
+log-likelihood and the MD ELBO bound the same quantity and are comparable in nats/token.
+
+Masked diffusion, masked-next-token form (MNTP): draw t ~ U(0, 1) per sequence, replace each
+maskable input token by the mask id with probability t, attend bidirectionally, and at
+position i predict token i + 1 only where input i + 1 was masked. Weighting the summed
+cross-entropy of those targets by 1 / t gives, in expectation over t and the masks, an upper
+bound on the sequence's negative log-likelihood (the masked-diffusion ELBO).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from dualsweep.model import BIDIRECTIONAL, CAUSAL
+
+
+@dataclass(frozen=True)
+class SpecialTokens:
+    """Ids of the special tokens; pad, bos and mask are never modelled."""
+
+    pad: int
+    bos: int
+    eos: int
+    mask: int
+
+    @property
+    def unmodelled(self) -> tuple[int, int, int]:
+        return (self.pad, self.bos, self.mask)
+
+
+def next_token_nll(logits: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy (B, T-1) of predicting tokens[:, i+1] from logits[:, i], in float32."""
+    B, T, V = logits.shape
+    nll = F.cross_entropy(
+        logits[:, :-1].reshape(-1, V).float(), tokens[:, 1:].reshape(-1), reduction="none"
+    )
+    return nll.view(B, T - 1)
+
+
+def modelled(tokens: torch.Tensor, special: SpecialTokens) -> torch.Tensor:
+    """True (B, T) where a token is modelled: not pad, bos or mask."""
+    return ~torch.isin(tokens, torch.tensor(special.unmodelled, device=tokens.device))
+
+
+def maskable_positions(tokens: torch.Tensor, special: SpecialTokens) -> torch.Tensor:
+    """True (B, T) where MD may mask: modelled tokens, never position 0 (no position predicts it)."""
+    maskable = modelled(tokens, special)
+    maskable[:, 0] = False
+    return maskable
+
+
+def sample_mask_rates(
+    n: int,
+    generator: torch.Generator,
+    *,
+    stratified: bool = False,
+    min_rate: float = 1e-3,
+    device: torch.device | str = "cpu",
+) -> torch.Tensor:
+    """n mask rates t in [min_rate, 1): i.i.d. U(0, 1), or one per stratum [k/n, (k+1)/n) shuffled."""
+    u = torch.rand(n, generator=generator, device=device)
+    if stratified:
+        order = torch.randperm(n, generator=generator, device=device)
+        u = (order + u[:1]) / n  # one shared offset keeps each t uniform, strata disjoint
+    return u.clamp(min=min_rate)
+
+
+def mask_tokens(
+    tokens: torch.Tensor,
+    rates: torch.Tensor,
+    maskable: torch.Tensor,
+    mask_id: int,
+    generator: torch.Generator,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Replace each maskable token of row b by `mask_id` with probability rates[b].
+
+    Returns the corrupted inputs and the boolean (B, T) mask of replaced positions.
+    """
+    u = torch.rand(tokens.shape, generator=generator, device=tokens.device)
+    masked = (u < rates[:, None]) & maskable
+    return tokens.masked_fill(masked, mask_id), masked
+
+
+def ar_nll_sums(nll: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Per-sequence summed AR negative log-likelihood (B,) over valid targets (B, T-1)."""
+    return (nll * targets).sum(dim=1)
+
+
+def md_nll_sums(
+    nll: torch.Tensor, targets: torch.Tensor, masked: torch.Tensor, rates: torch.Tensor
+) -> torch.Tensor:
+    """Per-sequence MD ELBO estimate (B,): summed NLL of masked targets, weighted by 1 / t."""
+    masked_targets = masked[:, 1:] & targets
+    return (nll * masked_targets).sum(dim=1) / rates
+
+
+def document_ids(tokens: torch.Tensor, eos_id: int) -> torch.Tensor:
+    """Document index (B, T) of each position of packed sequences; an eos closes its document.
+
+    Computed from the tokens the model sees: a masked eos does not split documents, so the
+    attention pattern never reveals a masked token.
+    """
+    is_eos = (tokens == eos_id).long()
+    return torch.cumsum(is_eos, dim=1) - is_eos
+
+
+def ar_sequence_flags(alpha: float, first_index: int, count: int) -> np.ndarray:
+    """Which of the sequences first_index .. first_index+count-1 of the training stream are AR.
+
+    Sequence n is AR when round(alpha * (n + 1)) > round(alpha * n): after any number N of
+    sequences exactly round(alpha * N) were AR, so the realised AR share tracks alpha to
+    within half a sequence at every point of training, for any alpha in [0, 1]. The flags
+    depend only on the global index, so they are the same for any batch size or resume point.
+    """
+    n = np.arange(first_index, first_index + count + 1, dtype=np.float64)
+    ar_so_far = np.floor(alpha * n + 0.5)
+    return np.diff(ar_so_far) > 0
+
+
+@dataclass(frozen=True)
+class MixedLoss:
+    loss: torch.Tensor
+    """The scalar to minimise: the mean of per-sequence losses over the batch."""
+    sequence_losses: torch.Tensor
+    """Per-sequence loss (B,) in nats/token: AR NLL, or the MD ELBO estimate."""
+    is_ar: torch.Tensor
+    """Which sequences used the AR objective (B,)."""
+
+
+def dual_objective_loss(
+    model: torch.nn.Module,
+    tokens: torch.Tensor,
+    is_ar: np.ndarray,
+    special: SpecialTokens,
+    generator: torch.Generator,
+    *,
+    stratified: bool = False,
+    min_mask_rate: float = 1e-3,
+    document_masking: bool = False,
+) -> MixedLoss:
+    """alpha * L_AR + (1 - alpha) * L_MD in one forward pass, one objective per sequence.
+
+    `is_ar` (host-side booleans, from `ar_sequence_flags`) picks each sequence's objective;
+    AR sequences attend causally on their clean tokens, MD sequences bidirectionally on
+    their masked tokens, through per-sample attention masks in a single forward.
+
+    How the weights realise the mix: every sequence has weight 1/B and its own per-token
+    loss (AR NLL / n_targets, or MD masked NLL / (t * n_targets)). The expected batch loss
+    is then share_AR * E[L_AR] + (1 - share_AR) * E[L_MD], and the allocation keeps the
+    cumulative AR share of sequences within half a sequence of alpha, so over training the
+    gradient weights are exactly alpha and 1 - alpha (the paper's per-GPU allocation is the
+    same rule at the granularity of a device's batch). With alpha = 1 (all flags True) this
+    is the AR loss and no mask is drawn; with alpha = 0 it is the MD loss.
+    """
+    B, T = tokens.shape
+    n_ar = int(is_ar.sum())
+    ar_rows = torch.from_numpy(is_ar).to(tokens.device, non_blocking=True)
+    inputs, masked, rates = tokens, None, torch.ones(B, device=tokens.device)
+    if n_ar < B:  # some MD sequences: rates and masks are drawn for them only
+        md_rows = torch.from_numpy(np.flatnonzero(~is_ar)).to(tokens.device)
+        rates = rates.index_copy(0, md_rows, sample_mask_rates(
+            B - n_ar, generator, stratified=stratified, min_rate=min_mask_rate, device=tokens.device
+        ))
+        maskable = maskable_positions(tokens, special) & ~ar_rows[:, None]
+        inputs, masked = mask_tokens(tokens, rates, maskable, special.mask, generator)
+    if n_ar == B:
+        prefix: torch.Tensor | int = CAUSAL
+    elif n_ar == 0:
+        prefix = BIDIRECTIONAL
+    else:
+        prefix = torch.where(ar_rows, CAUSAL, T)
+    docs = document_ids(inputs, special.eos) if document_masking else None
+    logits = model(inputs, prefix, docs)
+    nll = next_token_nll(logits, tokens)
+    targets = modelled(tokens[:, 1:], special)
+    n_targets = targets.sum(dim=1).clamp(min=1)
+    if masked is None:
+        sums = ar_nll_sums(nll, targets)
+    elif n_ar == 0:
+        sums = md_nll_sums(nll, targets, masked, rates)
+    else:
+        sums = torch.where(ar_rows, ar_nll_sums(nll, targets), md_nll_sums(nll, targets, masked, rates))
+    sequence_losses = sums / n_targets
+    return MixedLoss(loss=sequence_losses.mean(), sequence_losses=sequence_losses, is_ar=ar_rows)
+
+
+@torch.no_grad()
+def held_out_sums(
+    model: torch.nn.Module,
+    tokens: torch.Tensor,
+    special: SpecialTokens,
+    generators: list[torch.Generator],
+    *,
+    min_mask_rate: float = 1e-3,
+    document_masking: bool = False,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Summed AR NLL (B,), summed MD ELBO per draw (K, B) and target counts (B,) of a batch.
+
+    One MD draw per generator: rates t stratified across the batch (each still U(0, 1), so
+    the estimate stays unbiased, with less variance than i.i.d. rates) and a mask, so that K
+    seeded generators give the same K corruptions of the same held-out batch every time.
+    """
+    targets = modelled(tokens[:, 1:], special)
+    docs = document_ids(tokens, special.eos) if document_masking else None
+    ar = ar_nll_sums(next_token_nll(model(tokens, CAUSAL, docs), tokens), targets)
+    maskable = maskable_positions(tokens, special)
+    md = []
+    for generator in generators:
+        rates = sample_mask_rates(
+            len(tokens), generator, stratified=True, min_rate=min_mask_rate, device=tokens.device
+        )
+        inputs, masked = mask_tokens(tokens, rates, maskable, special.mask, generator)
+        docs = document_ids(inputs, special.eos) if document_masking else None
+        nll = next_token_nll(model(inputs, BIDIRECTIONAL, docs), tokens)
+        md.append(md_nll_sums(nll, targets, masked, rates))
+    return ar, torch.stack(md), targets.sum(dim=1)

@@ -1,0 +1,172 @@
+"""The LightningModule: a thin shell that calls the pure objective, schedule and evaluation.
+
+Manual optimisation, because Muon + AdamW are two optimisers stepping together. The step
+index comes with each batch, so the AR/MD allocation, the masking draws and the learning
+rate are pure functions of (config, step): the same on every re-run and after a resume.
+Losses are accumulated on the device and read back only at log steps (no host sync per step).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+
+import lightning as L
+import torch
+
+from dualsweep.config import RunConfig
+from dualsweep.data.repetition import RepetitionPlan
+from dualsweep.evaluate import HeldOutLosses, held_out_losses
+from dualsweep.model import Transformer
+from dualsweep.objectives import SpecialTokens, ar_sequence_flags, dual_objective_loss
+from dualsweep.schedules import wsd_multiplier
+from dualsweep.training.optim import build_optimizers, set_lr_multiplier
+
+
+class NonFiniteLossError(RuntimeError):
+    """The training loss became NaN or infinite."""
+
+
+def step_seed(seed: int, step: int) -> int:
+    return seed * 1_000_003 + step
+
+
+class DualObjectiveModule(L.LightningModule):
+    def __init__(
+        self,
+        config: RunConfig,
+        special: SpecialTokens,
+        plan: RepetitionPlan,
+        held_out: torch.Tensor,
+    ):
+        super().__init__()
+        self.automatic_optimization = False
+        self.config = config
+        self.special = special
+        self.plan = plan
+        self.held_out = held_out
+        self.model = Transformer(config.model)
+        self.curve: list[dict] = []
+        self.evaluations: list[HeldOutLosses] = []
+        self.train_time_s = 0.0
+        self._generator: torch.Generator | None = None
+        self._reset_window()
+
+    # -- optimisation -------------------------------------------------------------------
+    def configure_optimizers(self):
+        return build_optimizers(self.model, self.config.optim)
+
+    def _reset_window(self) -> None:
+        """Start accumulating the metrics of the next log window."""
+        self._window = {"loss": 0.0, "ar": 0.0, "md": 0.0, "n_ar": 0, "n_md": 0, "steps": 0}
+        self._window_started = time.perf_counter()
+
+    def training_step(self, batch: dict, batch_idx: int) -> None:
+        cfg = self.config
+        step, tokens = int(batch["step"]), batch["tokens"]
+        optimizers = self.optimizers()
+        optimizers = optimizers if isinstance(optimizers, list) else [optimizers]
+        lr_multiplier = wsd_multiplier(
+            step, self.plan.steps,
+            warmup_fraction=cfg.optim.warmup_fraction, decay_fraction=cfg.optim.decay_fraction,
+            final_fraction=cfg.optim.final_lr_fraction, shape=cfg.optim.decay_shape,
+        )
+        set_lr_multiplier([o.optimizer for o in optimizers], lr_multiplier)
+
+        if self._generator is None or self._generator.device != tokens.device:
+            self._generator = torch.Generator(device=tokens.device)
+        self._generator.manual_seed(step_seed(cfg.train.seed, step))
+        is_ar = ar_sequence_flags(cfg.objective.alpha, step * len(tokens), len(tokens))
+        out = dual_objective_loss(
+            self.model, tokens, is_ar, self.special, self._generator,
+            stratified=cfg.objective.mask_rate_sampling == "stratified",
+            min_mask_rate=cfg.objective.min_mask_rate,
+            document_masking=cfg.data.document_masking,
+        )
+        self.manual_backward(out.loss)
+        if cfg.optim.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.optim.grad_clip)
+        for optimizer in optimizers:
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+
+        losses = out.sequence_losses.detach()
+        n_ar = int(is_ar.sum())
+        w = self._window
+        w["loss"] = w["loss"] + out.loss.detach()
+        w["ar"] = w["ar"] + (losses * out.is_ar).sum()
+        w["md"] = w["md"] + (losses * ~out.is_ar).sum()
+        w["n_ar"] += n_ar
+        w["n_md"] += len(tokens) - n_ar
+        w["steps"] += 1
+
+        done = step + 1
+        if done % cfg.train.log_interval == 0 or done == self.plan.steps:
+            self._log_window(done, lr_multiplier * cfg.optim.lr)
+        if (cfg.train.eval_interval and done % cfg.train.eval_interval == 0) or done == self.plan.steps:
+            self._evaluate(done)
+
+    # -- logging ------------------------------------------------------------------------
+    def _log_window(self, done: int, lr: float) -> None:
+        w = self._window
+        loss = float(w["loss"]) / w["steps"]  # the one host sync of the window
+        if not math.isfinite(loss):
+            raise NonFiniteLossError(f"training loss became {loss} by step {done}")
+        elapsed = time.perf_counter() - self._window_started
+        self.train_time_s += elapsed
+        tokens_per_step = self.config.train.batch_size * self.config.model.seq_len
+        row = {
+            "step": done,
+            "tokens_seen": done * tokens_per_step,
+            "epoch": self.plan.epoch_at(done - 1),
+            "lr": lr,
+            "train_loss": loss,
+            "train_ar_loss": float(w["ar"]) / w["n_ar"] if w["n_ar"] else math.nan,
+            "train_md_loss": float(w["md"]) / w["n_md"] if w["n_md"] else math.nan,
+            "tokens_per_s": w["steps"] * tokens_per_step / elapsed,
+            "elapsed_s": self.train_time_s,
+        }
+        self._record(row)
+        self.log("train_loss", loss, prog_bar=True, logger=False)
+        self._reset_window()
+
+    def _evaluate(self, done: int) -> None:
+        started = time.perf_counter()
+        cfg = self.config
+        with self.trainer.precision_plugin.forward_context():  # same numerics as training
+            result = held_out_losses(
+                self.model, self.held_out, self.special,
+                draws=cfg.objective.md_eval_draws, seed=cfg.objective.held_out_seed,
+                batch_size=cfg.train.batch_size, min_mask_rate=cfg.objective.min_mask_rate,
+                document_masking=cfg.data.document_masking,
+            )
+        self.evaluations.append(result)
+        tokens_per_step = cfg.train.batch_size * cfg.model.seq_len
+        self._record({
+            "step": done,
+            "tokens_seen": done * tokens_per_step,
+            "epoch": self.plan.epoch_at(done - 1),
+            "held_out_ar_loss": result.ar_loss,
+            "held_out_md_elbo": result.md_elbo,
+            "held_out_md_elbo_stderr": result.md_elbo_stderr,
+            "elapsed_s": self.train_time_s,
+        })
+        if done > 0:  # Lightning's progress bar only takes values logged inside a step
+            self.log("held_out_ar_loss", result.ar_loss, prog_bar=True, logger=False)
+        # Evaluation time is not training time: restart the throughput window after it.
+        self._window_started += time.perf_counter() - started
+
+    def _record(self, row: dict) -> None:
+        """Merge `row` into the curve row of the same step and send it to the loggers."""
+        if self.curve and self.curve[-1]["step"] == row["step"]:
+            self.curve[-1].update(row)
+        else:
+            self.curve.append(dict(row))
+        metrics = {k: v for k, v in row.items() if k != "step" and v == v}
+        for logger in self.loggers:
+            logger.log_metrics(metrics, step=row["step"])
+
+    def on_train_start(self) -> None:
+        if not self.curve:  # the untrained model: the start of every held-out curve
+            self._evaluate(0)
+        self._reset_window()

@@ -1,0 +1,179 @@
+"""`train(config, out_dir) -> RunSummary`: the one entry point of the CLI, the sweep and the tests.
+
+Order of work: the config is already validated; data is prepared (into the cache only) and
+checked against the run; only then is the run folder created, so a config or data error
+leaves nothing behind. A run that fails after that still writes its curve so far and a
+summary row with status "failed" and the error.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import datetime
+import logging
+import math
+import sys
+import time
+import traceback
+import warnings
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import pandas as pd
+import yaml
+
+from dualsweep.config import RunConfig, to_plain
+from dualsweep.results import RunSummary, code_version, curve_frame, write_parquet
+
+CONFIG_FILE = "config.yaml"
+CURVE_FILE = "curve.parquet"
+SUMMARY_FILE = "summary.parquet"
+PROGRESS_LINES = 20  # about this many progress lines per run when not on a terminal
+
+
+def _now() -> str:
+    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+
+
+def resolve_device(config: RunConfig) -> tuple[str, str]:
+    """(Lightning accelerator, Lightning precision) for the config on this machine."""
+    import torch
+
+    device = config.train.device
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("train.device: 'cuda' requested but no CUDA device is available")
+    precision = config.train.precision
+    if precision == "auto":
+        precision = "bf16-mixed" if device == "cuda" else "32"
+    return ("gpu" if device == "cuda" else "cpu"), ("32-true" if precision == "32" else precision)
+
+
+def _loggers(config: RunConfig, out_dir: Path) -> list:
+    from lightning.pytorch import loggers
+
+    made = []
+    for name in config.train.loggers:
+        if name == "csv":
+            made.append(loggers.CSVLogger(out_dir, name="logs", version=""))
+        elif name == "tensorboard":
+            made.append(loggers.TensorBoardLogger(out_dir, name="logs", version="tensorboard"))
+        elif name == "wandb":
+            made.append(loggers.WandbLogger(save_dir=str(out_dir), config=to_plain(config)))
+    return made
+
+
+@contextlib.contextmanager
+def _quiet_lightning():
+    """Hide Lightning's start-up banners and tips; our own lines say what matters."""
+    logger = logging.getLogger("lightning.pytorch")
+    level = logger.level
+    logger.setLevel(logging.WARNING)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*LeafSpec.*")
+        warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+        try:
+            yield
+        finally:
+            logger.setLevel(level)
+
+
+def train(
+    config: RunConfig,
+    out_dir: str | Path,
+    *,
+    callbacks: Sequence = (),
+    log: Callable[[str], None] = print,
+) -> RunSummary:
+    """Train one model and write OUT/config.yaml, OUT/curve.parquet and OUT/summary.parquet."""
+    import lightning as L
+    import torch
+
+    from dualsweep.data.datamodule import DualSweepData
+    from dualsweep.training.module import DualObjectiveModule
+    from dualsweep.training.progress import LineProgress
+
+    started, started_at = time.perf_counter(), _now()
+    out_dir = Path(out_dir)
+    if config.train.threads:
+        torch.set_num_threads(config.train.threads)
+    accelerator, precision = resolve_device(config)
+    data = DualSweepData(config, log=log)
+    data.setup()  # corpus and repetition checks fail here, before the run folder exists
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / CONFIG_FILE).write_text(yaml.safe_dump(to_plain(config), sort_keys=False))
+    L.seed_everything(config.train.seed, verbose=False)
+    module = DualObjectiveModule(config, data.corpus.special, data.plan, data.held_out_tokens())
+    if config.train.compile:
+        module.model = torch.compile(module.model)
+    callbacks = list(callbacks)
+    terminal_bar = config.train.progress_bar and sys.stderr.isatty()
+    if config.train.progress_bar and not terminal_bar:
+        every = config.train.log_interval * max(1, config.steps // (PROGRESS_LINES * config.train.log_interval))
+        callbacks.append(LineProgress(config.steps, every, log=log))
+    with _quiet_lightning():
+        trainer = L.Trainer(
+            accelerator=accelerator,
+            devices=1,
+            precision=precision,
+            max_epochs=1,  # the dataset holds exactly the run's steps
+            logger=_loggers(config, out_dir) or False,
+            callbacks=callbacks,
+            enable_checkpointing=False,
+            enable_progress_bar=terminal_bar,
+            enable_model_summary=False,
+            num_sanity_val_steps=0,
+            limit_val_batches=0,
+        )
+        status, error = "finished", ""
+        try:
+            trainer.fit(module, datamodule=data)
+        except Exception as e:  # noqa: BLE001 - every failure is recorded, then reported
+            status, error = "failed", f"{type(e).__name__}: {e}"
+            log(traceback.format_exc())
+    curve = curve_frame(module.curve)
+    write_parquet(curve, out_dir / CURVE_FILE)
+    held_out = curve.dropna(subset=["held_out_ar_loss"])
+    trained = curve.dropna(subset=["train_loss"])
+    steps = int(trained["step"].iloc[-1]) if len(trained) else 0
+    tokens = steps * config.train.batch_size * config.model.seq_len
+
+    def final(column: str) -> float:
+        return float(held_out[column].iloc[-1]) if len(held_out) else math.nan
+
+    def best(column: str) -> float:
+        return float(held_out[column].min()) if len(held_out) else math.nan
+
+    summary = RunSummary(
+        config=config,
+        status=status,
+        error=error,
+        n_parameters=module.model.num_parameters(),
+        n_non_embedding_parameters=module.model.num_parameters(non_embedding=True),
+        steps=steps,
+        tokens=tokens,
+        unique_tokens=config.unique_tokens,
+        unique_sequences=config.unique_sequences,
+        epochs=tokens / config.unique_tokens,
+        unique_subset_hash=data.unique_subset_hash(),
+        corpus_hash=data.corpus.corpus_hash,
+        held_out_tokens=module.evaluations[0].tokens if module.evaluations else 0,
+        final_held_out_ar_loss=final("held_out_ar_loss"),
+        best_held_out_ar_loss=best("held_out_ar_loss"),
+        final_held_out_md_elbo=final("held_out_md_elbo"),
+        best_held_out_md_elbo=best("held_out_md_elbo"),
+        final_held_out_md_elbo_stderr=final("held_out_md_elbo_stderr"),
+        train_time_s=module.train_time_s,
+        wall_time_s=time.perf_counter() - started,
+        tokens_per_s=tokens / module.train_time_s if module.train_time_s > 0 else math.nan,
+        accelerator=accelerator,
+        precision_used=precision,
+        started_at=started_at,
+        finished_at=_now(),
+        code_version=code_version(),
+    )
+    write_parquet(pd.DataFrame([summary.row()]), out_dir / SUMMARY_FILE)
+    return summary
