@@ -30,7 +30,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     from dualsweep.training.run import SUMMARY_FILE
 
     if (out / SUMMARY_FILE).exists() and not args.force:
-        raise ConfigError(f"--out: {out} already holds a finished run ({SUMMARY_FILE}); use --force to overwrite")
+        raise ConfigError(
+            f"--out: {out} already holds a finished run ({SUMMARY_FILE}); use --force to overwrite"
+        )
     from dualsweep.data import DataError
     from dualsweep.training import train
 
@@ -59,15 +61,20 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
 
     train = commands.add_parser(
-        "train", help="train one model at one (alpha, repetitions) point",
+        "train",
+        help="train one model at one (alpha, repetitions) point",
         description="Train one model; writes OUT/config.yaml, OUT/curve.parquet and OUT/summary.parquet.",
     )
-    train.add_argument("--config", required=True, help="a run config or a sweep file (its base is used)")
+    train.add_argument(
+        "--config", required=True, help="a run config or a sweep file (its base is used)"
+    )
     train.add_argument("--alpha", help="AR weight in [0, 1]; fractions like 63/64 allowed")
     train.add_argument("--repetitions", "-R", help="data repetitions R (a positive integer)")
     train.add_argument("--seed", help="training seed")
     train.add_argument(
-        "--set", action="append", metavar="KEY=VALUE",
+        "--set",
+        action="append",
+        metavar="KEY=VALUE",
         help="override any config field, e.g. --set d_model=64 or --set optim.lr=1e-3 (repeatable)",
     )
     train.add_argument("--out", required=True, help="run folder to create")

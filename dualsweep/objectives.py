@@ -168,9 +168,17 @@ def dual_objective_loss(
     inputs, masked, rates = tokens, None, torch.ones(B, device=tokens.device)
     if n_ar < B:  # some MD sequences: rates and masks are drawn for them only
         md_rows = torch.from_numpy(np.flatnonzero(~is_ar)).to(tokens.device)
-        rates = rates.index_copy(0, md_rows, sample_mask_rates(
-            B - n_ar, generator, stratified=stratified, min_rate=min_mask_rate, device=tokens.device
-        ))
+        rates = rates.index_copy(
+            0,
+            md_rows,
+            sample_mask_rates(
+                B - n_ar,
+                generator,
+                stratified=stratified,
+                min_rate=min_mask_rate,
+                device=tokens.device,
+            ),
+        )
         maskable = maskable_positions(tokens, special) & ~ar_rows[:, None]
         inputs, masked = mask_tokens(tokens, rates, maskable, special.mask, generator)
     if n_ar == B:
@@ -189,7 +197,9 @@ def dual_objective_loss(
     elif n_ar == 0:
         sums = md_nll_sums(nll, targets, masked, rates)
     else:
-        sums = torch.where(ar_rows, ar_nll_sums(nll, targets), md_nll_sums(nll, targets, masked, rates))
+        sums = torch.where(
+            ar_rows, ar_nll_sums(nll, targets), md_nll_sums(nll, targets, masked, rates)
+        )
     sequence_losses = sums / n_targets
     return MixedLoss(loss=sequence_losses.mean(), sequence_losses=sequence_losses, is_ar=ar_rows)
 

@@ -70,7 +70,9 @@ class RunSummary:
     code_version: str = ""
 
     def row(self) -> dict[str, Any]:
-        measured = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "config"}
+        measured = {
+            f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "config"
+        }
         config = flat_fields(self.config)
         assert not set(config) & set(measured), "a measured column shadows a config field"
         return {"run_key": run_key(self.config), **config, **measured}
@@ -99,11 +101,17 @@ def code_version() -> str:
     try:
         commit = subprocess.run(
             ["git", "-C", str(root), "rev-parse", "--short=12", "HEAD"],
-            capture_output=True, text=True, timeout=5, check=True,
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=True,
         ).stdout.strip()
         dirty = subprocess.run(
             ["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
-            capture_output=True, text=True, timeout=5, check=True,
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=True,
         ).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return __version__

@@ -68,7 +68,9 @@ def coerce(value: Any, tp: Any, path: str) -> Any:
             return tuple(coerce(v, args[0], f"{path}[{i}]") for i, v in enumerate(value))
         if len(value) != len(args):
             fail(path, value, f"expected a list of {len(args)} values")
-        return tuple(coerce(v, a, f"{path}[{i}]") for i, (v, a) in enumerate(zip(value, args)))
+        return tuple(
+            coerce(v, a, f"{path}[{i}]") for i, (v, a) in enumerate(zip(value, args, strict=True))
+        )
     if tp is bool:
         if not isinstance(value, bool):
             fail(path, value, "expected true or false")
@@ -144,12 +146,13 @@ def field_docs(cls: type) -> dict[str, str]:
     """The one-line docstring written under each field of a config class."""
     import ast
     import inspect
+    import itertools
     import textwrap
 
     tree = ast.parse(textwrap.dedent(inspect.getsource(cls)))
     body = tree.body[0].body  # type: ignore[attr-defined]
     docs = {}
-    for stmt, after in zip(body, body[1:]):
+    for stmt, after in itertools.pairwise(body):
         if (
             isinstance(stmt, ast.AnnAssign)
             and isinstance(stmt.target, ast.Name)

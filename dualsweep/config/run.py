@@ -118,16 +118,26 @@ class DataConfig:
             self.validation_fraction,
             "must be strictly between 0 and 1",
         )
-        _check(self.validation_sequences >= 1, "validation_sequences", self.validation_sequences,
-               "must be positive")
+        _check(
+            self.validation_sequences >= 1,
+            "validation_sequences",
+            self.validation_sequences,
+            "must be positive",
+        )
         _check(self.max_documents >= 0, "max_documents", self.max_documents, "must be >= 0")
         if self.source in ("text_dir", "jsonl", "shards"):
             _check(bool(self.path), "path", self.path, f"is required for source {self.source!r}")
         if self.source == "hf":
-            _check(bool(self.hf_dataset), "hf_dataset", self.hf_dataset, "is required for source 'hf'")
+            _check(
+                bool(self.hf_dataset), "hf_dataset", self.hf_dataset, "is required for source 'hf'"
+            )
         if self.source == "shards":
-            _check(self.shard_eos_id >= 0, "shard_eos_id", self.shard_eos_id,
-                   "is required for source 'shards' (the document separator id)")
+            _check(
+                self.shard_eos_id >= 0,
+                "shard_eos_id",
+                self.shard_eos_id,
+                "is required for source 'shards' (the document separator id)",
+            )
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -145,8 +155,12 @@ class ObjectiveConfig:
 
     def __post_init__(self) -> None:
         _check(0.0 <= self.alpha <= 1.0, "alpha", self.alpha, "must be in [0, 1]")
-        _check(0 < self.min_mask_rate < 1, "min_mask_rate", self.min_mask_rate,
-               "must be strictly between 0 and 1")
+        _check(
+            0 < self.min_mask_rate < 1,
+            "min_mask_rate",
+            self.min_mask_rate,
+            "must be strictly between 0 and 1",
+        )
         _check(self.md_eval_draws >= 1, "md_eval_draws", self.md_eval_draws, "must be positive")
 
 
@@ -178,19 +192,35 @@ class OptimConfig:
     def __post_init__(self) -> None:
         for name in ("lr", "muon_lr"):
             _check(getattr(self, name) > 0, name, getattr(self, name), "must be positive")
-        _check(0 <= self.muon_momentum < 1, "muon_momentum", self.muon_momentum, "must be in [0, 1)")
+        _check(
+            0 <= self.muon_momentum < 1, "muon_momentum", self.muon_momentum, "must be in [0, 1)"
+        )
         _check(all(0 <= b < 1 for b in self.betas), "betas", self.betas, "must be in [0, 1)")
         _check(self.weight_decay >= 0, "weight_decay", self.weight_decay, "must be >= 0")
-        _check(0 <= self.warmup_fraction <= 1, "warmup_fraction", self.warmup_fraction, "must be in [0, 1]")
-        _check(0 <= self.decay_fraction <= 1, "decay_fraction", self.decay_fraction, "must be in [0, 1]")
+        _check(
+            0 <= self.warmup_fraction <= 1,
+            "warmup_fraction",
+            self.warmup_fraction,
+            "must be in [0, 1]",
+        )
+        _check(
+            0 <= self.decay_fraction <= 1,
+            "decay_fraction",
+            self.decay_fraction,
+            "must be in [0, 1]",
+        )
         _check(
             self.warmup_fraction + self.decay_fraction <= 1,
             "decay_fraction",
             self.decay_fraction,
             f"plus warmup_fraction={self.warmup_fraction} must not exceed 1",
         )
-        _check(0 <= self.final_lr_fraction <= 1, "final_lr_fraction", self.final_lr_fraction,
-               "must be in [0, 1]")
+        _check(
+            0 <= self.final_lr_fraction <= 1,
+            "final_lr_fraction",
+            self.final_lr_fraction,
+            "must be in [0, 1]",
+        )
         _check(self.grad_clip >= 0, "grad_clip", self.grad_clip, "must be >= 0")
 
 
@@ -227,8 +257,12 @@ class TrainConfig:
             _check(getattr(self, name) >= 1, name, getattr(self, name), "must be positive")
         _check(self.eval_interval >= 0, "eval_interval", self.eval_interval, "must be >= 0")
         _check(self.threads >= 0, "threads", self.threads, "must be >= 0")
-        _check(len(set(self.loggers)) == len(self.loggers), "loggers", self.loggers,
-               "lists a logger twice")
+        _check(
+            len(set(self.loggers)) == len(self.loggers),
+            "loggers",
+            self.loggers,
+            "lists a logger twice",
+        )
 
 
 SECTIONS = {

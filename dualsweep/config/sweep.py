@@ -62,8 +62,17 @@ class SweepConfig:
         ]
 
 
-SWEEP_KEYS = ("name", "description", "base", "grid", "points", "seeds", "resources",
-              "max_concurrent_trials", "retries")
+SWEEP_KEYS = (
+    "name",
+    "description",
+    "base",
+    "grid",
+    "points",
+    "seeds",
+    "resources",
+    "max_concurrent_trials",
+    "retries",
+)
 
 
 def is_sweep_mapping(raw: Any) -> bool:
@@ -110,14 +119,18 @@ def sweep_from_dict(raw: dict, base: RunConfig) -> SweepConfig:
         try:
             base.replace(alpha=point.alpha, repetitions=point.repetitions)
         except ConfigError as e:
-            raise ConfigError(f"points[{i}] (alpha={point.alpha}, repetitions={point.repetitions}): {e}") from None
+            raise ConfigError(
+                f"points[{i}] (alpha={point.alpha}, repetitions={point.repetitions}): {e}"
+            ) from None
     return sweep
 
 
 def _points(raw: dict) -> tuple[Point, ...]:
     """The union of `grid` (a product) and `points` (a list), duplicates refused."""
     if "grid" not in raw and "points" not in raw:
-        raise ConfigError("points: a sweep needs `grid` (lists of alpha and repetitions) or `points`")
+        raise ConfigError(
+            "points: a sweep needs `grid` (lists of alpha and repetitions) or `points`"
+        )
     listed: list[tuple[str, Point]] = []
     if "grid" in raw:
         grid = raw["grid"]

@@ -137,7 +137,9 @@ def _build(config: DataConfig, vocab_size: int, directory: Path, log) -> None:
     if config.source == "shards":
         documents, special, tokenizer_file = _shard_documents(config, vocab_size)
     else:
-        documents, special, tokenizer_file = _text_documents(config, vocab_size, directory.parent.parent)
+        documents, special, tokenizer_file = _text_documents(
+            config, vocab_size, directory.parent.parent
+        )
     train = [d for d, held_out in documents if not held_out]
     validation = [d for d, held_out in documents if held_out]
     if not train or not validation:
@@ -207,24 +209,27 @@ def _text_documents(config: DataConfig, vocab_size: int, cache_dir: Path):
         )
     texts = [t for t in _limited(text_documents(config), config.max_documents) if t.strip()]
     held_out = [is_validation(t.encode("utf-8"), config.validation_fraction) for t in texts]
-    train_texts = [t for t, h in zip(texts, held_out) if not h]
+    train_texts = [t for t, h in zip(texts, held_out, strict=True) if not h]
     train_hash = hashlib.sha256("\x00".join(train_texts).encode("utf-8")).hexdigest()
     tokenizer, tokenizer_path = cached_tokenizer(train_texts, train_hash, vocab_size, cache_dir)
     encoded = [np.asarray(e.ids, dtype=np.int64) for e in tokenizer.encode_batch(texts)]
-    return list(zip(encoded, held_out)), TOKENIZER_SPECIALS, str(tokenizer_path)
+    return list(zip(encoded, held_out, strict=True)), TOKENIZER_SPECIALS, str(tokenizer_path)
 
 
 def _shard_documents(config: DataConfig, vocab_size: int):
     special = shard_specials(vocab_size, config.shard_eos_id)
-    documents = []
-    for tokens in _limited(shard_documents(config), config.max_documents):
-        top = int(tokens.max())
-        if top >= special.pad:
-            raise DataError(
-                f"model.vocab_size: shards hold token id {top}, but ids >= vocab_size - 3 = {special.pad} "
-                "are reserved for pad, bos and mask; raise model.vocab_size"
-            )
-        documents.append((tokens, is_validation(tokens.astype(np.int64).tobytes(), config.validation_fraction)))
     if config.shard_eos_id >= special.pad:
-        raise DataError(f"data.shard_eos_id: {config.shard_eos_id} must be below vocab_size - 3 = {special.pad}")
-    return documents, special, None
+        raise DataError(
+            f"data.shard_eos_id: {config.shard_eos_id} must be below vocab_size - 3 = {special.pad}"
+        )
+    documents = list(_limited(shard_documents(config), config.max_documents))
+    top = max(int(d.max()) for d in documents) if documents else -1
+    if top >= special.pad:
+        raise DataError(
+            f"model.vocab_size: shards hold token ids up to {top}, but ids >= vocab_size - 3 = "
+            f"{special.pad} are reserved for pad, bos and mask; raise model.vocab_size"
+        )
+    held_out = (
+        is_validation(d.astype(np.int64).tobytes(), config.validation_fraction) for d in documents
+    )
+    return list(zip(documents, held_out, strict=True)), special, None

@@ -57,7 +57,9 @@ class DualSweepData(L.LightningDataModule):
 
     @property
     def unique_subset(self) -> np.ndarray:
-        return self.corpus.training_sequences(self.config.model.seq_len)[: self.plan.unique_sequences]
+        return self.corpus.training_sequences(self.config.model.seq_len)[
+            : self.plan.unique_sequences
+        ]
 
     def unique_subset_hash(self) -> str:
         return subset_hash(self.unique_subset, self.plan.unique_sequences)
@@ -72,7 +74,11 @@ class DualSweepData(L.LightningDataModule):
         dataset = StepBatches(self.unique_subset, self.plan, self.start_step)
         # Batches are whole steps (batch_size=None); the memmap gather is cheap, so no workers.
         return DataLoader(
-            dataset, batch_size=None, shuffle=False, num_workers=0, pin_memory=torch.cuda.is_available()
+            dataset,
+            batch_size=None,
+            shuffle=False,
+            num_workers=0,
+            pin_memory=torch.cuda.is_available(),
         )
 
     def state_dict(self) -> dict:

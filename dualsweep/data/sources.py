@@ -28,7 +28,9 @@ def _files(config: DataConfig, suffixes: tuple[str, ...]) -> list[Path]:
     if root.is_file() and root.suffix in suffixes:
         return [root]
     if not root.is_dir():
-        raise DataError(f"data.path: {config.path!r} is not a folder or a {'/'.join(suffixes)} file")
+        raise DataError(
+            f"data.path: {config.path!r} is not a folder or a {'/'.join(suffixes)} file"
+        )
     files = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix in suffixes)
     if not files:
         raise DataError(f"data.path: no {'/'.join(suffixes)} files under {config.path!r}")
@@ -48,8 +50,11 @@ def fingerprint(config: DataConfig) -> dict:
     root = Path(config.path).expanduser().resolve()
     return {
         "files": [
-            [str(p.resolve().relative_to(root)) if p.resolve() != root else p.name,
-             p.stat().st_size, p.stat().st_mtime_ns]
+            [
+                str(p.resolve().relative_to(root)) if p.resolve() != root else p.name,
+                p.stat().st_size,
+                p.stat().st_mtime_ns,
+            ]
             for p in files
         ]
     }
@@ -103,7 +108,9 @@ def _hf_documents(config: DataConfig) -> Iterator[str]:
     for record in dataset:
         text = record.get(config.text_field)
         if not isinstance(text, str):
-            raise DataError(f"data.text_field: {config.text_field!r} is not a text field of {config.hf_dataset}")
+            raise DataError(
+                f"data.text_field: {config.text_field!r} is not a text field of {config.hf_dataset}"
+            )
         yield text
 
 
@@ -114,7 +121,9 @@ def shard_documents(config: DataConfig) -> Iterator[np.ndarray]:
         if path.suffix == ".npy":
             stream = np.load(path, mmap_mode="r")
             if stream.ndim != 1 or stream.dtype.kind not in "iu":
-                raise DataError(f"{path}: expected a 1-D integer array, got {stream.dtype} {stream.shape}")
+                raise DataError(
+                    f"{path}: expected a 1-D integer array, got {stream.dtype} {stream.shape}"
+                )
         else:
             stream = np.memmap(path, dtype=dtype, mode="r")
         ends = np.flatnonzero(stream == config.shard_eos_id) + 1

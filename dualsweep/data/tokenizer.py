@@ -30,7 +30,9 @@ def train_tokenizer(documents: Sequence[str], vocab_size: int):
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
     if vocab_size < MIN_BPE_VOCAB:
-        raise ValueError(f"model.vocab_size: byte-level BPE needs at least {MIN_BPE_VOCAB} (got {vocab_size})")
+        raise ValueError(
+            f"model.vocab_size: byte-level BPE needs at least {MIN_BPE_VOCAB} (got {vocab_size})"
+        )
     tokenizer = Tokenizer(models.BPE())
     tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tokenizer.decoder = decoders.ByteLevel()
@@ -46,7 +48,9 @@ def train_tokenizer(documents: Sequence[str], vocab_size: int):
     return tokenizer
 
 
-def cached_tokenizer(documents: Sequence[str], documents_hash: str, vocab_size: int, cache_dir: Path):
+def cached_tokenizer(
+    documents: Sequence[str], documents_hash: str, vocab_size: int, cache_dir: Path
+):
     """Load the tokenizer for these documents from the cache, training and saving it if absent."""
     from tokenizers import Tokenizer
 

@@ -56,8 +56,12 @@ def held_out_losses(
             for k in range(draws)
         ]
         ar, md, counts = held_out_sums(
-            model, batch, special, generators,
-            min_mask_rate=min_mask_rate, document_masking=document_masking,
+            model,
+            batch,
+            special,
+            generators,
+            min_mask_rate=min_mask_rate,
+            document_masking=document_masking,
         )
         ar_total += ar.double().sum()
         md_totals += md.double().sum(dim=1)
@@ -66,8 +70,13 @@ def held_out_losses(
     per_draw = (md_totals / n_targets).tolist()
     mean = sum(per_draw) / draws
     stderr = (
-        math.sqrt(sum((x - mean) ** 2 for x in per_draw) / (draws - 1) / draws) if draws > 1 else math.nan
+        math.sqrt(sum((x - mean) ** 2 for x in per_draw) / (draws - 1) / draws)
+        if draws > 1
+        else math.nan
     )
     return HeldOutLosses(
-        ar_loss=(ar_total / n_targets).item(), md_elbo=mean, md_elbo_stderr=stderr, tokens=int(n_targets.item())
+        ar_loss=(ar_total / n_targets).item(),
+        md_elbo=mean,
+        md_elbo_stderr=stderr,
+        tokens=int(n_targets.item()),
     )

@@ -67,9 +67,12 @@ class DualObjectiveModule(L.LightningModule):
         optimizers = self.optimizers()
         optimizers = optimizers if isinstance(optimizers, list) else [optimizers]
         lr_multiplier = wsd_multiplier(
-            step, self.plan.steps,
-            warmup_fraction=cfg.optim.warmup_fraction, decay_fraction=cfg.optim.decay_fraction,
-            final_fraction=cfg.optim.final_lr_fraction, shape=cfg.optim.decay_shape,
+            step,
+            self.plan.steps,
+            warmup_fraction=cfg.optim.warmup_fraction,
+            decay_fraction=cfg.optim.decay_fraction,
+            final_fraction=cfg.optim.final_lr_fraction,
+            shape=cfg.optim.decay_shape,
         )
         set_lr_multiplier([o.optimizer for o in optimizers], lr_multiplier)
 
@@ -78,7 +81,11 @@ class DualObjectiveModule(L.LightningModule):
         self._generator.manual_seed(step_seed(cfg.train.seed, step))
         is_ar = ar_sequence_flags(cfg.objective.alpha, step * len(tokens), len(tokens))
         out = dual_objective_loss(
-            self.model, tokens, is_ar, self.special, self._generator,
+            self.model,
+            tokens,
+            is_ar,
+            self.special,
+            self._generator,
             stratified=cfg.objective.mask_rate_sampling == "stratified",
             min_mask_rate=cfg.objective.min_mask_rate,
             document_masking=cfg.data.document_masking,
@@ -103,7 +110,9 @@ class DualObjectiveModule(L.LightningModule):
         done = step + 1
         if done % cfg.train.log_interval == 0 or done == self.plan.steps:
             self._log_window(done, lr_multiplier * cfg.optim.lr)
-        if (cfg.train.eval_interval and done % cfg.train.eval_interval == 0) or done == self.plan.steps:
+        if (
+            cfg.train.eval_interval and done % cfg.train.eval_interval == 0
+        ) or done == self.plan.steps:
             self._evaluate(done)
 
     # -- logging ------------------------------------------------------------------------
@@ -135,22 +144,28 @@ class DualObjectiveModule(L.LightningModule):
         cfg = self.config
         with self.trainer.precision_plugin.forward_context():  # same numerics as training
             result = held_out_losses(
-                self.model, self.held_out, self.special,
-                draws=cfg.objective.md_eval_draws, seed=cfg.objective.held_out_seed,
-                batch_size=cfg.train.batch_size, min_mask_rate=cfg.objective.min_mask_rate,
+                self.model,
+                self.held_out,
+                self.special,
+                draws=cfg.objective.md_eval_draws,
+                seed=cfg.objective.held_out_seed,
+                batch_size=cfg.train.batch_size,
+                min_mask_rate=cfg.objective.min_mask_rate,
                 document_masking=cfg.data.document_masking,
             )
         self.evaluations.append(result)
         tokens_per_step = cfg.train.batch_size * cfg.model.seq_len
-        self._record({
-            "step": done,
-            "tokens_seen": done * tokens_per_step,
-            "epoch": self.plan.epoch_at(done - 1),
-            "held_out_ar_loss": result.ar_loss,
-            "held_out_md_elbo": result.md_elbo,
-            "held_out_md_elbo_stderr": result.md_elbo_stderr,
-            "elapsed_s": self.train_time_s,
-        })
+        self._record(
+            {
+                "step": done,
+                "tokens_seen": done * tokens_per_step,
+                "epoch": self.plan.epoch_at(done - 1),
+                "held_out_ar_loss": result.ar_loss,
+                "held_out_md_elbo": result.md_elbo,
+                "held_out_md_elbo_stderr": result.md_elbo_stderr,
+                "elapsed_s": self.train_time_s,
+            }
+        )
         if done > 0:  # Lightning's progress bar only takes values logged inside a step
             self.log("held_out_ar_loss", result.ar_loss, prog_bar=True, logger=False)
         # Evaluation time is not training time: restart the throughput window after it.

@@ -29,7 +29,9 @@ def orthogonalise(update: torch.Tensor, steps: int = NS_STEPS, eps: float = 1e-7
     x = x / x.norm().clamp(min=eps)  # spectral norm <= Frobenius norm <= 1
     for _ in range(steps):
         gram = x @ x.T
-        x = a * x + (b * gram + c * gram @ gram) @ x
+        x = torch.addmm(
+            x, torch.addmm(gram, gram, gram, beta=b, alpha=c), x, beta=a
+        )  # aX + (bA + cA²)X
     return x.T if tall else x
 
 
@@ -95,9 +97,14 @@ def build_optimizers(model: nn.Module, config: OptimConfig) -> list[torch.optim.
             )
         else:
             muon = NewtonSchulzMuon(
-                hidden, lr=config.muon_lr, weight_decay=config.weight_decay, momentum=config.muon_momentum
+                hidden,
+                lr=config.muon_lr,
+                weight_decay=config.weight_decay,
+                momentum=config.muon_momentum,
             )
-        adamw = torch.optim.AdamW([{"params": rest, "weight_decay": 0.0}], lr=config.lr, **adamw_kwargs)
+        adamw = torch.optim.AdamW(
+            [{"params": rest, "weight_decay": 0.0}], lr=config.lr, **adamw_kwargs
+        )
         optimizers = [muon, adamw]
     for optimizer in optimizers:
         for group in optimizer.param_groups:

@@ -30,8 +30,11 @@ class LineProgress(L.Callback):
         elapsed = time.perf_counter() - self._started
         eta = elapsed / done * (self.total_steps - done)
         parts = [f"step {done}/{self.total_steps} ({100 * done / self.total_steps:.0f}%)"]
-        for key, label in (("train_loss", "train"), ("held_out_ar_loss", "held-out AR"),
-                           ("held_out_md_elbo", "held-out MD")):
+        for key, label in (
+            ("train_loss", "train"),
+            ("held_out_ar_loss", "held-out AR"),
+            ("held_out_md_elbo", "held-out MD"),
+        ):
             value = row.get(key, math.nan)
             if value == value:
                 parts.append(f"{label} {value:.3f}")

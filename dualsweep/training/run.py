@@ -9,7 +9,6 @@ summary row with status "failed" and the error.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import datetime
 import logging
 import math
@@ -112,7 +111,9 @@ def train(
     callbacks = list(callbacks)
     terminal_bar = config.train.progress_bar and sys.stderr.isatty()
     if config.train.progress_bar and not terminal_bar:
-        every = config.train.log_interval * max(1, config.steps // (PROGRESS_LINES * config.train.log_interval))
+        every = config.train.log_interval * max(
+            1, config.steps // (PROGRESS_LINES * config.train.log_interval)
+        )
         callbacks.append(LineProgress(config.steps, every, log=log))
     with _quiet_lightning():
         trainer = L.Trainer(
@@ -127,6 +128,7 @@ def train(
             enable_model_summary=False,
             num_sanity_val_steps=0,
             limit_val_batches=0,
+            log_every_n_steps=1,  # we send rows to the loggers ourselves, at log_interval
         )
         status, error = "finished", ""
         try:

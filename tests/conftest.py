@@ -1,0 +1,70 @@
+"""Shared fixtures: tiny configs, a hermetic corpus cache, a small synthetic text corpus."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import pytest
+
+from dualsweep.config import RunConfig, run_config_from_dict
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _hermetic_cache(tmp_path_factory):
+    """Prepared corpora and tokenizers go to a per-session folder, never the user's cache."""
+    mp = pytest.MonkeyPatch()
+    mp.setenv("DUALSWEEP_CACHE", str(tmp_path_factory.mktemp("dualsweep-cache")))
+    yield
+    mp.undo()
+
+
+def tiny_run_config(**flat) -> RunConfig:
+    """A run of seconds on the built-in corpus: 2 layers, width 32, 32-token sequences."""
+    raw = {
+        "model": {
+            "vocab_size": 320,
+            "n_layers": 2,
+            "d_model": 32,
+            "n_heads": 2,
+            "ffn_hidden": 64,
+            "seq_len": 32,
+        },
+        "data": {"validation_sequences": 16},
+        "objective": {"md_eval_draws": 2},
+        "optim": {"lr": 3e-3},
+        "train": {
+            "token_budget": 8 * 32 * 48,
+            "batch_size": 8,
+            "log_interval": 4,
+            "eval_interval": 16,
+            "device": "cpu",
+            "threads": 1,
+            "progress_bar": False,
+            "loggers": ["csv"],
+        },
+    }
+    return run_config_from_dict(raw).replace(**flat) if flat else run_config_from_dict(raw)
+
+
+WORDS = (
+    "alpha beta gamma delta epsilon zeta eta theta iota kappa lambda mu nu xi omicron "
+    "pi rho sigma tau upsilon phi chi psi omega"
+).split()
+
+
+def write_text_corpus(root: Path, n_documents: int = 300, seed: int = 0) -> Path:
+    """A folder of .txt documents of random Greek-letter sentences (distinct contents)."""
+    rng = random.Random(seed)
+    root.mkdir(parents=True, exist_ok=True)
+    for i in range(n_documents):
+        words = [rng.choice(WORDS) for _ in range(rng.randint(20, 80))]
+        (root / f"doc{i:04d}.txt").write_text(f"document {i}: " + " ".join(words) + ".")
+    return root
+
+
+@pytest.fixture
+def text_corpus(tmp_path) -> Path:
+    return write_text_corpus(tmp_path / "corpus")

@@ -1,0 +1,207 @@
+"""Configs: loading, validation messages, overrides, sweep files, run keys."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+import yaml
+
+from dualsweep.config import (
+    SECTIONS,
+    ConfigError,
+    RunConfig,
+    field_docs,
+    flat_fields,
+    load_run_config,
+    load_sweep,
+    run_config_from_dict,
+    run_key,
+)
+from dualsweep.config.sweep import Resources, SweepConfig
+
+from .conftest import REPO
+
+
+def test_every_field_has_a_docstring_and_a_unique_name():
+    names = []
+    for cls in (*SECTIONS.values(), RunConfig, SweepConfig, Resources):
+        fields = {f.name for f in dataclasses.fields(cls)}
+        assert set(field_docs(cls)) == fields, cls.__name__
+    for cls in SECTIONS.values():
+        names += [f.name for f in dataclasses.fields(cls)]
+    # Unique names are what lets Parquet columns and --set use plain field names.
+    assert len(names) == len(set(names))
+
+
+@pytest.mark.parametrize(
+    "raw, field, value",
+    [
+        ({"objective": {"alpha": 1.5}}, "objective.alpha", "1.5"),
+        ({"objective": {"alpha": -0.1}}, "objective.alpha", "-0.1"),
+        ({"data": {"repetitions": 0}}, "data.repetitions", "0"),
+        ({"data": {"repetitions": 2.5}}, "data.repetitions", "2.5"),
+        ({"data": {"repetitions": "many"}}, "data.repetitions", "many"),
+        ({"model": {"d_model": "wide"}}, "model.d_model", "wide"),
+        ({"model": {"tie_embeddings": "yes"}}, "model.tie_embeddings", "yes"),
+        ({"model": {"d_modle": 64}}, "model.d_modle", "did you mean 'd_model'"),
+        ({"modle": {}}, "modle", "did you mean 'model'"),
+        ({"model": {"n_heads": 3}}, "model.n_heads", "3"),
+        ({"optim": {"optimizer": "sgd"}}, "optim.optimizer", "sgd"),
+        ({"optim": {"betas": [0.9]}}, "optim.betas", "0.9"),
+        ({"train": {"loggers": ["csv", "print"]}}, "train.loggers[1]", "print"),
+        ({"data": {"source": "jsonl"}}, "data.path", "required"),
+    ],
+)
+def test_errors_name_the_field_and_the_value(raw, field, value):
+    with pytest.raises(ConfigError) as info:
+        run_config_from_dict(raw)
+    message = str(info.value)
+    assert message.startswith(field + ":"), message
+    assert value in message
+
+
+def test_budget_too_small_for_one_batch_at_that_repetition():
+    # 16 x 128 = 2048 tokens per batch; 65536 / 64 = 1024 unique tokens: less than a batch.
+    raw = {"train": {"token_budget": 65536, "batch_size": 16}, "model": {"seq_len": 128}}
+    run_config_from_dict({**raw, "data": {"repetitions": 32}})  # 2048: exactly one batch
+    with pytest.raises(
+        ConfigError, match=r"^data\.repetitions: R=64 leaves token_budget / R = 1024"
+    ):
+        run_config_from_dict({**raw, "data": {"repetitions": 64}})
+    with pytest.raises(
+        ConfigError, match=r"^train\.token_budget: 1000 tokens is less than one batch"
+    ):
+        run_config_from_dict({"train": {"token_budget": 1000}})
+
+
+def test_numbers_as_yaml_leaves_them():
+    # PyYAML reads 2e-3 as a string and users write the paper's alphas as fractions.
+    config = run_config_from_dict(
+        yaml.safe_load(
+            "objective: {alpha: 63/64}\noptim: {lr: 2e-3}\ntrain: {token_budget: 1.0e+6}"
+        )
+    )
+    assert config.objective.alpha == 63 / 64
+    assert config.optim.lr == 0.002
+    assert config.train.token_budget == 1_000_000
+
+
+def test_derived_sizes():
+    config = run_config_from_dict(
+        {
+            "model": {"seq_len": 100},
+            "train": {"token_budget": 10_050, "batch_size": 4},
+            "data": {"repetitions": 3},
+        }
+    )
+    assert config.steps == 25  # 10050 // 400
+    assert config.tokens == 10_000
+    assert config.unique_sequences == 33  # 10050 // 3 = 3350 tokens -> 33 whole sequences
+    assert config.unique_tokens == 3300
+    assert abs(config.unique_tokens - 10_050 / 3) < 100  # to within one sequence
+
+
+def test_overrides_by_plain_or_dotted_name(tmp_path):
+    path = tmp_path / "run.yaml"
+    path.write_text("model: {d_model: 64, n_heads: 4}\n")
+    config = load_run_config(path, {"alpha": "1/4", "data.repetitions": 8, "d_model": 32})
+    assert (config.objective.alpha, config.data.repetitions, config.model.d_model) == (0.25, 8, 32)
+    with pytest.raises(ConfigError, match="^nonsense: no such config field"):
+        load_run_config(path, {"nonsense": 1})
+    with pytest.raises(ConfigError, match=r"^objective\.alpha: must be in \[0, 1\] \(got 2\.0\)"):
+        load_run_config(path, {"alpha": 2})
+
+
+def test_replace_revalidates():
+    config = RunConfig()
+    assert config.replace(alpha=0.5).objective.alpha == 0.5
+    assert config.objective.alpha == 1.0  # frozen: the original is untouched
+    with pytest.raises(ConfigError, match="objective.alpha"):
+        config.replace(alpha=3)
+
+
+def test_run_key_tracks_identity_not_presentation():
+    config = RunConfig()
+    assert run_key(config) == run_key(RunConfig())
+    assert run_key(config.replace(alpha=0.5)) != run_key(config)
+    assert run_key(config.replace(seed=1)) != run_key(config)
+    assert run_key(config.replace(progress_bar=False)) == run_key(config)
+    assert run_key(config.replace(loggers=("csv", "tensorboard"))) == run_key(config)
+
+
+def test_flat_fields_round_trip():
+    config = RunConfig().replace(alpha=0.75, repetitions=4)
+    flat = flat_fields(config)
+    assert flat["alpha"] == 0.75 and flat["repetitions"] == 4
+    assert RunConfig().replace(**flat) == config
+
+
+@pytest.mark.parametrize("path", sorted((REPO / "sweeps").glob("*.yaml")), ids=lambda p: p.name)
+def test_every_sweep_file_loads(path):
+    sweep = load_sweep(path)
+    assert sweep.name == path.stem
+    trials = sweep.trials()
+    assert len(trials) == len(sweep.points) * len(sweep.seeds)
+    assert len({run_key(t) for t in trials}) == len(trials)
+    # --config accepts a sweep file: its base run config.
+    assert load_run_config(path) == sweep.base
+
+
+def test_smoke_sweep_points():
+    sweep = load_sweep(REPO / "sweeps" / "smoke.yaml")
+    assert [(p.alpha, p.repetitions) for p in sweep.points] == [
+        (1, 1),
+        (0, 1),
+        (0.5, 4),
+        (15 / 16, 16),
+    ]
+
+
+def _sweep(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "sweep.yaml"
+    path.write_text(text)
+    return path
+
+
+BASE = "base: {train: {token_budget: 65536, batch_size: 4}, model: {seq_len: 64}}\n"
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        (
+            "name: s\n" + BASE + "grid: {alpha: [1.5], repetitions: [1]}",
+            r"^grid\.alpha\[0\]: alpha must be in \[0, 1\] \(got 1\.5\)",
+        ),
+        ("name: s\n" + BASE + "points: [[0.5, 0]]", r"^points\[0\]\.repetitions: .*\(got 0\)"),
+        (
+            "name: s\n" + BASE + "points: [[0.5, 2], {alpha: 1/2, repetitions: 2}]",
+            r"^points\[1\]: is listed twice \(also points\[0\]\)",
+        ),
+        (
+            "name: s\n" + BASE + "points: [[0.5, 2]]\nretires: 2",
+            r"^retires: unknown sweep field; did you mean 'retries'\?",
+        ),
+        (
+            "name: s\n" + BASE + "points: [[0.5, 1024]]",
+            r"^points\[0\] \(alpha=0\.5, repetitions=1024\): data\.repetitions",
+        ),
+        ("name: s\nbase: missing.yaml\npoints: [[0.5, 2]]", r"^base: base config file not found"),
+        ("name: s\n" + BASE, r"^points: a sweep needs `grid`"),
+        (BASE + "points: [[1, 1]]", r"^name: required field is missing"),
+    ],
+)
+def test_bad_sweep_files(tmp_path, text, message):
+    with pytest.raises(ConfigError, match=message):
+        load_sweep(_sweep(tmp_path, text))
+
+
+def test_sweep_base_from_a_relative_path(tmp_path):
+    (tmp_path / "base.yaml").write_text("objective: {alpha: 0.5}\n")
+    sweep = load_sweep(
+        _sweep(tmp_path, "name: s\nbase: base.yaml\ngrid: {alpha: [0, 1], repetitions: [1, 2]}\n")
+    )
+    assert len(sweep.points) == 4
+    assert [t.objective.alpha for t in sweep.trials()] == [0, 0, 1, 1]

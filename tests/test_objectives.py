@@ -1,0 +1,238 @@
+"""Objectives: closed-form AR and MD losses, masking, the AR/MD allocation and the mix."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from dualsweep.config import ModelConfig
+from dualsweep.model import BIDIRECTIONAL, CAUSAL, Transformer
+from dualsweep.objectives import (
+    SpecialTokens,
+    ar_nll_sums,
+    ar_sequence_flags,
+    document_ids,
+    dual_objective_loss,
+    held_out_sums,
+    mask_tokens,
+    maskable_positions,
+    md_nll_sums,
+    modelled,
+    next_token_nll,
+    sample_mask_rates,
+)
+
+SPECIAL = SpecialTokens(pad=0, bos=1, eos=2, mask=3)
+PAPER_ALPHAS = [0, 1 / 256, 1 / 64, 1 / 16, 1 / 4, 1 / 2, 3 / 4, 15 / 16, 63 / 64, 255 / 256, 1]
+
+
+def gen(seed=0):
+    return torch.Generator().manual_seed(seed)
+
+
+class FixedLogits(torch.nn.Module):
+    """A 'model' returning given logits whatever its input; records the attention it was asked for."""
+
+    def __init__(self, logits):
+        super().__init__()
+        self.logits = logits
+        self.calls = []
+
+    def forward(self, tokens, prefix_lengths=CAUSAL, document_ids=None):
+        self.calls.append((tokens.clone(), prefix_lengths))
+        return self.logits
+
+
+def test_ar_loss_is_shifted_cross_entropy():
+    logits = torch.randn(2, 6, 11, generator=gen())
+    tokens = torch.randint(4, 11, (2, 6), generator=gen(1))
+    targets = modelled(tokens[:, 1:], SPECIAL)
+    sums = ar_nll_sums(next_token_nll(logits, tokens), targets)
+    expected = F.cross_entropy(logits[:, :-1].reshape(-1, 11), tokens[:, 1:].reshape(-1))
+    torch.testing.assert_close(sums.sum() / 10, expected)
+
+
+def test_uniform_logits_give_log_v():
+    V = 37
+    tokens = torch.randint(4, V, (3, 9), generator=gen())
+    nll = next_token_nll(torch.zeros(3, 9, V), tokens)
+    torch.testing.assert_close(nll, torch.full((3, 8), math.log(V)))
+
+
+def test_md_loss_by_hand():
+    # V = 8, T = 4, tokens 7 6 5 4; only input 2 (token 5) is masked, so only position 1
+    # is a target. Its logits are 0 except ln 3 for token 5: p(5) = 3 / (3 + 7) = 0.3, NLL
+    # -ln 0.3. With t = 1/2 and three targets per sequence the MD loss is -ln(0.3) / 0.5 / 3.
+    V = 8
+    logits = torch.zeros(1, 4, V)
+    logits[0, 1, 5] = math.log(3)
+    tokens = torch.tensor([[7, 6, 5, 4]])
+    masked = torch.tensor([[False, False, True, False]])
+    targets = modelled(tokens[:, 1:], SPECIAL)
+    nll = next_token_nll(logits, tokens)
+    loss = md_nll_sums(nll, targets, masked, torch.tensor([0.5])) / 3
+    torch.testing.assert_close(loss, torch.tensor([-math.log(0.3) / 0.5 / 3]))
+    # Unmasked targets contribute nothing: changing their logits leaves the loss unchanged.
+    logits[0, 0] = torch.randn(V, generator=gen())
+    logits[0, 2] = torch.randn(V, generator=gen(1))
+    again = md_nll_sums(next_token_nll(logits, tokens), targets, masked, torch.tensor([0.5])) / 3
+    torch.testing.assert_close(again, loss)
+
+
+def test_md_targets_only_where_the_next_input_is_masked():
+    # Gradient of the MD loss w.r.t. the logits is non-zero exactly at positions i whose
+    # input i + 1 was masked.
+    tokens = torch.randint(4, 20, (4, 16), generator=gen())
+    rates = torch.full((4,), 0.4)
+    inputs, masked = mask_tokens(
+        tokens, rates, maskable_positions(tokens, SPECIAL), SPECIAL.mask, gen(3)
+    )
+    logits = torch.randn(4, 16, 20, generator=gen(1), requires_grad=True)
+    md_nll_sums(
+        next_token_nll(logits, tokens), modelled(tokens[:, 1:], SPECIAL), masked, rates
+    ).sum().backward()
+    has_grad = logits.grad.abs().sum(-1) > 0
+    assert torch.equal(has_grad[:, :-1], masked[:, 1:])
+    assert not has_grad[:, -1].any()
+    assert torch.equal(inputs[masked], torch.full((int(masked.sum()),), SPECIAL.mask))
+    assert torch.equal(inputs[~masked], tokens[~masked])
+
+
+def test_mask_share_is_t_and_specials_are_never_masked():
+    tokens = torch.randint(0, 30, (64, 256), generator=gen())  # ids 0..3 are the specials
+    tokens[:, 0] = 9
+    maskable = maskable_positions(tokens, SPECIAL)
+    for t in (0.1, 0.5, 0.9):
+        _, masked = mask_tokens(
+            tokens, torch.full((64,), t), maskable, SPECIAL.mask, gen(int(t * 10))
+        )
+        assert not masked[torch.isin(tokens, torch.tensor([0, 1, 3]))].any()
+        assert not masked[:, 0].any()
+        n = int(maskable.sum())
+        share = masked.sum().item() / n
+        assert abs(share - t) < 4 * math.sqrt(t * (1 - t) / n)  # binomial: 4 standard errors
+    # eos is a modelled token (the document boundary), so it can be masked.
+    _, masked = mask_tokens(tokens, torch.ones(64), maskable, SPECIAL.mask, gen())
+    assert masked[tokens == SPECIAL.eos].all()
+
+
+def test_mask_rates():
+    rates = sample_mask_rates(10_000, gen(), min_rate=1e-3)
+    assert rates.min() >= 1e-3 and rates.max() < 1
+    assert abs(rates.mean().item() - 0.5) < 4 * math.sqrt(1 / 12 / 10_000)
+    stratified = sample_mask_rates(8, gen(1), stratified=True)
+    assert sorted((stratified * 8).floor().long().tolist()) == list(range(8))  # one per stratum
+
+
+def test_md_elbo_of_uniform_predictions_is_log_v_in_expectation():
+    # For uniform logits every masked NLL is log V, and E[#masked / t | t] = #targets, so the
+    # 1/t-weighted estimate has expectation exactly log V whatever the distribution of t.
+    V, B, T = 40, 256, 64
+    tokens = torch.randint(4, V, (B, T), generator=gen())
+    model = FixedLogits(torch.zeros(B, T, V))
+    ar, md, counts = held_out_sums(model, tokens, SPECIAL, [gen(k) for k in range(8)])
+    assert torch.allclose(ar / counts, torch.full((B,), math.log(V)))
+    per_draw = md.sum(dim=1) / counts.sum()
+    estimate, stderr = per_draw.mean().item(), per_draw.std().item() / math.sqrt(8)
+    assert abs(estimate - math.log(V)) < 4 * stderr + 1e-3
+
+
+@pytest.mark.parametrize("alpha", PAPER_ALPHAS)
+def test_allocation_tracks_alpha_within_one_sequence(alpha):
+    batch, steps = 16, 600
+    flags = np.concatenate([ar_sequence_flags(alpha, s * batch, batch) for s in range(steps)])
+    cumulative = np.cumsum(flags)
+    n = np.arange(1, len(flags) + 1)
+    assert np.all(np.abs(cumulative - alpha * n) <= 0.5 + 1e-9)  # after every sequence
+    # The flags depend on the global sequence index only, not on the batch size.
+    halves = np.concatenate([ar_sequence_flags(alpha, s * 8, 8) for s in range(2 * steps)])
+    assert np.array_equal(flags, halves)
+
+
+def test_allocation_endpoints():
+    assert ar_sequence_flags(1.0, 12345, 64).all()
+    assert not ar_sequence_flags(0.0, 12345, 64).any()
+    assert ar_sequence_flags(1 / 256, 0, 256).sum() == 1
+
+
+@pytest.fixture(scope="module")
+def tiny_model():
+    torch.manual_seed(0)
+    return Transformer(
+        ModelConfig(vocab_size=24, n_layers=1, d_model=16, n_heads=2, ffn_hidden=32, seq_len=10)
+    )
+
+
+def test_alpha_one_is_exactly_the_ar_loss_and_draws_nothing(tiny_model):
+    tokens = torch.randint(4, 24, (6, 10), generator=gen())
+    g = gen(5)
+    state = g.get_state()
+    out = dual_objective_loss(tiny_model, tokens, np.ones(6, bool), SPECIAL, g)
+    logits = tiny_model(tokens)
+    expected = F.cross_entropy(logits[:, :-1].reshape(-1, 24), tokens[:, 1:].reshape(-1))
+    assert torch.equal(out.loss, expected) or torch.allclose(out.loss, expected, rtol=0, atol=1e-7)
+    assert torch.equal(g.get_state(), state)  # no MD work: no random draw
+
+
+def test_alpha_zero_is_exactly_the_md_loss(tiny_model):
+    tokens = torch.randint(4, 24, (6, 10), generator=gen())
+    out = dual_objective_loss(tiny_model, tokens, np.zeros(6, bool), SPECIAL, gen(5))
+    # The same draws, done by hand: rates, then masks, then a bidirectional forward.
+    g = gen(5)
+    rates = sample_mask_rates(6, g)
+    inputs, masked = mask_tokens(
+        tokens, rates, maskable_positions(tokens, SPECIAL), SPECIAL.mask, g
+    )
+    nll = next_token_nll(tiny_model(inputs, BIDIRECTIONAL), tokens)
+    expected = (md_nll_sums(nll, modelled(tokens[:, 1:], SPECIAL), masked, rates) / 9).mean()
+    assert torch.equal(out.loss, expected)
+
+
+def test_mixed_batch_equals_each_objective_on_its_own_rows(tiny_model):
+    tokens = torch.randint(4, 24, (4, 10), generator=gen())
+    is_ar = np.array([True, False, True, False])
+    recorder = FixedLogits(None)
+
+    def model(inputs, prefix, docs=None):
+        recorder.calls.append((inputs.clone(), prefix))
+        return tiny_model(inputs, prefix, docs)
+
+    out = dual_objective_loss(model, tokens, is_ar, SPECIAL, gen(7))
+    inputs, prefix = recorder.calls[0]
+    assert len(recorder.calls) == 1  # one forward pass for both objectives
+    assert prefix.tolist() == [CAUSAL, 10, CAUSAL, 10]
+    assert torch.equal(inputs[[0, 2]], tokens[[0, 2]])  # AR rows are never masked
+    ar_rows = [0, 2]
+    ar_alone = (
+        F.cross_entropy(
+            tiny_model(tokens[ar_rows])[:, :-1].reshape(-1, 24),
+            tokens[ar_rows, 1:].reshape(-1),
+            reduction="none",
+        )
+        .view(2, 9)
+        .mean(dim=1)
+    )
+    torch.testing.assert_close(out.sequence_losses[ar_rows], ar_alone, atol=1e-5, rtol=1e-5)
+    # MD rows: their own masked inputs, bidirectional, 1/t-weighted masked targets.
+    md_rows = [1, 3]
+    g = gen(7)  # replay the draws: rates for the two MD rows, then one uniform per position
+    rates = sample_mask_rates(2, g)
+    u = torch.rand(tokens.shape, generator=g)[md_rows]
+    masked = (u < rates[:, None]) & maskable_positions(tokens[md_rows], SPECIAL)
+    assert torch.equal(inputs[md_rows], tokens[md_rows].masked_fill(masked, SPECIAL.mask))
+    nll = next_token_nll(tiny_model(inputs[md_rows], BIDIRECTIONAL), tokens[md_rows])
+    md_alone = md_nll_sums(nll, modelled(tokens[md_rows, 1:], SPECIAL), masked, rates) / 9
+    torch.testing.assert_close(out.sequence_losses[md_rows], md_alone, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(out.loss, out.sequence_losses.mean())
+
+
+def test_document_ids():
+    tokens = torch.tensor([[5, 6, 2, 7, 8, 2, 9]])
+    assert document_ids(tokens, eos_id=2).tolist() == [[0, 0, 0, 1, 1, 1, 2]]
+    # A masked eos does not split: the attention never reveals a hidden boundary.
+    masked = torch.tensor([[5, 6, 3, 7, 8, 2, 9]])
+    assert document_ids(masked, eos_id=2).tolist() == [[0, 0, 0, 0, 0, 0, 1]]

@@ -1,0 +1,183 @@
+"""End-to-end training: the CLI, outputs, reproducibility, failures."""
+
+from __future__ import annotations
+
+import math
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from dualsweep.cli import main
+from dualsweep.config import load_run_config, run_key
+from dualsweep.results import CURVE_COLUMNS
+from dualsweep.training import train
+
+from .conftest import REPO, tiny_run_config
+
+TIMING = ["tokens_per_s", "elapsed_s", "train_time_s", "wall_time_s", "started_at", "finished_at"]
+
+
+def test_cli_train_on_the_smoke_config(tmp_path):
+    out = tmp_path / "run"
+    command = [
+        sys.executable,
+        "-m",
+        "dualsweep",
+        "train",
+        "--config",
+        str(REPO / "sweeps" / "smoke.yaml"),
+        "--alpha",
+        "0.5",
+        "--repetitions",
+        "16",
+        "--out",
+        str(out),
+    ]
+    done = subprocess.run(command, capture_output=True, text=True, env=os.environ, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert {"config.yaml", "curve.parquet", "summary.parquet"} <= {p.name for p in out.iterdir()}
+
+    expected = load_run_config(REPO / "sweeps" / "smoke.yaml", {"alpha": 0.5, "repetitions": 16})
+    assert load_run_config(out / "config.yaml") == expected  # fully resolved: it rebuilds the run
+
+    curve = pd.read_parquet(out / "curve.parquet")
+    assert list(curve.columns) == list(CURVE_COLUMNS)
+    assert curve["step"].tolist() == sorted(set(curve["step"]))
+    held_out = curve.dropna(subset=["held_out_ar_loss"])
+    assert held_out["step"].tolist() == [0, 32, 64, 96, 128]  # start, every eval_interval, end
+    assert np.isfinite(held_out[["held_out_ar_loss", "held_out_md_elbo"]].to_numpy()).all()
+    # An untrained model (init std 0.02) predicts nearly uniformly: AR loss ~ log V.
+    assert held_out["held_out_ar_loss"].iloc[0] == pytest.approx(math.log(512), abs=0.05)
+    assert held_out["held_out_ar_loss"].iloc[-1] < held_out["held_out_ar_loss"].iloc[0] - 0.5
+    trained = curve.dropna(subset=["train_loss"])
+    assert np.isfinite(
+        trained[["train_ar_loss", "train_md_loss", "lr", "tokens_per_s"]].to_numpy()
+    ).all()
+    assert trained["tokens_seen"].tolist() == [s * 16 * 64 for s in trained["step"]]
+    assert trained["epoch"].iloc[-1] == 16
+
+    (row,) = pd.read_parquet(out / "summary.parquet").to_dict("records")
+    assert row["status"] == "finished" and row["error"] == ""
+    assert (row["alpha"], row["repetitions"]) == (0.5, 16)
+    assert row["run_key"] == run_key(expected)
+    assert row["tokens"] == 131072 and row["unique_tokens"] == 131072 // 16 and row["epochs"] == 16
+    assert row["final_held_out_ar_loss"] == held_out["held_out_ar_loss"].iloc[-1]
+    assert row["best_held_out_md_elbo"] == held_out["held_out_md_elbo"].min()
+    assert len(row["unique_subset_hash"]) == 16 and row["tokens_per_s"] > 0
+
+    logged = pd.read_csv(out / "logs" / "metrics.csv")
+    assert {
+        "train_ar_loss",
+        "train_md_loss",
+        "held_out_ar_loss",
+        "held_out_md_elbo",
+        "tokens_seen",
+        "epoch",
+        "lr",
+        "tokens_per_s",
+    } <= set(logged.columns)
+    assert "held-out AR" in done.stdout  # line progress when not on a terminal
+
+
+def without(frame: pd.DataFrame, columns) -> pd.DataFrame:
+    return frame.drop(columns=[c for c in columns if c in frame.columns])
+
+
+def test_same_config_and_seed_give_identical_runs(tmp_path):
+    config = tiny_run_config(alpha=0.5, repetitions=4)
+    first, second = (
+        train(config, tmp_path / "a", log=lambda m: None),
+        train(config, tmp_path / "b", log=lambda m: None),
+    )
+    assert first.status == second.status == "finished"
+    for name in ("curve.parquet", "summary.parquet"):
+        a, b = (pd.read_parquet(tmp_path / d / name) for d in ("a", "b"))
+        pd.testing.assert_frame_equal(without(a, TIMING), without(b, TIMING))
+    other_seed = train(config.replace(seed=1), tmp_path / "c", log=lambda m: None)
+    assert other_seed.final_held_out_ar_loss != first.final_held_out_ar_loss
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--alpha", "1.5"], "objective.alpha: must be in [0, 1] (got 1.5)"),
+        (["--repetitions", "0"], "data.repetitions: must be a positive integer (got 0)"),
+        (["--repetitions", "1024"], "data.repetitions: R=1024 leaves"),
+        (["--set", "d_model=wide"], "model.d_model: expected an integer (got 'wide')"),
+        (
+            ["--set", "token_budget=100000000"],
+            "data.repetitions: R=1 with train.token_budget=100000000 needs",
+        ),
+    ],
+)
+def test_config_and_data_errors_exit_2_and_write_nothing(tmp_path, capsys, args, message):
+    out = tmp_path / "run"
+    code = main(
+        ["train", "--config", str(REPO / "sweeps" / "smoke.yaml"), *args, "--out", str(out)]
+    )
+    assert code == 2
+    assert message in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_a_finished_run_is_not_overwritten(tmp_path, capsys):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "summary.parquet").write_bytes(b"a finished run")
+    assert main(["train", "--config", str(REPO / "sweeps" / "smoke.yaml"), "--out", str(out)]) == 2
+    assert "use --force" in capsys.readouterr().err
+    assert (out / "summary.parquet").read_bytes() == b"a finished run"
+
+
+def test_a_non_finite_loss_fails_the_run_and_keeps_its_curve(tmp_path, monkeypatch):
+    import dualsweep.training.module as module
+
+    real = module.dual_objective_loss
+
+    def poisoned(model, tokens, is_ar, *args, **kwargs):
+        out = real(model, tokens, is_ar, *args, **kwargs)
+        poisoned.calls += 1
+        if poisoned.calls > 6:
+            return type(out)(
+                loss=out.loss * math.nan, sequence_losses=out.sequence_losses, is_ar=out.is_ar
+            )
+        return out
+
+    poisoned.calls = 0
+    monkeypatch.setattr(module, "dual_objective_loss", poisoned)
+    summary = train(tiny_run_config(), tmp_path / "run", log=lambda m: None)
+    assert summary.status == "failed"
+    assert summary.error.startswith("NonFiniteLossError: training loss became nan by step 8")
+    assert summary.steps == 4  # the last logged step before the failure
+    curve = pd.read_parquet(tmp_path / "run" / "curve.parquet")
+    assert curve["step"].tolist() == [0, 4]
+    assert pd.read_parquet(tmp_path / "run" / "summary.parquet")["status"].item() == "failed"
+
+
+def test_pure_objectives_log_only_their_own_loss(tmp_path):
+    ar = train(tiny_run_config(alpha=1.0), tmp_path / "ar", log=lambda m: None)
+    md = train(tiny_run_config(alpha=0.0), tmp_path / "md", log=lambda m: None)
+    assert ar.status == md.status == "finished"
+    ar_curve = pd.read_parquet(tmp_path / "ar" / "curve.parquet").dropna(subset=["train_loss"])
+    md_curve = pd.read_parquet(tmp_path / "md" / "curve.parquet").dropna(subset=["train_loss"])
+    assert (
+        ar_curve["train_md_loss"].isna().all()
+        and (ar_curve["train_ar_loss"] == ar_curve["train_loss"]).all()
+    )
+    assert md_curve["train_ar_loss"].isna().all() and np.allclose(
+        md_curve["train_md_loss"], md_curve["train_loss"]
+    )
+
+
+def test_muon_document_masking_and_stratified_rates(tmp_path):
+    config = tiny_run_config(
+        alpha=0.5, optimizer="muon", document_masking=True, mask_rate_sampling="stratified"
+    )
+    summary = train(config, tmp_path / "run", log=lambda m: None)
+    assert summary.status == "finished", summary.error
+    curve = pd.read_parquet(tmp_path / "run" / "curve.parquet").dropna(subset=["held_out_ar_loss"])
+    assert curve["held_out_ar_loss"].iloc[-1] < curve["held_out_ar_loss"].iloc[0] - 0.3
