@@ -37,7 +37,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from dualsweep.training import train
 
     try:
-        summary = train(config, out)
+        summary = train(config, out, resume=args.resume)
     except DataError as e:
         raise ConfigError(str(e)) from None
     print(
@@ -78,7 +78,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="override any config field, e.g. --set d_model=64 or --set optim.lr=1e-3 (repeatable)",
     )
     train.add_argument("--out", required=True, help="run folder to create")
-    train.add_argument("--force", action="store_true", help="overwrite a finished run in --out")
+    train.add_argument("--force", action="store_true", help="train again over a run in --out")
+    train.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue an interrupted run in --out from its checkpoint (train.checkpoint_interval)",
+    )
     train.set_defaults(handler=cmd_train)
     return parser
 

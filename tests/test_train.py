@@ -181,3 +181,69 @@ def test_muon_document_masking_and_stratified_rates(tmp_path):
     assert summary.status == "finished", summary.error
     curve = pd.read_parquet(tmp_path / "run" / "curve.parquet").dropna(subset=["held_out_ar_loss"])
     assert curve["held_out_ar_loss"].iloc[-1] < curve["held_out_ar_loss"].iloc[0] - 0.3
+
+
+def test_an_interrupted_run_resumes_to_the_same_numbers(tmp_path, monkeypatch):
+    import dualsweep.training.module as module
+
+    config = tiny_run_config(alpha=0.5, repetitions=2, checkpoint_interval=8)
+    whole = train(config, tmp_path / "whole", log=lambda m: None)
+    assert not (tmp_path / "whole" / "checkpoint.pt").exists()  # removed once finished
+    assert (tmp_path / "whole" / "model.pt").is_file()
+
+    real = module.dual_objective_loss
+
+    def crash_at_step_21(model, tokens, is_ar, *args, **kwargs):
+        crash_at_step_21.calls += 1
+        if crash_at_step_21.calls == 22:
+            raise RuntimeError("simulated crash")
+        return real(model, tokens, is_ar, *args, **kwargs)
+
+    crash_at_step_21.calls = 0
+    monkeypatch.setattr(module, "dual_objective_loss", crash_at_step_21)
+    crashed = train(config, tmp_path / "run", log=lambda m: None)
+    assert crashed.status == "failed" and "simulated crash" in crashed.error
+    assert (tmp_path / "run" / "checkpoint.pt").is_file()
+    monkeypatch.setattr(module, "dual_objective_loss", real)
+
+    logs = []
+    resumed = train(config, tmp_path / "run", log=logs.append, resume=True)
+    assert resumed.status == "finished"
+    assert any(line.startswith("resuming from step 16 of 48") for line in logs)
+    a, b = (pd.read_parquet(tmp_path / d / "curve.parquet") for d in ("whole", "run"))
+    pd.testing.assert_frame_equal(without(a, TIMING), without(b, TIMING))
+    assert resumed.final_held_out_md_elbo == whole.final_held_out_md_elbo
+    logged = pd.read_csv(
+        tmp_path / "run" / "logs" / "metrics.csv"
+    )  # rows from before the crash too
+    assert set(logged["step"]) == set(a["step"])
+
+
+def test_missing_logger_package_is_a_config_error(tmp_path, monkeypatch):
+    import importlib.util
+
+    from dualsweep.config import ConfigError
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "wandb" else real(name, *a)
+    )
+    with pytest.raises(ConfigError, match=r"^train\.loggers: 'wandb' needs the wandb package"):
+        train(tiny_run_config(loggers=("csv", "wandb")), tmp_path / "run", log=lambda m: None)
+    assert not (tmp_path / "run").exists()
+
+
+def test_tensorboard_logger(tmp_path):
+    summary = train(
+        tiny_run_config(loggers=("csv", "tensorboard")), tmp_path / "run", log=lambda m: None
+    )
+    assert summary.status == "finished"
+    assert list((tmp_path / "run" / "logs" / "tensorboard").glob("events.out.tfevents.*"))
+
+
+@pytest.mark.slow
+def test_compiled_model_trains_like_the_eager_one(tmp_path):
+    eager = train(tiny_run_config(), tmp_path / "eager", log=lambda m: None)
+    compiled = train(tiny_run_config(compile=True), tmp_path / "compiled", log=lambda m: None)
+    assert compiled.status == "finished", compiled.error
+    assert compiled.final_held_out_ar_loss == pytest.approx(eager.final_held_out_ar_loss, abs=0.02)

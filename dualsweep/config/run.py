@@ -251,12 +251,20 @@ class TrainConfig:
     """Experiment loggers: any of csv, tensorboard, wandb."""
     progress_bar: bool = field(default=True, metadata=PRESENTATION)
     """Show a progress bar while training."""
+    checkpoint_interval: int = field(default=0, metadata=PRESENTATION)
+    """Steps between resumable checkpoints, a multiple of log_interval (0 = none)."""
 
     def __post_init__(self) -> None:
         for name in ("token_budget", "batch_size", "log_interval"):
             _check(getattr(self, name) >= 1, name, getattr(self, name), "must be positive")
         _check(self.eval_interval >= 0, "eval_interval", self.eval_interval, "must be >= 0")
         _check(self.threads >= 0, "threads", self.threads, "must be >= 0")
+        _check(
+            self.checkpoint_interval >= 0 and self.checkpoint_interval % self.log_interval == 0,
+            "checkpoint_interval",
+            self.checkpoint_interval,
+            f"must be 0 or a multiple of log_interval={self.log_interval} (checkpoints are taken at log steps)",
+        )
         _check(
             len(set(self.loggers)) == len(self.loggers),
             "loggers",

@@ -8,13 +8,16 @@ Losses are accumulated on the device and read back only at log steps (no host sy
 
 from __future__ import annotations
 
+import dataclasses
 import math
+import os
 import time
+from pathlib import Path
 
 import lightning as L
 import torch
 
-from dualsweep.config import RunConfig
+from dualsweep.config import RunConfig, run_key
 from dualsweep.data.repetition import RepetitionPlan
 from dualsweep.evaluate import HeldOutLosses, held_out_losses
 from dualsweep.model import Transformer
@@ -38,6 +41,7 @@ class DualObjectiveModule(L.LightningModule):
         special: SpecialTokens,
         plan: RepetitionPlan,
         held_out: torch.Tensor,
+        checkpoint_path: Path | None = None,
     ):
         super().__init__()
         self.automatic_optimization = False
@@ -49,6 +53,8 @@ class DualObjectiveModule(L.LightningModule):
         self.curve: list[dict] = []
         self.evaluations: list[HeldOutLosses] = []
         self.train_time_s = 0.0
+        self.checkpoint_path = checkpoint_path
+        self._optimizer_states: list[dict] | None = None
         self._generator: torch.Generator | None = None
         self._reset_window()
 
@@ -108,12 +114,14 @@ class DualObjectiveModule(L.LightningModule):
         w["steps"] += 1
 
         done = step + 1
-        if done % cfg.train.log_interval == 0 or done == self.plan.steps:
+        last = done == self.plan.steps
+        if done % cfg.train.log_interval == 0 or last:
             self._log_window(done, lr_multiplier * cfg.optim.lr)
-        if (
-            cfg.train.eval_interval and done % cfg.train.eval_interval == 0
-        ) or done == self.plan.steps:
+        if (cfg.train.eval_interval and done % cfg.train.eval_interval == 0) or last:
             self._evaluate(done)
+        interval = cfg.train.checkpoint_interval
+        if self.checkpoint_path and interval and done % interval == 0 and not last:
+            self.save_checkpoint(done, [o.optimizer for o in optimizers])
 
     # -- logging ------------------------------------------------------------------------
     def _log_window(self, done: int, lr: float) -> None:
@@ -177,11 +185,53 @@ class DualObjectiveModule(L.LightningModule):
             self.curve[-1].update(row)
         else:
             self.curve.append(dict(row))
-        metrics = {k: v for k, v in row.items() if k != "step" and v == v}
+        self._send_to_loggers(row)
+
+    def _send_to_loggers(self, row: dict) -> None:
+        metrics = {k: v for k, v in row.items() if k != "step" and v == v}  # v == v: not NaN
         for logger in self.loggers:
             logger.log_metrics(metrics, step=row["step"])
 
     def on_train_start(self) -> None:
+        if self._optimizer_states is not None:  # resuming: optimizers exist only now
+            optimizers = self.optimizers()
+            optimizers = optimizers if isinstance(optimizers, list) else [optimizers]
+            for optimizer, state in zip(optimizers, self._optimizer_states, strict=True):
+                optimizer.optimizer.load_state_dict(state)
+            self._optimizer_states = None
+            for row in self.curve:  # loggers start new files: give them the rows so far
+                self._send_to_loggers(row)
         if not self.curve:  # the untrained model: the start of every held-out curve
             self._evaluate(0)
         self._reset_window()
+
+    # -- checkpoints --------------------------------------------------------------------
+    # Our own format rather than Lightning's: resuming needs the model, the optimizer
+    # states and our curve, and the data and schedule restart from `steps_done` by
+    # construction, so Lightning's loop state is not needed (nor exact for this loop).
+    def save_checkpoint(self, steps_done: int, optimizers: list[torch.optim.Optimizer]) -> None:
+        state = {
+            "run_key": run_key(self.config),
+            "steps_done": steps_done,
+            "model": self.model.state_dict(),
+            "optimizers": [o.state_dict() for o in optimizers],
+            "curve": self.curve,
+            "evaluations": [dataclasses.asdict(e) for e in self.evaluations],
+            "train_time_s": self.train_time_s,
+        }
+        tmp = self.checkpoint_path.with_name(f".{self.checkpoint_path.name}.tmp")
+        torch.save(state, tmp)
+        os.replace(tmp, self.checkpoint_path)  # a kill mid-write leaves the previous one whole
+
+    def restore(self, state: dict) -> int:
+        """Load a checkpoint's model, curve and (at train start) optimizer states; return its step."""
+        if state["run_key"] != run_key(self.config):
+            raise ValueError(
+                f"checkpoint of run {state['run_key']} does not match run {run_key(self.config)}"
+            )
+        self.model.load_state_dict(state["model"])
+        self._optimizer_states = state["optimizers"]
+        self.curve = state["curve"]
+        self.evaluations = [HeldOutLosses(**e) for e in state["evaluations"]]
+        self.train_time_s = state["train_time_s"]
+        return state["steps_done"]

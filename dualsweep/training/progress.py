@@ -18,17 +18,20 @@ class LineProgress(L.Callback):
         self.every = every
         self.write = log
         self._started = 0.0
+        self._first_step: int | None = None
 
     def on_train_start(self, trainer, module) -> None:
         self._started = time.perf_counter()
 
     def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx) -> None:
         done = int(batch["step"]) + 1
+        if self._first_step is None:  # a resumed run starts past step 0
+            self._first_step = done - 1
         if done % self.every and done != self.total_steps:
             return
         row = module.curve[-1] if module.curve else {}
         elapsed = time.perf_counter() - self._started
-        eta = elapsed / done * (self.total_steps - done)
+        eta = elapsed / (done - self._first_step) * (self.total_steps - done)
         parts = [f"step {done}/{self.total_steps} ({100 * done / self.total_steps:.0f}%)"]
         for key, label in (
             ("train_loss", "train"),

@@ -22,12 +22,15 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
-from dualsweep.config import RunConfig, to_plain
+from dualsweep.config import ConfigError, RunConfig, to_plain
 from dualsweep.results import RunSummary, code_version, curve_frame, write_parquet
 
 CONFIG_FILE = "config.yaml"
 CURVE_FILE = "curve.parquet"
 SUMMARY_FILE = "summary.parquet"
+CHECKPOINT_FILE = "checkpoint.pt"  # resumable state, deleted once the run finishes
+MODEL_FILE = "model.pt"  # the final weights (a state_dict)
+LOGGER_PACKAGES = {"tensorboard": ("tensorboard", "tensorboardX"), "wandb": ("wandb",)}
 PROGRESS_LINES = 20  # about this many progress lines per run when not on a terminal
 
 
@@ -48,6 +51,18 @@ def resolve_device(config: RunConfig) -> tuple[str, str]:
     if precision == "auto":
         precision = "bf16-mixed" if device == "cuda" else "32"
     return ("gpu" if device == "cuda" else "cpu"), ("32-true" if precision == "32" else precision)
+
+
+def check_loggers(config: RunConfig) -> None:
+    """Fail before any work when a configured logger's package is missing."""
+    import importlib.util
+
+    for name in config.train.loggers:
+        packages = LOGGER_PACKAGES.get(name, ())
+        if packages and not any(importlib.util.find_spec(p) for p in packages):
+            raise ConfigError(
+                f"train.loggers: {name!r} needs the {packages[0]} package: pip install 'dualsweep[{name}]'"
+            )
 
 
 def _loggers(config: RunConfig, out_dir: Path) -> list:
@@ -73,6 +88,9 @@ def _quiet_lightning():
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*LeafSpec.*")
         warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+        warnings.filterwarnings(
+            "ignore", message=".*exists and is not empty.*"
+        )  # resume: rows replayed
         try:
             yield
         finally:
@@ -85,8 +103,14 @@ def train(
     *,
     callbacks: Sequence = (),
     log: Callable[[str], None] = print,
+    resume: bool = False,
 ) -> RunSummary:
-    """Train one model and write OUT/config.yaml, OUT/curve.parquet and OUT/summary.parquet."""
+    """Train one model and write OUT/config.yaml, OUT/curve.parquet and OUT/summary.parquet.
+
+    With `resume`, a checkpoint left in OUT by an interrupted run of the same config is
+    loaded and training continues from its step, giving the same numbers as an
+    uninterrupted run. The final weights go to OUT/model.pt.
+    """
     import lightning as L
     import torch
 
@@ -99,15 +123,26 @@ def train(
     if config.train.threads:
         torch.set_num_threads(config.train.threads)
     accelerator, precision = resolve_device(config)
+    check_loggers(config)
     data = DualSweepData(config, log=log)
     data.setup()  # corpus and repetition checks fail here, before the run folder exists
 
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / CONFIG_FILE).write_text(yaml.safe_dump(to_plain(config), sort_keys=False))
     L.seed_everything(config.train.seed, verbose=False)
-    module = DualObjectiveModule(config, data.corpus.special, data.plan, data.held_out_tokens())
+    checkpoint_path = out_dir / CHECKPOINT_FILE
+    module = DualObjectiveModule(
+        config,
+        data.corpus.special,
+        data.plan,
+        data.held_out_tokens(),
+        checkpoint_path=checkpoint_path,
+    )
+    if resume and checkpoint_path.is_file():
+        data.start_step = module.restore(torch.load(checkpoint_path, weights_only=True))
+        log(f"resuming from step {data.start_step} of {config.steps} ({checkpoint_path})")
     if config.train.compile:
-        module.model = torch.compile(module.model)
+        module.model.compile()  # in place: parameter names (and so optimiser groups) unchanged
     callbacks = list(callbacks)
     terminal_bar = config.train.progress_bar and sys.stderr.isatty()
     if config.train.progress_bar and not terminal_bar:
@@ -136,6 +171,11 @@ def train(
         except Exception as e:  # noqa: BLE001 - every failure is recorded, then reported
             status, error = "failed", f"{type(e).__name__}: {e}"
             log(traceback.format_exc())
+    if status == "finished":
+        tmp = out_dir / f".{MODEL_FILE}.tmp"
+        torch.save(module.model.state_dict(), tmp)
+        tmp.replace(out_dir / MODEL_FILE)
+        checkpoint_path.unlink(missing_ok=True)
     curve = curve_frame(module.curve)
     write_parquet(curve, out_dir / CURVE_FILE)
     held_out = curve.dropna(subset=["held_out_ar_loss"])
