@@ -2,9 +2,11 @@
 VENV ?= .venv
 PYTHON ?= python3
 TORCH_SPEC ?= torch==2.13.0
+SWEEP ?= tiny
+STORAGE ?= runs
 PY := $(VENV)/bin/python
 
-.PHONY: install test test-slow lint format smoke clean
+.PHONY: install test test-slow lint format smoke sweep plan clean
 
 install:
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -28,7 +30,14 @@ format:
 	$(VENV)/bin/ruff format .
 
 smoke:
-	$(VENV)/bin/dualsweep train --config sweeps/smoke.yaml --alpha 0.5 --repetitions 4 --out runs/smoke
+	$(VENV)/bin/dualsweep train --config sweeps/smoke.yaml --alpha 0.5 --repetitions 4 --out runs/smoke-run --force
+
+# Run (or resume) a sweep: embedded Ray by default, a cluster when RAY_ADDRESS is set.
+sweep:
+	$(VENV)/bin/dualsweep sweep sweeps/$(SWEEP).yaml --storage $(STORAGE)
+
+plan:
+	$(VENV)/bin/dualsweep plan sweeps/$(SWEEP).yaml
 
 clean:
 	rm -rf runs .pytest_cache .ruff_cache

@@ -6,10 +6,11 @@ Exit codes: 0 success, 1 a run failed, 2 a bad config or data (nothing was writt
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
-from dualsweep.config import ConfigError, load_run_config, parse_override
+from dualsweep.config import ConfigError, load_run_config, load_sweep, parse_override
 
 EXIT_FAILED = 1
 EXIT_USAGE = 2
@@ -53,6 +54,37 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_sweep(args: argparse.Namespace) -> int:
+    sweep = load_sweep(args.sweep_file)  # validated before anything is created or launched
+    from dualsweep.sweep.runner import run_sweep
+
+    address = args.address or os.environ.get("RAY_ADDRESS") or None
+    outcome = run_sweep(sweep, results_root=args.results, storage=args.storage, address=address)
+    if outcome.failed:
+        print(
+            f"{len(outcome.failed)} trial(s) failed: {', '.join(outcome.failed)}", file=sys.stderr
+        )
+        print(
+            "their errors are in the `error` column of runs.parquet; re-run to retry them",
+            file=sys.stderr,
+        )
+        return EXIT_FAILED
+    return 0
+
+
+def cmd_plan(args: argparse.Namespace) -> int:
+    sweep = load_sweep(args.sweep_file)
+    from dualsweep.sweep.plan import format_plan, plan_sweep
+
+    peak = args.peak_tflops * 1e12
+    print(
+        format_plan(
+            sweep, plan_sweep(sweep, peak_flops=peak, mfu=args.mfu), peak_flops=peak, mfu=args.mfu
+        )
+    )
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="dualsweep",
@@ -85,6 +117,41 @@ def build_parser() -> argparse.ArgumentParser:
         help="continue an interrupted run in --out from its checkpoint (train.checkpoint_interval)",
     )
     train.set_defaults(handler=cmd_train)
+
+    sweep = commands.add_parser(
+        "sweep",
+        help="run every trial of a sweep file on Ray Tune (resumes an interrupted sweep)",
+        description="Run a sweep's trials on an embedded Ray (default) or a Ray cluster "
+        "(RAY_ADDRESS or --address); results go to RESULTS/<name>/runs.parquet and curves.parquet.",
+    )
+    sweep.add_argument("sweep_file", help="a sweep file, e.g. sweeps/smoke.yaml")
+    sweep.add_argument(
+        "--address", help="Ray cluster address (default: $RAY_ADDRESS, else embedded Ray)"
+    )
+    sweep.add_argument(
+        "--storage",
+        default="runs",
+        help="where trial folders live (shared storage on a multi-node cluster); default: runs",
+    )
+    sweep.add_argument(
+        "--results", default="results", help="root of the results tables; default: results"
+    )
+    sweep.set_defaults(handler=cmd_sweep)
+
+    plan = commands.add_parser(
+        "plan", help="print a sweep's trials, tokens and compute without launching anything"
+    )
+    plan.add_argument("sweep_file")
+    plan.add_argument(
+        "--mfu", type=float, default=0.4, help="model FLOP utilisation assumed (default 0.4)"
+    )
+    plan.add_argument(
+        "--peak-tflops",
+        type=float,
+        default=989.0,
+        help="accelerator peak TFLOP/s (default 989: H100 SXM dense bf16)",
+    )
+    plan.set_defaults(handler=cmd_plan)
     return parser
 
 

@@ -116,3 +116,47 @@ def code_version() -> str:
     except (OSError, subprocess.SubprocessError):
         return __version__
     return f"{__version__}+g{commit}{'.dirty' if dirty else ''}"
+
+
+# -- sweep tables ----------------------------------------------------------------------
+# results/<sweep>/runs.parquet: one row per trial (a run summary row plus `attempts`);
+# results/<sweep>/curves.parquet: the curve rows of every trial, keyed by `run_key`.
+# Both are rewritten atomically with one row (or one curve) per run_key, never two.
+RESULTS_ROOT = "results"
+RUNS_FILE = "runs.parquet"
+CURVES_FILE = "curves.parquet"
+
+
+@dataclass(frozen=True)
+class SweepResults:
+    runs: pd.DataFrame
+    curves: pd.DataFrame
+
+
+def sweep_dir(name: str, root: str | Path = RESULTS_ROOT) -> Path:
+    return Path(root) / name
+
+
+def upsert(path: Path, rows: pd.DataFrame) -> pd.DataFrame:
+    """Replace every row of `path` whose run_key appears in `rows` by `rows` (idempotent)."""
+    if path.is_file():
+        old = pd.read_parquet(path)
+        old = old[~old["run_key"].isin(set(rows["run_key"]))]
+        if len(old):
+            rows = pd.concat([old, rows], ignore_index=True)
+    rows = rows.sort_values([c for c in ("run_key", "step") if c in rows.columns], kind="stable")
+    rows = rows.reset_index(drop=True)
+    write_parquet(rows, path)
+    return rows
+
+
+def load(name: str, root: str | Path = RESULTS_ROOT) -> SweepResults:
+    """The tables of sweep `name` (from results/<name>/), for pandas."""
+    directory = sweep_dir(name, root)
+    runs_path, curves_path = directory / RUNS_FILE, directory / CURVES_FILE
+    if not runs_path.is_file():
+        raise FileNotFoundError(
+            f"no results for sweep {name!r}: {runs_path} does not exist (run `make sweep SWEEP={name}`)"
+        )
+    curves = pd.read_parquet(curves_path) if curves_path.is_file() else pd.DataFrame()
+    return SweepResults(runs=pd.read_parquet(runs_path), curves=curves)

@@ -1,8 +1,10 @@
 """A sweep file: a base run config plus the (alpha, repetitions) points and seeds to train.
 
-Points come either as a product of lists (`grid`) or as an explicit list (`points`); both
-may be given, and their union is the design. Every trial's run config is built and validated
-when the file is loaded, so a bad point is reported before anything launches.
+Points come as a product of lists (`grid`: every cell, or with `design: checkerboard` the
+cells whose alpha and repetition indices have an even sum, half the grid spread evenly over
+it), as an explicit list (`points`), or both (their union). Every trial's run config is
+built and validated when the file is loaded, so a bad point is reported before anything
+launches.
 """
 
 from __future__ import annotations
@@ -67,12 +69,14 @@ SWEEP_KEYS = (
     "description",
     "base",
     "grid",
+    "design",
     "points",
     "seeds",
     "resources",
     "max_concurrent_trials",
     "retries",
 )
+DESIGNS = ("full", "checkerboard")
 
 
 def is_sweep_mapping(raw: Any) -> bool:
@@ -127,6 +131,8 @@ def sweep_from_dict(raw: dict, base: RunConfig) -> SweepConfig:
 
 def _points(raw: dict) -> tuple[Point, ...]:
     """The union of `grid` (a product) and `points` (a list), duplicates refused."""
+    if "design" in raw and "grid" not in raw:
+        fail("design", raw["design"], "applies to a `grid`, and this sweep has none")
     if "grid" not in raw and "points" not in raw:
         raise ConfigError(
             "points: a sweep needs `grid` (lists of alpha and repetitions) or `points`"
@@ -139,8 +145,13 @@ def _points(raw: dict) -> tuple[Point, ...]:
         for key in ("alpha", "repetitions"):
             if not isinstance(grid[key], list) or not grid[key]:
                 fail(f"grid.{key}", grid[key], "must be a non-empty list")
+        design = raw.get("design", "full")
+        if design not in DESIGNS:
+            fail("design", design, f"must be one of {', '.join(DESIGNS)}")
         for i, a in enumerate(grid["alpha"]):
             for j, r in enumerate(grid["repetitions"]):
+                if design == "checkerboard" and (i + j) % 2:
+                    continue
                 where = f"grid (alpha[{i}], repetitions[{j}])"
                 listed.append((where, _point(a, r, f"grid.alpha[{i}]", f"grid.repetitions[{j}]")))
     if "points" in raw:

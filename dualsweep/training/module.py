@@ -54,6 +54,7 @@ class DualObjectiveModule(L.LightningModule):
         self.evaluations: list[HeldOutLosses] = []
         self.train_time_s = 0.0
         self.checkpoint_path = checkpoint_path
+        self.last_checkpoint_step: int | None = None
         self._optimizer_states: list[dict] | None = None
         self._generator: torch.Generator | None = None
         self._reset_window()
@@ -222,6 +223,7 @@ class DualObjectiveModule(L.LightningModule):
         tmp = self.checkpoint_path.with_name(f".{self.checkpoint_path.name}.tmp")
         torch.save(state, tmp)
         os.replace(tmp, self.checkpoint_path)  # a kill mid-write leaves the previous one whole
+        self.last_checkpoint_step = steps_done
 
     def restore(self, state: dict) -> int:
         """Load a checkpoint's model, curve and (at train start) optimizer states; return its step."""

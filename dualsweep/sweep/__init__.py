@@ -1,0 +1,1 @@
+"""Sweeps: trial folders and tables, planning, and the Ray Tune runner (imported lazily)."""

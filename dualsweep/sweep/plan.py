@@ -1,0 +1,112 @@
+"""Planning a sweep: sizes, tokens and compute of every trial, without launching anything.
+
+Pure arithmetic on the configs (no torch, no Ray). Training FLOPs per token follow the
+usual accounting (Kaplan et al.; PaLM's MFU formula): 6 FLOPs per matmul parameter per token
+(forward 2, backward 4), where the matmul parameters are every parameter except the
+embedding lookup (the output head's matmul counts, tied or not), plus attention's
+12 * n_layers * seq_len * d_model (QK^T and AV, forward and backward, not halved for causal
+masks since SDPA computes full tiles and MD sequences attend bidirectionally).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from dualsweep.config import ModelConfig, RunConfig, SweepConfig, run_key
+
+H100_BF16_PEAK_FLOPS = 989e12  # dense bf16, SXM
+DEFAULT_MFU = 0.4
+
+
+@dataclass(frozen=True)
+class ParameterCounts:
+    total: int
+    non_embedding: int
+    """Everything but the input embedding and an untied output head."""
+    matmul: int
+    """Parameters used in matrix multiplies: non-embedding plus the output head."""
+
+
+def parameter_counts(model: ModelConfig) -> ParameterCounts:
+    d, f, V = model.d_model, model.ffn_hidden, model.vocab_size
+    block = 4 * d * d + 3 * d * f + 2 * d  # qkv + out, gate + up + down, two RMSNorm gains
+    non_embedding = model.n_layers * block + d  # + final norm
+    head = 0 if model.tie_embeddings else V * d
+    return ParameterCounts(
+        total=non_embedding + V * d + head,
+        non_embedding=non_embedding,
+        matmul=non_embedding + V * d,
+    )
+
+
+def training_flops_per_token(model: ModelConfig) -> int:
+    attention = 12 * model.n_layers * model.seq_len * model.d_model
+    return 6 * parameter_counts(model).matmul + attention
+
+
+@dataclass(frozen=True)
+class TrialPlan:
+    run_key: str
+    alpha: float
+    repetitions: int
+    seed: int
+    parameters: int
+    tokens: int
+    unique_tokens: int
+    epochs: float
+    flops: float
+    accelerator_hours: float
+
+
+def plan_sweep(
+    sweep: SweepConfig, *, peak_flops: float = H100_BF16_PEAK_FLOPS, mfu: float = DEFAULT_MFU
+) -> list[TrialPlan]:
+    plans = []
+    for config in sweep.trials():
+        flops = float(training_flops_per_token(config.model)) * config.tokens
+        plans.append(
+            TrialPlan(
+                run_key=run_key(config),
+                alpha=config.objective.alpha,
+                repetitions=config.data.repetitions,
+                seed=config.train.seed,
+                parameters=parameter_counts(config.model).total,
+                tokens=config.tokens,
+                unique_tokens=config.unique_tokens,
+                epochs=config.tokens / config.unique_tokens,
+                flops=flops,
+                accelerator_hours=flops / (peak_flops * mfu) / 3600,
+            )
+        )
+    return plans
+
+
+def format_plan(
+    sweep: SweepConfig, plans: list[TrialPlan], *, peak_flops: float, mfu: float
+) -> str:
+    base: RunConfig = sweep.base
+    counts = parameter_counts(base.model)
+    lines = [
+        f"sweep {sweep.name}: {len(plans)} trials ({len(sweep.points)} points x {len(sweep.seeds)} seeds)",
+        f"model: {counts.total:,} parameters ({counts.non_embedding:,} non-embedding), "
+        f"{base.model.n_layers} layers, d_model {base.model.d_model}, seq_len {base.model.seq_len}",
+        f"training FLOPs per token: 6 x {counts.matmul:,} (matmul parameters) + attention "
+        f"12 x {base.model.n_layers} x {base.model.seq_len} x {base.model.d_model} = "
+        f"{training_flops_per_token(base.model):,}",
+        "",
+        f"{'alpha':>10} {'R':>5} {'seed':>4} {'tokens':>16} {'unique tokens':>16} {'epochs':>7} "
+        f"{'FLOPs':>10} {'acc-hours':>10}",
+    ]
+    for p in plans:
+        lines.append(
+            f"{p.alpha:>10.6g} {p.repetitions:>5} {p.seed:>4} {p.tokens:>16,} {p.unique_tokens:>16,} "
+            f"{p.epochs:>7.2f} {p.flops:>10.3e} {p.accelerator_hours:>10.4g}"
+        )
+    total_flops = sum(p.flops for p in plans)
+    total_hours = sum(p.accelerator_hours for p in plans)
+    lines += [
+        "",
+        f"total: {sum(p.tokens for p in plans):,} training tokens, {total_flops:.4e} FLOPs, "
+        f"{total_hours:,.1f} accelerator-hours at {mfu:.0%} MFU of {peak_flops / 1e12:g} TFLOP/s",
+    ]
+    return "\n".join(lines)

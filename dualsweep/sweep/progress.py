@@ -1,0 +1,107 @@
+"""The sweep's live progress view: trials done / running / pending / failed and an ETA.
+
+A Ray Tune callback in the driver. It prints one line whenever a trial starts, finishes,
+fails or is retried, and every `heartbeat_s` otherwise; and it hands each ended trial to
+`on_trial_end` so results are collected as they come, not only at the end.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from ray import tune
+
+
+def _clock(seconds: float) -> str:
+    seconds = int(seconds)
+    return f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
+
+
+class SweepProgress(tune.Callback):
+    def __init__(
+        self,
+        name: str,
+        to_run: dict,
+        already_finished: int,
+        *,
+        on_trial_end: Callable[[str], None],
+        log: Callable[[str], None] = print,
+        heartbeat_s: float = 30.0,
+    ):
+        self.name = name
+        self.configs = to_run  # run_key -> RunConfig of the trials launched
+        self.to_run = len(to_run)
+        self.already_finished = already_finished
+        self.on_trial_end = on_trial_end
+        self.log = log
+        self.heartbeat_s = heartbeat_s
+        self.started = time.monotonic()
+        self.last_line = 0.0
+        self.running: dict[str, float] = {}
+        self.durations: list[float] = []
+        self.finished = 0
+        self.failed = 0
+        self.retries = 0
+
+    def _key(self, trial) -> str:
+        return trial.config["run_key"]
+
+    def status_line(self, event: str = "") -> str:
+        ended = self.finished + self.failed
+        pending = self.to_run - ended - len(self.running)
+        elapsed = time.monotonic() - self.started
+        line = (
+            f"[{self.name}] {self.already_finished + self.finished}/{self.already_finished + self.to_run} done, "
+            f"{len(self.running)} running, {pending} pending, {self.failed} failed"
+            + (f", {self.retries} retried" if self.retries else "")
+            + f" | elapsed {_clock(elapsed)}"
+        )
+        if self.durations and ended < self.to_run:
+            # Remaining trials times the mean trial time, over the concurrency seen so far.
+            concurrency = max(1, len(self.running))
+            remaining = (
+                (self.to_run - ended) * sum(self.durations) / len(self.durations) / concurrency
+            )
+            line += f" | ETA {_clock(remaining)}"
+        return line + (f" | {event}" if event else "")
+
+    def _print(self, event: str = "") -> None:
+        self.last_line = time.monotonic()
+        self.log(self.status_line(event))
+
+    def on_trial_start(self, iteration, trials, trial, **info):
+        self.running[self._key(trial)] = time.monotonic()
+        self._print(f"started {self._describe(trial)}")
+
+    def _end(self, trial) -> None:
+        started = self.running.pop(self._key(trial), None)
+        if started is not None:
+            self.durations.append(time.monotonic() - started)
+        self.on_trial_end(self._key(trial))
+
+    def on_trial_complete(self, iteration, trials, trial, **info):
+        self.finished += 1
+        self._end(trial)
+        self._print(f"finished {self._describe(trial)}")
+
+    def on_trial_error(self, iteration, trials, trial, **info):
+        self.failed += 1
+        self._end(trial)
+        self._print(f"FAILED {self._describe(trial)}")
+
+    def on_trial_recover(self, iteration, trials, trial, **info):
+        self.retries += 1
+        self.running.pop(self._key(trial), None)
+        self._print(f"retrying {self._describe(trial)}")
+
+    def on_step_end(self, iteration, trials, **info):
+        if time.monotonic() - self.last_line >= self.heartbeat_s:
+            self._print()
+
+    def _describe(self, trial) -> str:
+        config = self.configs[self._key(trial)]
+        return (
+            f"alpha={config.objective.alpha:g} R={config.data.repetitions} "
+            f"seed={config.train.seed} ({self._key(trial)})"
+        )

@@ -1,0 +1,167 @@
+"""`run_sweep`: the sweep's trials on Ray Tune, embedded or on a cluster, with resume.
+
+Every run of a sweep starts by collecting the trial folders into the results tables, then
+launches only the trials without a finished row: after a crash, a Ctrl-C or a `kill -9`
+of the driver, re-running the same command finishes the sweep, never re-training a
+finished trial and resuming interrupted ones from their checkpoints. Tune's own experiment
+state is not used for this (it is snapshotted only every few seconds); the trial folders are.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import logging
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from dualsweep.config import SweepConfig, run_key, to_plain
+from dualsweep.results import RESULTS_ROOT, sweep_dir
+from dualsweep.sweep.storage import TrialStorage
+from dualsweep.sweep.trials import collect, finished_keys, record_failure
+
+DEFAULT_STORAGE = "runs"
+
+
+@dataclass(frozen=True)
+class SweepOutcome:
+    trials: int
+    finished: int
+    failed: list[str]
+    """Keys of the trials without a finished row after this run."""
+    trained: int
+    """Trials launched by this run (the rest had finished before)."""
+    wall_time_s: float
+    results_dir: Path
+
+
+@contextlib.contextmanager
+def _sweep_lock(results_dir: Path):
+    """One driver per sweep at a time: a second one would launch the same trials."""
+    import fcntl
+
+    with (results_dir / ".driver.lock").open("w") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise RuntimeError(f"another `dualsweep sweep` is running on {results_dir}") from None
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def _start_ray(address: str | None) -> bool:
+    """Join a cluster at `address`, or start an embedded one; True if we started it."""
+    import ray
+
+    if ray.is_initialized():
+        return False
+    quiet = {"log_to_driver": False, "logging_level": logging.WARNING}
+    if address:
+        ray.init(address=address, **quiet)  # the cluster's resources, not ours
+    else:
+        # "local" never attaches to a stale cluster recorded in /tmp/ray.
+        ray.init(address="local", num_cpus=os.cpu_count(), include_dashboard=False, **quiet)
+    return True
+
+
+def run_sweep(
+    sweep: SweepConfig,
+    *,
+    results_root: str | Path = RESULTS_ROOT,
+    storage: str | Path = DEFAULT_STORAGE,
+    address: str | None = None,
+    log: Callable[[str], None] = print,
+) -> SweepOutcome:
+    started = time.monotonic()
+    configs = {run_key(c): c for c in sweep.trials()}
+    results_dir = sweep_dir(sweep.name, results_root)
+    trials = TrialStorage(storage, sweep.name)
+    results_dir.mkdir(parents=True, exist_ok=True)
+    with _sweep_lock(results_dir):
+        collect(trials, results_dir, configs)  # what a killed driver left behind
+        done_before = finished_keys(results_dir) & set(configs)
+        pending = [key for key in configs if key not in done_before]
+        log(
+            f"[{sweep.name}] {len(configs)} trials: {len(done_before)} already finished, "
+            f"{len(pending)} to run; trial folders in {trials.uri or trials.root}, tables in {results_dir}"
+        )
+        if pending:
+            _tune(sweep, configs, pending, trials, results_dir, address, len(done_before), log)
+        collect(trials, results_dir, configs)
+        finished = finished_keys(results_dir) & set(configs)
+    failed = [key for key in configs if key not in finished]
+    outcome = SweepOutcome(
+        trials=len(configs),
+        finished=len(finished),
+        failed=failed,
+        trained=len(pending),
+        wall_time_s=time.monotonic() - started,
+        results_dir=results_dir,
+    )
+    log(
+        f"[{sweep.name}] {outcome.finished}/{outcome.trials} finished, {len(failed)} failed "
+        f"({outcome.trained} trained in this run, {outcome.wall_time_s:.0f}s); results in {results_dir}"
+    )
+    return outcome
+
+
+def _tune(
+    sweep, configs, pending, trials: TrialStorage, results_dir, address, done_before, log
+) -> None:
+    from ray import tune
+
+    from dualsweep.sweep.progress import SweepProgress
+    from dualsweep.sweep.trainable import run_trial
+
+    started_ray = _start_ray(address)
+    try:
+        trainable = tune.with_resources(
+            tune.with_parameters(
+                run_trial,
+                trials={key: to_plain(configs[key]) for key in pending},
+                storage=trials,
+                threads=max(1, int(sweep.resources.cpu)),
+            ),
+            {"cpu": sweep.resources.cpu, "gpu": sweep.resources.gpu},
+        )
+        progress = SweepProgress(
+            sweep.name,
+            {key: configs[key] for key in pending},
+            done_before,
+            on_trial_end=lambda key: collect(trials, results_dir, [key]),
+            log=log,
+        )
+        stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+        tuner = tune.Tuner(
+            trainable,
+            param_space={"run_key": tune.grid_search(pending)},
+            tune_config=tune.TuneConfig(
+                max_concurrent_trials=sweep.max_concurrent_trials or None,
+                reuse_actors=True,  # a fresh actor pays the torch + Lightning import per trial
+                trial_dirname_creator=lambda trial: trial.config["run_key"],
+            ),
+            run_config=tune.RunConfig(
+                name=f"{sweep.name}-{stamp}",
+                storage_path=trials.tune_storage,
+                failure_config=tune.FailureConfig(max_failures=sweep.retries),
+                callbacks=[progress],
+                verbose=0,
+            ),
+        )
+        grid = tuner.fit()
+        for result in grid:
+            if result.error is not None:
+                key = result.config["run_key"]
+                record_failure(
+                    configs[key], trials, key, f"{type(result.error).__name__}: {result.error}"
+                )
+    finally:
+        if started_ray:
+            import ray
+
+            ray.shutdown()

@@ -1,0 +1,54 @@
+"""Result tables: idempotent upserts, documented columns, and layering (no torch below)."""
+
+from __future__ import annotations
+
+import dataclasses
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+
+from dualsweep.config import RunConfig
+from dualsweep.results import CURVE_COLUMNS, RunSummary, load, upsert
+
+from .conftest import REPO
+
+
+def test_upsert_keeps_one_row_per_key(tmp_path):
+    path = tmp_path / "runs.parquet"
+    upsert(path, pd.DataFrame({"run_key": ["a", "b"], "value": [1, 2]}))
+    upsert(path, pd.DataFrame({"run_key": ["b", "c"], "value": [20, 3]}))
+    table = upsert(path, pd.DataFrame({"run_key": ["b"], "value": [20]}))  # again: no change
+    assert table.to_dict("list") == {"run_key": ["a", "b", "c"], "value": [1, 20, 3]}
+    assert pd.read_parquet(path).equals(table)
+    assert not list(tmp_path.glob(".*tmp*"))  # the temporary file was renamed away
+
+
+def test_curves_upsert_replaces_a_whole_curve(tmp_path):
+    path = tmp_path / "curves.parquet"
+    upsert(path, pd.DataFrame({"run_key": ["a", "a", "b"], "step": [0, 8, 0]}))
+    table = upsert(path, pd.DataFrame({"run_key": ["a"], "step": [0]}))
+    assert list(zip(table["run_key"], table["step"], strict=True)) == [("a", 0), ("b", 0)]
+
+
+def test_load_without_results_says_how_to_make_them(tmp_path):
+    with pytest.raises(FileNotFoundError, match=r"run `make sweep SWEEP=nothing`"):
+        load("nothing", tmp_path)
+
+
+def test_results_readme_documents_every_column():
+    readme = (REPO / "results" / "README.md").read_text()
+    measured = [f.name for f in dataclasses.fields(RunSummary) if f.name != "config"]
+    for column in [*measured, "run_key", "sweep", "attempts", "trial_dir", *CURVE_COLUMNS]:
+        assert f"`{column}`" in readme, column
+    row = RunSummary(config=RunConfig(), status="failed").row()
+    assert set(measured) <= set(row)
+
+
+def test_bottom_layers_do_not_import_torch_or_ray():
+    code = (
+        "import sys, dualsweep.config, dualsweep.results, dualsweep.sweep.plan, dualsweep.sweep.trials;"
+        "heavy = {'torch', 'lightning', 'ray'} & set(sys.modules); assert not heavy, heavy"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)

@@ -1,0 +1,281 @@
+"""Sweeps on an embedded Ray: results tables, resume after kill -9, failures, bad files, plan."""
+
+from __future__ import annotations
+
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+from dualsweep.cli import main
+from dualsweep.config import load_sweep, run_key
+from dualsweep.results import load
+from dualsweep.sweep.plan import parameter_counts, plan_sweep, training_flops_per_token
+from dualsweep.sweep.runner import run_sweep
+
+from .conftest import REPO
+
+SMOKE = REPO / "sweeps" / "smoke.yaml"
+
+
+def write_sweep(path: Path, **changes) -> Path:
+    """The smoke sweep with top-level keys replaced and `base` sections updated."""
+    raw = yaml.safe_load(SMOKE.read_text())
+    for section, fields in changes.pop("base", {}).items():
+        raw["base"].setdefault(section, {}).update(fields)
+    raw.update(changes)
+    path.write_text(yaml.safe_dump(raw))
+    return path
+
+
+def attempts(storage: Path, sweep: str, key: str) -> int:
+    lines = (storage / sweep / key / "attempts.jsonl").read_text().splitlines()
+    return len([line for line in lines if line.strip()])
+
+
+def test_smoke_sweep_end_to_end(tmp_path):
+    sweep = load_sweep(SMOKE)
+    lines: list[str] = []
+    outcome = run_sweep(
+        sweep, results_root=tmp_path / "results", storage=tmp_path / "runs", log=lines.append
+    )
+    assert outcome.finished == 4 and outcome.failed == [] and outcome.trained == 4
+    assert any(", 2 running," in line for line in lines)  # two trials at once on two cores
+
+    results = load("smoke", tmp_path / "results")
+    runs = results.runs
+    assert sorted(runs["run_key"]) == sorted(run_key(c) for c in sweep.trials())  # each once
+    assert sorted(zip(runs["alpha"], runs["repetitions"], strict=True)) == sorted(
+        (p.alpha, p.repetitions) for p in sweep.points
+    )
+    assert (runs["status"] == "finished").all() and (runs["attempts"] == 1).all()
+    for column in (
+        "final_held_out_ar_loss",
+        "best_held_out_ar_loss",
+        "final_held_out_md_elbo",
+        "tokens_per_s",
+    ):
+        assert runs[column].map(math.isfinite).all(), column
+    assert (runs["unique_tokens"] == 131072 // runs["repetitions"]).all()
+    assert set(results.curves["run_key"]) == set(runs["run_key"])
+    assert not results.curves.duplicated(["run_key", "step"]).any()
+
+    # Running it again trains nothing and changes no row.
+    again = run_sweep(
+        sweep, results_root=tmp_path / "results", storage=tmp_path / "runs", log=lines.append
+    )
+    assert again.trained == 0 and again.finished == 4
+    pd.testing.assert_frame_equal(load("smoke", tmp_path / "results").runs, runs)
+
+
+def _processes_with(marker: str) -> list[int]:
+    """PIDs whose environment carries `marker` (the driver and every Ray process it started)."""
+    pids = []
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            try:
+                if marker.encode() in (proc / "environ").read_bytes():
+                    pids.append(int(proc.name))
+            except OSError:
+                continue
+    return pids
+
+
+def _wait_for(condition, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.25)
+
+
+def test_kill_9_of_the_driver_then_rerun(tmp_path):
+    # One trial at a time, each long enough to be caught mid-way, with checkpoints.
+    path = write_sweep(
+        tmp_path / "killed.yaml",
+        name="killed",
+        max_concurrent_trials=1,
+        base={"train": {"token_budget": 524288, "checkpoint_interval": 64, "eval_interval": 128}},
+    )
+    sweep = load_sweep(path)
+    keys = [run_key(c) for c in sweep.trials()]
+    storage, results = tmp_path / "runs", tmp_path / "results"
+    marker = f"DUALSWEEP_TEST_{uuid.uuid4().hex}"
+    env = {**os.environ, marker: "1"}
+    command = [
+        sys.executable,
+        "-m",
+        "dualsweep",
+        "sweep",
+        str(path),
+        "--storage",
+        str(storage),
+        "--results",
+        str(results),
+    ]
+    driver = subprocess.Popen(
+        command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    try:
+
+        def first_done_second_checkpointed():
+            summaries = [(storage / "killed" / k / "summary.parquet").is_file() for k in keys]
+            checkpoints = [(storage / "killed" / k / "checkpoint.pt").is_file() for k in keys]
+            return any(summaries) and any(
+                c and not s for c, s in zip(checkpoints, summaries, strict=True)
+            )
+
+        _wait_for(first_done_second_checkpointed, 240, "one finished trial and one checkpointed")
+        driver.send_signal(signal.SIGKILL)
+        driver.wait()
+    finally:
+        for pid in _processes_with(marker):  # Ray's processes outlive a killed driver
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+    finished_before = {k for k in keys if (storage / "killed" / k / "summary.parquet").is_file()}
+    interrupted = {
+        k for k in keys if (storage / "killed" / k / "checkpoint.pt").is_file()
+    } - finished_before
+    assert finished_before and interrupted
+
+    outcome = run_sweep(sweep, results_root=results, storage=storage, log=lambda line: None)
+    assert outcome.finished == 4 and outcome.failed == []
+    runs = load("killed", results).runs
+    assert sorted(runs["run_key"]) == sorted(keys)  # every point once
+    for key in finished_before:  # never trained again
+        assert attempts(storage, "killed", key) == 1
+    for key in interrupted:  # restarted from its checkpoint
+        assert attempts(storage, "killed", key) == 2
+        assert "resuming from step" in (storage / "killed" / key / "train.log").read_text()
+
+
+def test_failed_trials_are_recorded_retried_and_do_not_stop_others(tmp_path):
+    # The first 20 documents of the built-in corpus hold ~24K training tokens: R = 1 needs
+    # 65,536 unique tokens and fails in data preparation; R = 4 and R = 16 need far fewer.
+    path = write_sweep(
+        tmp_path / "failing.yaml",
+        name="failing",
+        points=[[1, 1], [1, 4], [0.5, 16]],
+        retries=1,
+        base={"data": {"max_documents": 20}, "train": {"token_budget": 65536}},
+    )
+    code = main(
+        [
+            "sweep",
+            str(path),
+            "--storage",
+            str(tmp_path / "runs"),
+            "--results",
+            str(tmp_path / "results"),
+        ]
+    )
+    assert code == 1
+    runs = load("failing", tmp_path / "results").runs.set_index("repetitions")
+    assert runs.loc[1, "status"] == "failed"
+    assert "data.repetitions: R=1 with train.token_budget=65536 needs" in runs.loc[1, "error"]
+    assert runs.loc[1, "attempts"] == 2  # the first try and one retry
+    assert (runs.loc[[4, 16], "status"] == "finished").all()
+    assert (runs.loc[[4, 16], "attempts"] == 1).all()
+
+
+def test_a_diverging_trial_is_recorded_with_its_error(tmp_path):
+    path = write_sweep(
+        tmp_path / "nan.yaml",
+        name="nan",
+        points=[[1, 1]],
+        retries=0,
+        base={"optim": {"lr": 1e30, "grad_clip": 0}, "train": {"token_budget": 16384}},
+    )
+    outcome = run_sweep(
+        load_sweep(path),
+        results_root=tmp_path / "results",
+        storage=tmp_path / "runs",
+        log=lambda line: None,
+    )
+    assert len(outcome.failed) == 1
+    (row,) = load("nan", tmp_path / "results").runs.to_dict("records")
+    assert row["status"] == "failed" and row["error"].startswith(
+        "NonFiniteLossError: training loss became nan"
+    )
+    assert row["attempts"] == 1
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"retires": 1}, "retires: unknown sweep field"),
+        ({"points": [[1.5, 1]]}, "points[0].alpha: alpha must be in [0, 1] (got 1.5)"),
+        (
+            {"points": [[1, 0]]},
+            "points[0].repetitions: repetitions must be a positive integer (got 0)",
+        ),
+        ({"points": [[1, 2], [1, 2]]}, "points[1]: is listed twice (also points[0])"),
+        ({"base": "missing.yaml"}, "base: base config file not found"),
+    ],
+)
+def test_bad_sweep_files_start_nothing(tmp_path, capsys, change, message):
+    raw = yaml.safe_load(SMOKE.read_text())
+    raw.update(change)
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    results = tmp_path / "results"
+    assert (
+        main(["sweep", str(path), "--results", str(results), "--storage", str(tmp_path / "runs")])
+        == 2
+    )
+    assert message in capsys.readouterr().err
+    assert not results.exists() and not (tmp_path / "runs").exists()
+
+
+def test_plan_of_the_paper_sweep_by_hand(capsys):
+    sweep = load_sweep(REPO / "sweeps" / "paper.yaml")
+    # 24 blocks of 4 d^2 (attention) + 3 d f (SwiGLU) + 2 d (norms), a final norm, and the
+    # untied head (51200 x 1024) in the matmuls; attention adds 12 L T d per token.
+    d, f, L, T, V = 1024, 3554, 24, 2048, 51200
+    matmul = L * (4 * d * d + 3 * d * f + 2 * d) + d + V * d
+    assert parameter_counts(sweep.base.model).matmul == matmul == 415_171_584
+    per_token = 6 * matmul + 12 * L * T * d
+    assert training_flops_per_token(sweep.base.model) == per_token
+    tokens = (32_000_000_000 // (256 * T)) * 256 * T  # whole steps of 256 sequences
+    plans = plan_sweep(sweep)
+    assert len(plans) == 50
+    assert sum(p.flops for p in plans) == pytest.approx(50 * tokens * per_token, rel=1e-12)
+
+    assert main(["plan", str(REPO / "sweeps" / "paper.yaml")]) == 0
+    out = capsys.readouterr().out
+    assert "sweep paper: 50 trials" in out and f"{50 * tokens * per_token:.4e} FLOPs" in out
+
+
+def test_storage_uri_mirrors_trial_folders(tmp_path, monkeypatch):
+    # A file:// URI goes through the same pyarrow filesystem code as s3:// or gs://.
+    monkeypatch.setenv("DUALSWEEP_CACHE", str(tmp_path / "node-cache"))  # the node's staging area
+    path = write_sweep(tmp_path / "remote.yaml", name="remote", points=[[1, 4], [0.5, 16]])
+    remote = tmp_path / "bucket"
+    uri = f"file://{remote}"
+    outcome = run_sweep(
+        load_sweep(path), results_root=tmp_path / "results", storage=uri, log=lambda line: None
+    )
+    assert outcome.finished == 2
+    runs = load("remote", tmp_path / "results").runs
+    for key, trial_dir in zip(runs["run_key"], runs["trial_dir"], strict=True):
+        assert trial_dir == f"{uri}/remote/{key}"
+        mirrored = {p.name for p in (remote / "remote" / key).iterdir()}
+        assert {"summary.parquet", "curve.parquet", "model.pt", "attempts.jsonl"} <= mirrored
+        assert "checkpoint.pt" not in mirrored and ".lock" not in mirrored
+
+    # Another driver machine (empty staging) sees the trials as finished: nothing retrains.
+    monkeypatch.setenv("DUALSWEEP_CACHE", str(tmp_path / "other-machine"))
+    again = run_sweep(
+        load_sweep(path), results_root=tmp_path / "results2", storage=uri, log=lambda line: None
+    )
+    assert again.trained == 0 and again.finished == 2
