@@ -59,7 +59,11 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     from dualsweep.sweep.runner import run_sweep
 
     address = args.address or os.environ.get("RAY_ADDRESS") or None
-    outcome = run_sweep(sweep, results_root=args.results, storage=args.storage, address=address)
+    try:
+        outcome = run_sweep(sweep, results_root=args.results, storage=args.storage, address=address)
+    except (ConnectionError, RuntimeError) as e:  # no cluster, or another driver on this sweep
+        print(f"dualsweep: error: {e}", file=sys.stderr)
+        return EXIT_FAILED
     if outcome.failed:
         print(
             f"{len(outcome.failed)} trial(s) failed: {', '.join(outcome.failed)}", file=sys.stderr

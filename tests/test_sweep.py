@@ -279,3 +279,39 @@ def test_storage_uri_mirrors_trial_folders(tmp_path, monkeypatch):
         load_sweep(path), results_root=tmp_path / "results2", storage=uri, log=lambda line: None
     )
     assert again.trained == 0 and again.finished == 2
+
+
+@pytest.mark.slow
+def test_sweep_on_a_ray_cluster_via_ray_address(tmp_path):
+    """The cluster path on one machine: `ray start --head`, then RAY_ADDRESS=... dualsweep sweep."""
+    ray = str(Path(sys.executable).parent / "ray")
+    port = 6390
+    start = [
+        ray,
+        "start",
+        "--head",
+        f"--port={port}",
+        "--num-cpus=2",
+        "--include-dashboard=false",
+        "--disable-usage-stats",
+    ]
+    subprocess.run(start, check=True, capture_output=True, timeout=120)
+    try:
+        path = write_sweep(tmp_path / "cluster.yaml", name="cluster", points=[[1, 4], [0, 4]])
+        env = {**os.environ, "RAY_ADDRESS": f"127.0.0.1:{port}"}
+        command = [
+            sys.executable,
+            "-m",
+            "dualsweep",
+            "sweep",
+            str(path),
+            "--storage",
+            str(tmp_path / "runs"),
+            "--results",
+            str(tmp_path / "results"),
+        ]
+        done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr
+        assert (load("cluster", tmp_path / "results").runs["status"] == "finished").all()
+    finally:
+        subprocess.run([ray, "stop", "--force"], capture_output=True, timeout=120)

@@ -54,6 +54,15 @@ def _sweep_lock(results_dir: Path):
             fcntl.flock(f, fcntl.LOCK_UN)
 
 
+def _use_cluster_token(address: str | None) -> None:
+    """Ray 2.60 clusters authenticate clients with a token, and a client that has one but is
+    not told to use it fails to connect after ~20 s. Ray reads this setting when imported, so
+    this runs before the first `import ray`."""
+    has_token = os.environ.get("RAY_AUTH_TOKEN") or (Path.home() / ".ray" / "auth_token").is_file()
+    if address and has_token:
+        os.environ.setdefault("RAY_AUTH_MODE", "token")
+
+
 def _start_ray(address: str | None) -> bool:
     """Join a cluster at `address`, or start an embedded one; True if we started it."""
     import ray
@@ -62,7 +71,13 @@ def _start_ray(address: str | None) -> bool:
         return False
     quiet = {"log_to_driver": False, "logging_level": logging.WARNING}
     if address:
-        ray.init(address=address, **quiet)  # the cluster's resources, not ours
+        try:
+            ray.init(address=address, **quiet)  # the cluster's resources, not ours
+        except ConnectionError as e:
+            raise ConnectionError(
+                f"could not join the Ray cluster at {address} ({e}); is it running (`ray status`), "
+                "and does this client have the cluster's token (~/.ray/auth_token or RAY_AUTH_TOKEN)?"
+            ) from None
     else:
         # "local" never attaches to a stale cluster recorded in /tmp/ray.
         ray.init(address="local", num_cpus=os.cpu_count(), include_dashboard=False, **quiet)
@@ -113,6 +128,7 @@ def run_sweep(
 def _tune(
     sweep, configs, pending, trials: TrialStorage, results_dir, address, done_before, log
 ) -> None:
+    _use_cluster_token(address)
     from ray import tune
 
     from dualsweep.sweep.progress import SweepProgress
