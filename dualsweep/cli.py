@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 from dualsweep.config import ConfigError, load_run_config, load_sweep, parse_override
+from dualsweep.paths import SUMMARY_FILE
 
 EXIT_FAILED = 1
 EXIT_USAGE = 2
@@ -28,12 +29,19 @@ def _overrides(args: argparse.Namespace) -> dict:
 def cmd_train(args: argparse.Namespace) -> int:
     config = load_run_config(args.config, _overrides(args))
     out = Path(args.out)
-    from dualsweep.training.run import SUMMARY_FILE
-
     if (out / SUMMARY_FILE).exists() and not args.force:
-        raise ConfigError(
-            f"--out: {out} already holds a finished run ({SUMMARY_FILE}); use --force to overwrite"
-        )
+        import pandas as pd
+
+        status = pd.read_parquet(out / SUMMARY_FILE, columns=["status"])["status"].iloc[0]
+        if status == "finished":
+            raise ConfigError(
+                f"--out: {out} already holds a finished run; use --force to train it again"
+            )
+        if not args.resume:
+            raise ConfigError(
+                f"--out: {out} holds a {status} run; use --resume to continue it from its "
+                "checkpoint, or --force to start over"
+            )
     from dualsweep.data import DataError
     from dualsweep.training import train
 
@@ -69,10 +77,38 @@ def cmd_sweep(args: argparse.Namespace) -> int:
             f"{len(outcome.failed)} trial(s) failed: {', '.join(outcome.failed)}", file=sys.stderr
         )
         print(
-            "their errors are in the `error` column of runs.parquet; re-run to retry them",
+            "their errors are in the `error` and `evaluation_error` columns of runs.parquet; "
+            "re-run to retry them",
             file=sys.stderr,
         )
         return EXIT_FAILED
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from dualsweep.config import EvalConfig, apply_overrides, build_section, to_plain
+
+    run_dir = Path(args.run_dir)
+    if not (run_dir / "config.yaml").is_file():
+        raise ConfigError(f"{run_dir}: not a run folder (no config.yaml)")
+    config = load_run_config(run_dir / "config.yaml")
+    overrides = dict(parse_override(text) for text in args.set or [])
+    if args.tasks:
+        overrides["evaluation.tasks"] = args.tasks
+    if args.modes:
+        overrides["evaluation.modes"] = args.modes
+    raw = apply_overrides({"evaluation": to_plain(config.evaluation)}, overrides)
+    evaluation = build_section(EvalConfig, raw["evaluation"], "evaluation")
+    from dualsweep.evaluate.run import evaluate_run, format_evals
+
+    evals, held_out = evaluate_run(run_dir, evaluation, device=args.device)
+    print(
+        f"held-out AR loss {held_out.ar_loss:.4f}, MD ELBO {held_out.md_elbo:.4f} "
+        f"(+- {held_out.md_elbo_stderr:.4f} over {config.objective.md_eval_draws} draws) nats/token "
+        f"on {held_out.tokens:,} tokens"
+    )
+    print(format_evals(evals))
+    print(f"-> {run_dir / 'evals.parquet'}")
     return 0
 
 
@@ -142,6 +178,24 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sweep.set_defaults(handler=cmd_sweep)
 
+    evaluate = commands.add_parser(
+        "evaluate",
+        help="evaluate a finished run: held-out losses and multiple choice in each mode",
+        description="Score a run folder's final model on its configured tasks (evaluation section) "
+        "in AR, MD (pseudo-log-likelihood) and prefix-LM modes; writes RUN_DIR/evals.parquet.",
+    )
+    evaluate.add_argument("run_dir")
+    evaluate.add_argument("--tasks", nargs="+", help="continuation, word_order or .jsonl files")
+    evaluate.add_argument("--modes", nargs="+", help="any of ar md prefix")
+    evaluate.add_argument(
+        "--set",
+        action="append",
+        metavar="KEY=VALUE",
+        help="override an evaluation field, e.g. --set task_items=500",
+    )
+    evaluate.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
+    evaluate.set_defaults(handler=cmd_evaluate)
+
     plan = commands.add_parser(
         "plan", help="print a sweep's trials, tokens and compute without launching anything"
     )
@@ -166,8 +220,8 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as e:
         print(f"dualsweep: error: {e}", file=sys.stderr)
         return EXIT_USAGE
-    except KeyboardInterrupt:
-        print("dualsweep: interrupted", file=sys.stderr)
+    except KeyboardInterrupt as e:
+        print(f"dualsweep: {e or 'interrupted'}", file=sys.stderr)
         return 130
 
 

@@ -128,6 +128,59 @@ def ar_sequence_flags(alpha: float, first_index: int, count: int) -> np.ndarray:
 
 
 @dataclass(frozen=True)
+class Corruption:
+    """What the model sees for a batch: clean tokens for AR rows, masked tokens for MD rows."""
+
+    inputs: torch.Tensor
+    """Model inputs (B, T)."""
+    masked: torch.Tensor | None
+    """Masked positions (B, T), or None when no row is MD."""
+    rates: torch.Tensor
+    """Mask rate t per row (B,); 1 on AR rows, where it is unused."""
+    is_ar: np.ndarray
+    """Host-side objective flags (B,), so that batch composition is known without a device sync."""
+
+    def rows(self, start: int, stop: int) -> Corruption:
+        """The corruption of rows start..stop-1 (a micro-batch)."""
+        return Corruption(
+            inputs=self.inputs[start:stop],
+            masked=None if self.masked is None else self.masked[start:stop],
+            rates=self.rates[start:stop],
+            is_ar=self.is_ar[start:stop],
+        )
+
+
+def corrupt_batch(
+    tokens: torch.Tensor,
+    is_ar: np.ndarray,
+    special: SpecialTokens,
+    generator: torch.Generator,
+    *,
+    stratified: bool = False,
+    min_mask_rate: float = 1e-3,
+) -> Corruption:
+    """Draw the MD corruption of a whole batch: rates and masks for the MD rows only.
+
+    Drawn for the whole batch at once, so that splitting it into micro-batches afterwards
+    changes nothing. With no MD row (alpha = 1) nothing is drawn at all.
+    """
+    B = len(tokens)
+    rates = torch.ones(B, device=tokens.device)
+    n_md = int((~is_ar).sum())
+    if n_md == 0:
+        return Corruption(inputs=tokens, masked=None, rates=rates, is_ar=is_ar)
+    md_rows = torch.from_numpy(np.flatnonzero(~is_ar)).to(tokens.device)
+    md_rates = sample_mask_rates(
+        n_md, generator, stratified=stratified, min_rate=min_mask_rate, device=tokens.device
+    )
+    rates = rates.index_copy(0, md_rows, md_rates)
+    ar_rows = torch.from_numpy(is_ar).to(tokens.device, non_blocking=True)
+    maskable = maskable_positions(tokens, special) & ~ar_rows[:, None]
+    inputs, masked = mask_tokens(tokens, rates, maskable, special.mask, generator)
+    return Corruption(inputs=inputs, masked=masked, rates=rates, is_ar=is_ar)
+
+
+@dataclass(frozen=True)
 class MixedLoss:
     loss: torch.Tensor
     """The scalar to minimise: the mean of per-sequence losses over the batch."""
@@ -140,19 +193,16 @@ class MixedLoss:
 def dual_objective_loss(
     model: torch.nn.Module,
     tokens: torch.Tensor,
-    is_ar: np.ndarray,
+    corruption: Corruption,
     special: SpecialTokens,
-    generator: torch.Generator,
     *,
-    stratified: bool = False,
-    min_mask_rate: float = 1e-3,
     document_masking: bool = False,
 ) -> MixedLoss:
     """alpha * L_AR + (1 - alpha) * L_MD in one forward pass, one objective per sequence.
 
-    `is_ar` (host-side booleans, from `ar_sequence_flags`) picks each sequence's objective;
-    AR sequences attend causally on their clean tokens, MD sequences bidirectionally on
-    their masked tokens, through per-sample attention masks in a single forward.
+    `corruption.is_ar` (from `ar_sequence_flags`) picks each sequence's objective; AR
+    sequences attend causally on their clean tokens, MD sequences bidirectionally on their
+    masked tokens (`corrupt_batch`), through per-sample attention masks in a single forward.
 
     How the weights realise the mix: every sequence has weight 1/B and its own per-token
     loss (AR NLL / n_targets, or MD masked NLL / (t * n_targets)). The expected batch loss
@@ -163,43 +213,26 @@ def dual_objective_loss(
     is the AR loss and no mask is drawn; with alpha = 0 it is the MD loss.
     """
     B, T = tokens.shape
-    n_ar = int(is_ar.sum())
-    ar_rows = torch.from_numpy(is_ar).to(tokens.device, non_blocking=True)
-    inputs, masked, rates = tokens, None, torch.ones(B, device=tokens.device)
-    if n_ar < B:  # some MD sequences: rates and masks are drawn for them only
-        md_rows = torch.from_numpy(np.flatnonzero(~is_ar)).to(tokens.device)
-        rates = rates.index_copy(
-            0,
-            md_rows,
-            sample_mask_rates(
-                B - n_ar,
-                generator,
-                stratified=stratified,
-                min_rate=min_mask_rate,
-                device=tokens.device,
-            ),
-        )
-        maskable = maskable_positions(tokens, special) & ~ar_rows[:, None]
-        inputs, masked = mask_tokens(tokens, rates, maskable, special.mask, generator)
+    n_ar = int(corruption.is_ar.sum())
+    ar_rows = torch.from_numpy(corruption.is_ar).to(tokens.device, non_blocking=True)
     if n_ar == B:
         prefix: torch.Tensor | int = CAUSAL
     elif n_ar == 0:
         prefix = BIDIRECTIONAL
     else:
         prefix = torch.where(ar_rows, CAUSAL, T)
-    docs = document_ids(inputs, special.eos) if document_masking else None
-    logits = model(inputs, prefix, docs)
+    docs = document_ids(corruption.inputs, special.eos) if document_masking else None
+    logits = model(corruption.inputs, prefix, docs)
     nll = next_token_nll(logits, tokens)
     targets = modelled(tokens[:, 1:], special)
     n_targets = targets.sum(dim=1).clamp(min=1)
-    if masked is None:
+    if n_ar == B:
         sums = ar_nll_sums(nll, targets)
     elif n_ar == 0:
-        sums = md_nll_sums(nll, targets, masked, rates)
+        sums = md_nll_sums(nll, targets, corruption.masked, corruption.rates)
     else:
-        sums = torch.where(
-            ar_rows, ar_nll_sums(nll, targets), md_nll_sums(nll, targets, masked, rates)
-        )
+        md = md_nll_sums(nll, targets, corruption.masked, corruption.rates)
+        sums = torch.where(ar_rows, ar_nll_sums(nll, targets), md)
     sequence_losses = sums / n_targets
     return MixedLoss(loss=sequence_losses.mean(), sequence_losses=sequence_losses, is_ar=ar_rows)
 
@@ -209,28 +242,24 @@ def held_out_sums(
     model: torch.nn.Module,
     tokens: torch.Tensor,
     special: SpecialTokens,
-    generators: list[torch.Generator],
+    rates: torch.Tensor,
+    masked: torch.Tensor,
     *,
-    min_mask_rate: float = 1e-3,
     document_masking: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Summed AR NLL (B,), summed MD ELBO per draw (K, B) and target counts (B,) of a batch.
 
-    One MD draw per generator: rates t stratified across the batch (each still U(0, 1), so
-    the estimate stays unbiased, with less variance than i.i.d. rates) and a mask, so that K
-    seeded generators give the same K corruptions of the same held-out batch every time.
+    Draw k masks `masked[k]` (B, T) at rates `rates[k]` (B,), drawn by the caller once for the
+    whole held-out set (see `evaluate.heldout`), so that the estimate does not depend on how
+    the set is batched.
     """
     targets = modelled(tokens[:, 1:], special)
     docs = document_ids(tokens, special.eos) if document_masking else None
     ar = ar_nll_sums(next_token_nll(model(tokens, CAUSAL, docs), tokens), targets)
-    maskable = maskable_positions(tokens, special)
     md = []
-    for generator in generators:
-        rates = sample_mask_rates(
-            len(tokens), generator, stratified=True, min_rate=min_mask_rate, device=tokens.device
-        )
-        inputs, masked = mask_tokens(tokens, rates, maskable, special.mask, generator)
+    for draw_rates, draw_masked in zip(rates, masked, strict=True):
+        inputs = tokens.masked_fill(draw_masked, special.mask)
         docs = document_ids(inputs, special.eos) if document_masking else None
         nll = next_token_nll(model(inputs, BIDIRECTIONAL, docs), tokens)
-        md.append(md_nll_sums(nll, targets, masked, rates))
+        md.append(md_nll_sums(nll, targets, draw_masked, draw_rates))
     return ar, torch.stack(md), targets.sum(dim=1)

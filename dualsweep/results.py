@@ -34,7 +34,7 @@ CURVE_COLUMNS = (
     "held_out_md_elbo",  # held-out MD ELBO per token (nats), mean of K draws
     "held_out_md_elbo_stderr",  # its Monte-Carlo standard error
     "tokens_per_s",  # training throughput since the last row (evaluation excluded)
-    "elapsed_s",  # wall time since training started
+    "elapsed_s",  # training time so far (evaluations excluded, checkpoint writes included)
 )
 
 
@@ -120,17 +120,20 @@ def code_version() -> str:
 
 # -- sweep tables ----------------------------------------------------------------------
 # results/<sweep>/runs.parquet: one row per trial (a run summary row plus `attempts`);
-# results/<sweep>/curves.parquet: the curve rows of every trial, keyed by `run_key`.
-# Both are rewritten atomically with one row (or one curve) per run_key, never two.
+# results/<sweep>/curves.parquet: the curve rows of every trial, keyed by `run_key`;
+# results/<sweep>/evals.parquet: multiple-choice results, task x mode rows per `run_key`.
+# All are rewritten atomically with one row (or one curve) per run_key, never two.
 RESULTS_ROOT = "results"
 RUNS_FILE = "runs.parquet"
 CURVES_FILE = "curves.parquet"
+EVALS_TABLE = "evals.parquet"
 
 
 @dataclass(frozen=True)
 class SweepResults:
     runs: pd.DataFrame
     curves: pd.DataFrame
+    evals: pd.DataFrame
 
 
 def sweep_dir(name: str, root: str | Path = RESULTS_ROOT) -> Path:
@@ -144,7 +147,10 @@ def upsert(path: Path, rows: pd.DataFrame) -> pd.DataFrame:
         old = old[~old["run_key"].isin(set(rows["run_key"]))]
         if len(old):
             rows = pd.concat([old, rows], ignore_index=True)
-    rows = rows.sort_values([c for c in ("run_key", "step") if c in rows.columns], kind="stable")
+    order = [
+        c for c in ("run_key", "step", "task", "mode", "length_normalized") if c in rows.columns
+    ]
+    rows = rows.sort_values(order, kind="stable")
     rows = rows.reset_index(drop=True)
     write_parquet(rows, path)
     return rows
@@ -158,5 +164,12 @@ def load(name: str, root: str | Path = RESULTS_ROOT) -> SweepResults:
         raise FileNotFoundError(
             f"no results for sweep {name!r}: {runs_path} does not exist (run `make sweep SWEEP={name}`)"
         )
-    curves = pd.read_parquet(curves_path) if curves_path.is_file() else pd.DataFrame()
-    return SweepResults(runs=pd.read_parquet(runs_path), curves=curves)
+
+    def optional(path: Path) -> pd.DataFrame:
+        return pd.read_parquet(path) if path.is_file() else pd.DataFrame()
+
+    return SweepResults(
+        runs=pd.read_parquet(runs_path),
+        curves=optional(curves_path),
+        evals=optional(directory / EVALS_TABLE),
+    )

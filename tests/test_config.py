@@ -52,6 +52,13 @@ def test_every_field_has_a_docstring_and_a_unique_name():
         ({"optim": {"betas": [0.9]}}, "optim.betas", "0.9"),
         ({"train": {"loggers": ["csv", "print"]}}, "train.loggers[1]", "print"),
         ({"data": {"source": "jsonl"}}, "data.path", "required"),
+        ({"train": {"seed": -1}}, "train.seed", "-1"),
+        ({"data": {"order_seed": 2**32}}, "data.order_seed", str(2**32)),
+        ({"model": {"vocab_size": 100}}, "model.vocab_size", "100"),
+        ({"train": {"micro_batch_size": 5}}, "train.micro_batch_size", "5"),
+        ({"train": {"checkpoint_interval": 15}}, "train.checkpoint_interval", "15"),
+        ({"evaluation": {"modes": ["ar", "pll"]}}, "evaluation.modes[1]", "pll"),
+        ({"evaluation": {"tasks": ["hellaswag"]}}, "evaluation.tasks", "hellaswag"),
     ],
 )
 def test_errors_name_the_field_and_the_value(raw, field, value):
@@ -76,13 +83,21 @@ def test_budget_too_small_for_one_batch_at_that_repetition():
         run_config_from_dict({"train": {"token_budget": 1000}})
 
 
+def test_small_vocabularies_are_fine_for_token_shards():
+    config = run_config_from_dict(
+        {"model": {"vocab_size": 100}, "data": {"source": "shards", "path": "x", "shard_eos_id": 0}}
+    )
+    assert config.model.vocab_size == 100
+
+
 def test_numbers_as_yaml_leaves_them():
     # PyYAML reads 2e-3 as a string and users write the paper's alphas as fractions.
     config = run_config_from_dict(
         yaml.safe_load(
-            "objective: {alpha: 63/64}\noptim: {lr: 2e-3}\ntrain: {token_budget: 1.0e+6}"
+            "objective: {alpha: 63/64}\noptim: {lr: 2e-3}\ntrain: {token_budget: 1.0e+6, precision: 32}"
         )
     )
+    assert config.train.precision == "32"  # the YAML integer 32 is the precision "32"
     assert config.objective.alpha == 63 / 64
     assert config.optim.lr == 0.002
     assert config.train.token_budget == 1_000_000
@@ -195,6 +210,19 @@ BASE = "base: {train: {token_budget: 65536, batch_size: 4}, model: {seq_len: 64}
 )
 def test_bad_sweep_files(tmp_path, text, message):
     with pytest.raises(ConfigError, match=message):
+        load_sweep(_sweep(tmp_path, text))
+
+
+def test_sweep_seeds_default_to_the_base_seed(tmp_path):
+    sweep = load_sweep(_sweep(tmp_path, "name: s\nbase: {train: {seed: 7}}\npoints: [[1, 1]]\n"))
+    assert sweep.seeds == (7,) and sweep.trials()[0].train.seed == 7
+
+
+def test_a_cuda_sweep_must_reserve_gpus(tmp_path):
+    text = "name: s\nbase: {train: {device: cuda}}\npoints: [[1, 1]]\nresources: {cpu: 1, gpu: 0}\n"
+    with pytest.raises(
+        ConfigError, match=r"^resources\.gpu: is 0 but base\.train\.device is 'cuda'"
+    ):
         load_sweep(_sweep(tmp_path, text))
 
 

@@ -15,6 +15,7 @@ from dualsweep.objectives import (
     SpecialTokens,
     ar_nll_sums,
     ar_sequence_flags,
+    corrupt_batch,
     document_ids,
     dual_objective_loss,
     held_out_sums,
@@ -134,7 +135,10 @@ def test_md_elbo_of_uniform_predictions_is_log_v_in_expectation():
     V, B, T = 40, 256, 64
     tokens = torch.randint(4, V, (B, T), generator=gen())
     model = FixedLogits(torch.zeros(B, T, V))
-    ar, md, counts = held_out_sums(model, tokens, SPECIAL, [gen(k) for k in range(8)])
+    g, maskable = gen(), maskable_positions(tokens, SPECIAL)
+    rates = torch.stack([sample_mask_rates(B, g, stratified=True) for _ in range(8)])
+    masked = torch.stack([mask_tokens(tokens, r, maskable, SPECIAL.mask, g)[1] for r in rates])
+    ar, md, counts = held_out_sums(model, tokens, SPECIAL, rates, masked)
     assert torch.allclose(ar / counts, torch.full((B,), math.log(V)))
     per_draw = md.sum(dim=1) / counts.sum()
     estimate, stderr = per_draw.mean().item(), per_draw.std().item() / math.sqrt(8)
@@ -171,7 +175,9 @@ def test_alpha_one_is_exactly_the_ar_loss_and_draws_nothing(tiny_model):
     tokens = torch.randint(4, 24, (6, 10), generator=gen())
     g = gen(5)
     state = g.get_state()
-    out = dual_objective_loss(tiny_model, tokens, np.ones(6, bool), SPECIAL, g)
+    out = dual_objective_loss(
+        tiny_model, tokens, corrupt_batch(tokens, np.ones(6, bool), SPECIAL, g), SPECIAL
+    )
     logits = tiny_model(tokens)
     expected = F.cross_entropy(logits[:, :-1].reshape(-1, 24), tokens[:, 1:].reshape(-1))
     assert torch.equal(out.loss, expected) or torch.allclose(out.loss, expected, rtol=0, atol=1e-7)
@@ -180,7 +186,8 @@ def test_alpha_one_is_exactly_the_ar_loss_and_draws_nothing(tiny_model):
 
 def test_alpha_zero_is_exactly_the_md_loss(tiny_model):
     tokens = torch.randint(4, 24, (6, 10), generator=gen())
-    out = dual_objective_loss(tiny_model, tokens, np.zeros(6, bool), SPECIAL, gen(5))
+    corruption = corrupt_batch(tokens, np.zeros(6, bool), SPECIAL, gen(5))
+    out = dual_objective_loss(tiny_model, tokens, corruption, SPECIAL)
     # The same draws, done by hand: rates, then masks, then a bidirectional forward.
     g = gen(5)
     rates = sample_mask_rates(6, g)
@@ -201,7 +208,7 @@ def test_mixed_batch_equals_each_objective_on_its_own_rows(tiny_model):
         recorder.calls.append((inputs.clone(), prefix))
         return tiny_model(inputs, prefix, docs)
 
-    out = dual_objective_loss(model, tokens, is_ar, SPECIAL, gen(7))
+    out = dual_objective_loss(model, tokens, corrupt_batch(tokens, is_ar, SPECIAL, gen(7)), SPECIAL)
     inputs, prefix = recorder.calls[0]
     assert len(recorder.calls) == 1  # one forward pass for both objectives
     assert prefix.tolist() == [CAUSAL, 10, CAUSAL, 10]
@@ -228,6 +235,23 @@ def test_mixed_batch_equals_each_objective_on_its_own_rows(tiny_model):
     md_alone = md_nll_sums(nll, modelled(tokens[md_rows, 1:], SPECIAL), masked, rates) / 9
     torch.testing.assert_close(out.sequence_losses[md_rows], md_alone, atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(out.loss, out.sequence_losses.mean())
+
+
+def test_micro_batches_see_the_same_corruption_and_gradient(tiny_model):
+    tokens = torch.randint(4, 24, (8, 10), generator=gen())
+    is_ar = ar_sequence_flags(0.5, 0, 8)
+    corruption = corrupt_batch(tokens, is_ar, SPECIAL, gen(3))
+    whole = dual_objective_loss(tiny_model, tokens, corruption, SPECIAL)
+    (whole_grad,) = torch.autograd.grad(whole.loss, tiny_model.embed.weight)
+    grads, losses = [], []
+    for start in (0, 4):
+        part = dual_objective_loss(
+            tiny_model, tokens[start : start + 4], corruption.rows(start, start + 4), SPECIAL
+        )
+        grads.append(torch.autograd.grad(part.loss * 4 / 8, tiny_model.embed.weight)[0])
+        losses.append(part.sequence_losses)
+    torch.testing.assert_close(torch.cat(losses), whole.sequence_losses, atol=1e-6, rtol=1e-5)
+    torch.testing.assert_close(grads[0] + grads[1], whole_grad, atol=1e-6, rtol=1e-5)
 
 
 def test_document_ids():

@@ -40,7 +40,18 @@ def test_load_without_results_says_how_to_make_them(tmp_path):
 def test_results_readme_documents_every_column():
     readme = (REPO / "results" / "README.md").read_text()
     measured = [f.name for f in dataclasses.fields(RunSummary) if f.name != "config"]
-    for column in [*measured, "run_key", "sweep", "attempts", "trial_dir", *CURVE_COLUMNS]:
+    from dualsweep.evaluate.run import EVAL_COLUMNS
+
+    sweep_columns = [
+        "run_key",
+        "sweep",
+        "attempts",
+        "evaluated",
+        "evaluation_error",
+        "in_sweep",
+        "trial_dir",
+    ]
+    for column in [*measured, *sweep_columns, *CURVE_COLUMNS, *EVAL_COLUMNS]:
         assert f"`{column}`" in readme, column
     row = RunSummary(config=RunConfig(), status="failed").row()
     assert set(measured) <= set(row)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import signal
@@ -36,6 +37,21 @@ def write_sweep(path: Path, **changes) -> Path:
     return path
 
 
+def sweep_command(path: Path, storage: Path, results: Path) -> list[str]:
+    """`dualsweep sweep` as a separate driver process."""
+    return [
+        sys.executable,
+        "-m",
+        "dualsweep",
+        "sweep",
+        str(path),
+        "--storage",
+        str(storage),
+        "--results",
+        str(results),
+    ]
+
+
 def attempts(storage: Path, sweep: str, key: str) -> int:
     lines = (storage / sweep / key / "attempts.jsonl").read_text().splitlines()
     return len([line for line in lines if line.strip()])
@@ -47,7 +63,7 @@ def test_smoke_sweep_end_to_end(tmp_path):
     outcome = run_sweep(
         sweep, results_root=tmp_path / "results", storage=tmp_path / "runs", log=lines.append
     )
-    assert outcome.finished == 4 and outcome.failed == [] and outcome.trained == 4
+    assert outcome.finished == 4 and outcome.failed == [] and outcome.launched == 4
     assert any(", 2 running," in line for line in lines)  # two trials at once on two cores
 
     results = load("smoke", tmp_path / "results")
@@ -68,12 +84,48 @@ def test_smoke_sweep_end_to_end(tmp_path):
     assert set(results.curves["run_key"]) == set(runs["run_key"])
     assert not results.curves.duplicated(["run_key", "step"]).any()
 
+    # One evals row per trial x task x mode x (summed, per-token) score.
+    evals = results.evals
+    assert len(evals) == 4 * 2 * 3 * 2 and runs["evaluated"].all()
+    assert set(evals["mode"]) == {"ar", "md", "prefix"} and set(evals["task"]) == {
+        "continuation",
+        "word_order",
+    }
+    assert not evals.duplicated(["run_key", "task", "mode", "length_normalized"]).any()
+
     # Running it again trains nothing and changes no row.
     again = run_sweep(
         sweep, results_root=tmp_path / "results", storage=tmp_path / "runs", log=lines.append
     )
-    assert again.trained == 0 and again.finished == 4
+    assert again.launched == 0 and again.finished == 4
     pd.testing.assert_frame_equal(load("smoke", tmp_path / "results").runs, runs)
+
+    # Adding a task evaluates the finished trials again, without training them again.
+    task = tmp_path / "extra.jsonl"
+    task.write_text(
+        "\n".join(
+            json.dumps({"context": "def", "choices": [" f(x):", " ))(("], "label": 0})
+            for _ in range(5)
+        )
+    )
+    path = write_sweep(
+        tmp_path / "smoke.yaml",
+        base={"evaluation": {"tasks": ["word_order", str(task)], "modes": ["ar"]}},
+    )
+    more = run_sweep(
+        load_sweep(path),
+        results_root=tmp_path / "results",
+        storage=tmp_path / "runs",
+        log=lines.append,
+    )
+    assert more.finished == 4 and more.launched == 4  # for evaluation only
+    runs = load("smoke", tmp_path / "results").runs
+    assert (runs["attempts"] == 1).all() and runs["evaluated"].all()
+    evals = load("smoke", tmp_path / "results").evals
+    assert set(zip(evals["task"], evals["mode"], strict=True)) == {
+        ("word_order", "ar"),
+        ("extra", "ar"),
+    }
 
 
 def _processes_with(marker: str) -> list[int]:
@@ -110,17 +162,7 @@ def test_kill_9_of_the_driver_then_rerun(tmp_path):
     storage, results = tmp_path / "runs", tmp_path / "results"
     marker = f"DUALSWEEP_TEST_{uuid.uuid4().hex}"
     env = {**os.environ, marker: "1"}
-    command = [
-        sys.executable,
-        "-m",
-        "dualsweep",
-        "sweep",
-        str(path),
-        "--storage",
-        str(storage),
-        "--results",
-        str(results),
-    ]
+    command = sweep_command(path, storage, results)
     driver = subprocess.Popen(
         command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
@@ -278,7 +320,7 @@ def test_storage_uri_mirrors_trial_folders(tmp_path, monkeypatch):
     again = run_sweep(
         load_sweep(path), results_root=tmp_path / "results2", storage=uri, log=lambda line: None
     )
-    assert again.trained == 0 and again.finished == 2
+    assert again.launched == 0 and again.finished == 2
 
 
 @pytest.mark.slow
@@ -299,17 +341,7 @@ def test_sweep_on_a_ray_cluster_via_ray_address(tmp_path):
     try:
         path = write_sweep(tmp_path / "cluster.yaml", name="cluster", points=[[1, 4], [0, 4]])
         env = {**os.environ, "RAY_ADDRESS": f"127.0.0.1:{port}"}
-        command = [
-            sys.executable,
-            "-m",
-            "dualsweep",
-            "sweep",
-            str(path),
-            "--storage",
-            str(tmp_path / "runs"),
-            "--results",
-            str(tmp_path / "results"),
-        ]
+        command = sweep_command(path, tmp_path / "runs", tmp_path / "results")
         done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
         assert done.returncode == 0, done.stderr
         assert (load("cluster", tmp_path / "results").runs["status"] == "finished").all()

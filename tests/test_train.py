@@ -124,13 +124,23 @@ def test_config_and_data_errors_exit_2_and_write_nothing(tmp_path, capsys, args,
     assert not out.exists()
 
 
-def test_a_finished_run_is_not_overwritten(tmp_path, capsys):
+@pytest.mark.parametrize(
+    "status, args, message",
+    [
+        ("finished", [], "already holds a finished run; use --force"),
+        ("finished", ["--resume"], "already holds a finished run; use --force"),
+        ("failed", [], "holds a failed run; use --resume to continue it"),
+    ],
+)
+def test_an_existing_run_is_not_overwritten(tmp_path, capsys, status, args, message):
     out = tmp_path / "run"
     out.mkdir()
-    (out / "summary.parquet").write_bytes(b"a finished run")
-    assert main(["train", "--config", str(REPO / "sweeps" / "smoke.yaml"), "--out", str(out)]) == 2
-    assert "use --force" in capsys.readouterr().err
-    assert (out / "summary.parquet").read_bytes() == b"a finished run"
+    pd.DataFrame({"status": [status]}).to_parquet(out / "summary.parquet")
+    before = (out / "summary.parquet").read_bytes()
+    command = ["train", "--config", str(REPO / "sweeps" / "smoke.yaml"), "--out", str(out), *args]
+    assert main(command) == 2
+    assert message in capsys.readouterr().err
+    assert (out / "summary.parquet").read_bytes() == before
 
 
 def test_a_non_finite_loss_fails_the_run_and_keeps_its_curve(tmp_path, monkeypatch):
@@ -247,3 +257,46 @@ def test_compiled_model_trains_like_the_eager_one(tmp_path):
     compiled = train(tiny_run_config(compile=True), tmp_path / "compiled", log=lambda m: None)
     assert compiled.status == "finished", compiled.error
     assert compiled.final_held_out_ar_loss == pytest.approx(eager.final_held_out_ar_loss, abs=0.02)
+
+
+def test_micro_batches_train_like_whole_batches(tmp_path):
+    whole = train(tiny_run_config(alpha=0.5), tmp_path / "whole", log=lambda m: None)
+    assert whole.status == "finished"
+    micro = train(
+        tiny_run_config(alpha=0.5, micro_batch_size=2), tmp_path / "micro", log=lambda m: None
+    )
+    assert micro.status == "finished"
+    a, b = (pd.read_parquet(tmp_path / d / "curve.parquet") for d in ("whole", "micro"))
+    # Same draws and gradients; only the order of float additions differs.
+    pd.testing.assert_frame_equal(without(a, TIMING), without(b, TIMING), rtol=1e-4, atol=1e-5)
+
+
+def test_an_unreadable_checkpoint_is_set_aside(tmp_path):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "checkpoint.pt").write_bytes(b"truncated by a killed upload")
+    logs = []
+    summary = train(tiny_run_config(), out, log=logs.append, resume=True)
+    assert summary.status == "finished"
+    assert any("checkpoint unusable" in line and "starting from step 0" in line for line in logs)
+    assert (out / "checkpoint.pt.unreadable").read_bytes() == b"truncated by a killed upload"
+
+
+def test_ctrl_c_records_the_run_and_says_how_to_resume(tmp_path, monkeypatch):
+    import dualsweep.training.module as module
+
+    real = module.dual_objective_loss
+
+    def interrupt_at_step_10(model, tokens, corruption, *args, **kwargs):
+        interrupt_at_step_10.calls += 1
+        if interrupt_at_step_10.calls == 11:
+            raise KeyboardInterrupt
+        return real(model, tokens, corruption, *args, **kwargs)
+
+    interrupt_at_step_10.calls = 0
+    monkeypatch.setattr(module, "dual_objective_loss", interrupt_at_step_10)
+    with pytest.raises(KeyboardInterrupt, match="resume with --resume"):
+        train(tiny_run_config(checkpoint_interval=8), tmp_path / "run", log=lambda m: None)
+    row = pd.read_parquet(tmp_path / "run" / "summary.parquet").iloc[0]
+    assert row["status"] == "failed" and row["error"].startswith("interrupted")
+    assert row["steps"] == 8 and (tmp_path / "run" / "checkpoint.pt").is_file()

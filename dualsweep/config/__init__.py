@@ -1,6 +1,7 @@
 """Configuration: frozen, validated dataclasses loaded from YAML. Never imports torch."""
 
 from dualsweep.config.fields import ConfigError, field_docs, to_plain
+from dualsweep.config.fields import build as build_section
 from dualsweep.config.loading import (
     apply_overrides,
     load_run_config,
@@ -12,6 +13,7 @@ from dualsweep.config.loading import (
 from dualsweep.config.run import (
     SECTIONS,
     DataConfig,
+    EvalConfig,
     ModelConfig,
     ObjectiveConfig,
     OptimConfig,
@@ -27,6 +29,7 @@ __all__ = [
     "SECTIONS",
     "ConfigError",
     "DataConfig",
+    "EvalConfig",
     "ModelConfig",
     "ObjectiveConfig",
     "OptimConfig",
@@ -36,6 +39,7 @@ __all__ = [
     "SweepConfig",
     "TrainConfig",
     "apply_overrides",
+    "build_section",
     "field_docs",
     "flat_fields",
     "load_run_config",

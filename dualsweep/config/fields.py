@@ -23,6 +23,14 @@ def fail(path: str, value: Any, why: str) -> typing.NoReturn:
     raise ConfigError(f"{path}: {why} (got {value!r})")
 
 
+def unknown_key(path: str, value: Any, known, what: str = "field") -> typing.NoReturn:
+    """Fail on an unknown key, suggesting the closest known one."""
+    key = path.rsplit(".", 1)[-1]
+    close = difflib.get_close_matches(key, list(known), n=1)
+    hint = f"; did you mean {close[0]!r}?" if close else f"; known: {', '.join(known)}"
+    fail(path, value, f"unknown {what}{hint}")
+
+
 def _is_dataclass_type(tp: Any) -> bool:
     return isinstance(tp, type) and dataclasses.is_dataclass(tp)
 
@@ -46,6 +54,8 @@ def coerce(value: Any, tp: Any, path: str) -> Any:
     origin = get_origin(tp)
     if origin is Literal:
         choices = get_args(tp)
+        if isinstance(value, int) and not isinstance(value, bool) and str(value) in choices:
+            value = str(value)  # `precision: 32` in YAML is the integer 32
         if value not in choices or isinstance(value, bool) != isinstance(choices[0], bool):
             fail(path, value, f"must be one of {', '.join(repr(c) for c in choices)}")
         return value
@@ -113,9 +123,7 @@ def build(cls: type, data: Any, path: str = "") -> Any:
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
     for key in data:
         if key not in fields:
-            close = difflib.get_close_matches(str(key), fields, n=1)
-            hint = f"; did you mean {close[0]!r}?" if close else f"; known: {', '.join(fields)}"
-            fail(join(path, key), data[key], f"unknown field{hint}")
+            unknown_key(join(path, key), data[key], fields)
     kwargs = {}
     for name, field in fields.items():
         if name in data:

@@ -16,15 +16,23 @@ from typing import Any, Literal
 
 from dualsweep.config.fields import ConfigError, to_plain
 
-# Field metadata: fields marked `identity=False` change how a run is shown or logged, never
-# its numbers, so they are left out of the run key (a finished run is not re-trained
-# because a progress bar was switched off).
-PRESENTATION = {"identity": False}
+# Field metadata: fields marked `identity=False` change how a run is shown, logged or
+# evaluated, never the trained model, so they are left out of the run key (a finished run is
+# not re-trained because a progress bar was switched off or a task was added).
+NOT_IDENTITY = {"identity": False}
+
+
+# Byte-level BPE keeps all 256 bytes plus the four specials (pad, bos, eos, mask).
+MIN_BPE_VOCAB = 256 + 4
 
 
 def _check(ok: bool, name: str, value: Any, why: str) -> None:
     if not ok:
         raise ConfigError(f"{name}: {why} (got {value!r})")
+
+
+def _check_seed(name: str, value: int) -> None:
+    _check(0 <= value < 2**32, name, value, "must be in [0, 2^32)")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -102,7 +110,7 @@ class DataConfig:
     """Seed of the one document order whose prefixes are the unique subsets (keep fixed across a sweep)."""
     document_masking: bool = False
     """Stop attention at document boundaries inside packed sequences."""
-    cache_dir: str = field(default="", metadata=PRESENTATION)
+    cache_dir: str = field(default="", metadata=NOT_IDENTITY)
     """Where prepared corpora and tokenizers are cached ('' = $DUALSWEEP_CACHE or ~/.cache/dualsweep)."""
 
     def __post_init__(self) -> None:
@@ -125,6 +133,7 @@ class DataConfig:
             "must be positive",
         )
         _check(self.max_documents >= 0, "max_documents", self.max_documents, "must be >= 0")
+        _check_seed("order_seed", self.order_seed)
         if self.source in ("text_dir", "jsonl", "shards"):
             _check(bool(self.path), "path", self.path, f"is required for source {self.source!r}")
         if self.source == "hf":
@@ -162,6 +171,7 @@ class ObjectiveConfig:
             "must be strictly between 0 and 1",
         )
         _check(self.md_eval_draws >= 1, "md_eval_draws", self.md_eval_draws, "must be positive")
+        _check_seed("held_out_seed", self.held_out_seed)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -177,7 +187,7 @@ class OptimConfig:
     betas: tuple[float, float] = (0.9, 0.95)
     """AdamW betas."""
     weight_decay: float = 0.1
-    """Decoupled weight decay of matrices (norms and embeddings are not decayed)."""
+    """Decoupled weight decay of the blocks' hidden matrices (embeddings, output head and norms are not decayed)."""
     warmup_fraction: float = 0.05
     """Share of steps spent warming the learning rate up linearly from 0."""
     decay_fraction: float = 0.2
@@ -233,6 +243,8 @@ class TrainConfig:
     """Training tokens seen by the model (steps = token_budget // (batch_size * seq_len))."""
     batch_size: int = 16
     """Sequences per optimizer step."""
+    micro_batch_size: int = field(default=0, metadata=NOT_IDENTITY)
+    """Sequences per forward pass, dividing batch_size (gradient accumulation); 0 = the whole batch."""
     seed: int = 0
     """Seed of initialisation, epoch shuffles and masking draws."""
     log_interval: int = 10
@@ -247,11 +259,11 @@ class TrainConfig:
     """Torch CPU threads (0 = torch's default)."""
     compile: bool = False
     """torch.compile the model."""
-    loggers: tuple[Logger, ...] = field(default=("csv",), metadata=PRESENTATION)
+    loggers: tuple[Logger, ...] = field(default=("csv",), metadata=NOT_IDENTITY)
     """Experiment loggers: any of csv, tensorboard, wandb."""
-    progress_bar: bool = field(default=True, metadata=PRESENTATION)
+    progress_bar: bool = field(default=True, metadata=NOT_IDENTITY)
     """Show a progress bar while training."""
-    checkpoint_interval: int = field(default=0, metadata=PRESENTATION)
+    checkpoint_interval: int = field(default=0, metadata=NOT_IDENTITY)
     """Steps between resumable checkpoints, a multiple of log_interval (0 = none)."""
 
     def __post_init__(self) -> None:
@@ -259,6 +271,14 @@ class TrainConfig:
             _check(getattr(self, name) >= 1, name, getattr(self, name), "must be positive")
         _check(self.eval_interval >= 0, "eval_interval", self.eval_interval, "must be >= 0")
         _check(self.threads >= 0, "threads", self.threads, "must be >= 0")
+        _check(
+            self.micro_batch_size >= 0
+            and (self.micro_batch_size == 0 or self.batch_size % self.micro_batch_size == 0),
+            "micro_batch_size",
+            self.micro_batch_size,
+            f"must be 0 or divide batch_size={self.batch_size}",
+        )
+        _check_seed("seed", self.seed)
         _check(
             self.checkpoint_interval >= 0 and self.checkpoint_interval % self.log_interval == 0,
             "checkpoint_interval",
@@ -273,12 +293,48 @@ class TrainConfig:
         )
 
 
+Mode = Literal["ar", "md", "prefix"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class EvalConfig:
+    tasks: tuple[str, ...] = field(default=("continuation", "word_order"), metadata=NOT_IDENTITY)
+    """Multiple-choice tasks run on the final model: built-in names (continuation, word_order) or .jsonl paths."""
+    modes: tuple[Mode, ...] = field(default=("ar", "md", "prefix"), metadata=NOT_IDENTITY)
+    """Scoring modes: ar (log-likelihood), md (pseudo-log-likelihood), prefix (prefix-LM)."""
+    md_mask_span: int = field(default=1, metadata=NOT_IDENTITY)
+    """MD scoring: choice tokens masked together (1 = one at a time, the classic PLL; 0 = all at once)."""
+    task_items: int = field(default=200, metadata=NOT_IDENTITY)
+    """Items of each built-in task."""
+    task_seed: int = field(default=0, metadata=NOT_IDENTITY)
+    """Seed of the built-in tasks' items (the same items for every run)."""
+    bootstrap_samples: int = field(default=1000, metadata=NOT_IDENTITY)
+    """Bootstrap resamples of items behind each score's standard error."""
+
+    def __post_init__(self) -> None:
+        _check(len(set(self.tasks)) == len(self.tasks), "tasks", self.tasks, "lists a task twice")
+        _check(len(set(self.modes)) == len(self.modes), "modes", self.modes, "lists a mode twice")
+        _check_seed("task_seed", self.task_seed)
+        for name, minimum in (("md_mask_span", 0), ("task_items", 1), ("bootstrap_samples", 2)):
+            _check(
+                getattr(self, name) >= minimum, name, getattr(self, name), f"must be >= {minimum}"
+            )
+        for task in self.tasks:
+            _check(
+                task in ("continuation", "word_order") or task.endswith(".jsonl"),
+                "tasks",
+                task,
+                "each task must be continuation, word_order or a .jsonl file",
+            )
+
+
 SECTIONS = {
     "model": ModelConfig,
     "data": DataConfig,
     "objective": ObjectiveConfig,
     "optim": OptimConfig,
     "train": TrainConfig,
+    "evaluation": EvalConfig,
 }
 
 
@@ -294,8 +350,15 @@ class RunConfig:
     """Optimiser and learning-rate schedule."""
     train: TrainConfig = field(default_factory=TrainConfig)
     """Budget, batch, seed and run mechanics."""
+    evaluation: EvalConfig = field(default_factory=EvalConfig)
+    """Zero-shot multiple-choice evaluation of the final model."""
 
     def __post_init__(self) -> None:
+        if self.data.source != "shards" and self.model.vocab_size < MIN_BPE_VOCAB:
+            raise ConfigError(
+                f"model.vocab_size: a byte-level BPE over text needs at least {MIN_BPE_VOCAB} "
+                f"entries (256 bytes + 4 specials) (got {self.model.vocab_size})"
+            )
         batch_tokens = self.train.batch_size * self.model.seq_len
         if self.train.token_budget < batch_tokens:
             raise ConfigError(
@@ -358,7 +421,7 @@ def flat_fields(config: RunConfig) -> dict[str, Any]:
 
 
 def run_key(config: RunConfig) -> str:
-    """Stable identity of a run: a hash of every field that can change its numbers."""
+    """Stable identity of a run: a hash of every field that can change the trained model."""
     identity = {
         f"{section}.{f.name}": to_plain(getattr(getattr(config, section), f.name))
         for section, cls in SECTIONS.items()

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from dualsweep.config.fields import ConfigError, build, coerce, fail, join, parse_float
+from dualsweep.config.fields import ConfigError, build, coerce, fail, join, parse_float, unknown_key
 from dualsweep.config.run import RunConfig
 
 
@@ -45,7 +45,7 @@ class SweepConfig:
     points: tuple[Point, ...]
     """The (alpha, repetitions) design, in file order, without duplicates."""
     seeds: tuple[int, ...] = (0,)
-    """Training seeds: every point is trained once per seed."""
+    """Training seeds: every point is trained once per seed (default: the base's train.seed)."""
     resources: Resources = field(default_factory=Resources)
     """Resources reserved per trial."""
     max_concurrent_trials: int = 0
@@ -85,24 +85,23 @@ def is_sweep_mapping(raw: Any) -> bool:
 
 def sweep_from_dict(raw: dict, base: RunConfig) -> SweepConfig:
     """Validate the sweep-level keys of `raw`; `base` is the already-built base run config."""
-    import difflib
-
     for key in raw:
         if key not in SWEEP_KEYS:
-            close = difflib.get_close_matches(str(key), SWEEP_KEYS, n=1)
-            hint = f"; did you mean {close[0]!r}?" if close else f"; known: {', '.join(SWEEP_KEYS)}"
-            fail(str(key), raw[key], f"unknown sweep field{hint}")
+            unknown_key(str(key), raw[key], SWEEP_KEYS, what="sweep field")
     if "name" not in raw:
         raise ConfigError("name: required field is missing")
     name = coerce(raw["name"], str, "name")
     if not name or any(c in name for c in "/\\ ") or name.startswith("."):
         fail("name", name, "must be a non-empty name without slashes or spaces")
     points = _points(raw)
-    seeds = coerce(raw.get("seeds", [0]), tuple[int, ...], "seeds")
+    seeds = coerce(raw.get("seeds", [base.train.seed]), tuple[int, ...], "seeds")
     if not seeds:
         fail("seeds", seeds, "must list at least one seed")
     if len(set(seeds)) != len(seeds):
         fail("seeds", list(seeds), "lists a seed twice")
+    for i, seed in enumerate(seeds):
+        if not 0 <= seed < 2**32:
+            fail(f"seeds[{i}]", seed, "must be in [0, 2^32)")
     max_concurrent = coerce(raw.get("max_concurrent_trials", 0), int, "max_concurrent_trials")
     if max_concurrent < 0:
         fail("max_concurrent_trials", max_concurrent, "must be >= 0")
@@ -119,6 +118,8 @@ def sweep_from_dict(raw: dict, base: RunConfig) -> SweepConfig:
         retries=retries,
         description=coerce(raw.get("description", ""), str, "description"),
     )
+    if base.train.device == "cuda" and sweep.resources.gpu == 0:
+        fail("resources.gpu", 0, "is 0 but base.train.device is 'cuda': reserve a GPU per trial")
     for i, point in enumerate(points):
         try:
             base.replace(alpha=point.alpha, repetitions=point.repetitions)

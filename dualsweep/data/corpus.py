@@ -13,7 +13,6 @@ of a sweep starting together prepare it once.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import os
@@ -28,14 +27,13 @@ from dualsweep.config import DataConfig
 from dualsweep.data.sources import DataError, fingerprint, shard_documents, text_documents
 from dualsweep.data.tokenizer import MIN_BPE_VOCAB, TOKENIZER_SPECIALS, cached_tokenizer
 from dualsweep.objectives import SpecialTokens
+from dualsweep.paths import default_cache_dir, exclusive_lock
 
 FORMAT_VERSION = 1
 
 
 def cache_root(config: DataConfig) -> Path:
-    if config.cache_dir:
-        return Path(config.cache_dir).expanduser()
-    return Path(os.environ.get("DUALSWEEP_CACHE", Path.home() / ".cache" / "dualsweep"))
+    return Path(config.cache_dir).expanduser() if config.cache_dir else default_cache_dir()
 
 
 def is_validation(document: bytes, fraction: float) -> bool:
@@ -101,7 +99,7 @@ def prepare_corpus(config: DataConfig, vocab_size: int, log=print) -> PreparedCo
     directory = root / corpus_key(config, vocab_size)
     if not (directory / "meta.json").is_file():
         root.mkdir(parents=True, exist_ok=True)
-        with _file_lock(root / f"{directory.name}.lock"):
+        with exclusive_lock(root / f"{directory.name}.lock"):
             if not (directory / "meta.json").is_file():  # another process may have built it
                 _build(config, vocab_size, directory, log)
     return open_corpus(directory)
@@ -117,18 +115,6 @@ def open_corpus(directory: Path) -> PreparedCorpus:
         special=SpecialTokens(**meta["special"]),
         meta=meta,
     )
-
-
-@contextlib.contextmanager
-def _file_lock(path: Path):
-    import fcntl
-
-    with path.open("w") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
 
 
 def _build(config: DataConfig, vocab_size: int, directory: Path, log) -> None:

@@ -12,12 +12,12 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
+from dualsweep.config.run import MIN_BPE_VOCAB
 from dualsweep.objectives import SpecialTokens
 
 SPECIAL_TOKENS = ("<|pad|>", "<|bos|>", "<|eos|>", "<|mask|>")
 TOKENIZER_SPECIALS = SpecialTokens(pad=0, bos=1, eos=2, mask=3)
-BYTE_ALPHABET = 256
-MIN_BPE_VOCAB = BYTE_ALPHABET + len(SPECIAL_TOKENS)
+assert MIN_BPE_VOCAB == 256 + len(SPECIAL_TOKENS)
 
 
 def tokenizer_key(documents_hash: str, vocab_size: int) -> str:

@@ -1,7 +1,7 @@
 """Held-out losses of a model: AR NLL and the MD ELBO, in nats per token, comparable.
 
-The held-out set is fixed, and so are its K masking draws (one seeded generator per draw and
-batch), so two evaluations differ only by the model: curves are smooth and runs comparable.
+The held-out set is fixed, and so are its K masking draws (drawn once from a seed for the
+whole set), so two evaluations differ only by the model: curves are smooth, runs comparable.
 """
 
 from __future__ import annotations
@@ -11,7 +11,13 @@ from dataclasses import dataclass
 
 import torch
 
-from dualsweep.objectives import SpecialTokens, held_out_sums
+from dualsweep.objectives import (
+    SpecialTokens,
+    held_out_sums,
+    mask_tokens,
+    maskable_positions,
+    sample_mask_rates,
+)
 
 
 @dataclass(frozen=True)
@@ -26,8 +32,26 @@ class HeldOutLosses:
     """Target tokens evaluated."""
 
 
-def _draw_seed(seed: int, draw: int, batch: int) -> int:
-    return (seed * 1_000_003 + draw) * 1_000_033 + batch
+def held_out_corruptions(
+    tokens: torch.Tensor, special: SpecialTokens, *, draws: int, seed: int, min_mask_rate: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """K masking draws of the whole held-out set: rates (K, N) and masks (K, N, T).
+
+    Drawn on the CPU from one seeded generator, with rates stratified across the N sequences
+    (each still U(0, 1), so the estimate stays unbiased, with less variance than i.i.d. rates):
+    the same for every run and evaluation on this held-out set, whatever the batch size.
+    """
+    generator = torch.Generator().manual_seed(seed)
+    maskable = maskable_positions(tokens, special)
+    rates, masks = [], []
+    for _ in range(draws):
+        draw_rates = sample_mask_rates(
+            len(tokens), generator, stratified=True, min_rate=min_mask_rate
+        )
+        _, masked = mask_tokens(tokens, draw_rates, maskable, special.mask, generator)
+        rates.append(draw_rates)
+        masks.append(masked)
+    return torch.stack(rates), torch.stack(masks)
 
 
 @torch.no_grad()
@@ -44,23 +68,23 @@ def held_out_losses(
 ) -> HeldOutLosses:
     """Evaluate `model` on held-out sequences `tokens` (N, T), in batches of `batch_size`."""
     device = next(model.parameters()).device
+    tokens = tokens.cpu()
+    rates, masked = held_out_corruptions(
+        tokens, special, draws=draws, seed=seed, min_mask_rate=min_mask_rate
+    )
     was_training = model.training
     model.eval()
     ar_total = torch.zeros((), dtype=torch.float64, device=device)
     md_totals = torch.zeros(draws, dtype=torch.float64, device=device)
     n_targets = torch.zeros((), dtype=torch.float64, device=device)
-    for batch_index, start in enumerate(range(0, len(tokens), batch_size)):
-        batch = tokens[start : start + batch_size].to(device, non_blocking=True)
-        generators = [
-            torch.Generator(device=device).manual_seed(_draw_seed(seed, k, batch_index))
-            for k in range(draws)
-        ]
+    for start in range(0, len(tokens), batch_size):
+        rows = slice(start, start + batch_size)
         ar, md, counts = held_out_sums(
             model,
-            batch,
+            tokens[rows].to(device, non_blocking=True),
             special,
-            generators,
-            min_mask_rate=min_mask_rate,
+            rates[:, rows].to(device),
+            masked[:, rows].to(device),
             document_masking=document_masking,
         )
         ar_total += ar.double().sum()

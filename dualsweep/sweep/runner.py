@@ -19,9 +19,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from dualsweep.config import SweepConfig, run_key, to_plain
+from dualsweep.paths import exclusive_lock
 from dualsweep.results import RESULTS_ROOT, sweep_dir
 from dualsweep.sweep.storage import TrialStorage
-from dualsweep.sweep.trials import collect, finished_keys, record_failure
+from dualsweep.sweep.trials import collect, complete_keys, mark_current, record_failure
 
 DEFAULT_STORAGE = "runs"
 
@@ -31,9 +32,9 @@ class SweepOutcome:
     trials: int
     finished: int
     failed: list[str]
-    """Keys of the trials without a finished row after this run."""
-    trained: int
-    """Trials launched by this run (the rest had finished before)."""
+    """Keys of the trials not finished and evaluated after this run."""
+    launched: int
+    """Trials launched by this run: to train, or (already trained) only to evaluate."""
     wall_time_s: float
     results_dir: Path
 
@@ -41,17 +42,11 @@ class SweepOutcome:
 @contextlib.contextmanager
 def _sweep_lock(results_dir: Path):
     """One driver per sweep at a time: a second one would launch the same trials."""
-    import fcntl
-
-    with (results_dir / ".driver.lock").open("w") as f:
-        try:
-            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise RuntimeError(f"another `dualsweep sweep` is running on {results_dir}") from None
-        try:
+    try:
+        with exclusive_lock(results_dir / ".driver.lock", wait=False):
             yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
+    except BlockingIOError:
+        raise RuntimeError(f"another `dualsweep sweep` is running on {results_dir}") from None
 
 
 def _use_cluster_token(address: str | None) -> None:
@@ -84,6 +79,26 @@ def _start_ray(address: str | None) -> bool:
     return True
 
 
+def _check_resources(sweep: SweepConfig, address: str | None, log) -> None:
+    """A trial that can never be placed makes Tune wait forever: say so instead."""
+    import ray
+
+    total = ray.cluster_resources()
+    need = {"CPU": sweep.resources.cpu, "GPU": sweep.resources.gpu}
+    if all(need[r] <= total.get(r, 0) for r in need):
+        return
+    where = f"the Ray cluster at {address}" if address else "the embedded Ray on this machine"
+    message = (
+        f"resources: each trial needs cpu={sweep.resources.cpu:g}, gpu={sweep.resources.gpu:g}, but "
+        f"{where} has CPU={total.get('CPU', 0):g}, GPU={total.get('GPU', 0):g}"
+    )
+    if not address:
+        raise RuntimeError(
+            f"{message}; run on a cluster (RAY_ADDRESS) or lower the sweep's resources"
+        )
+    log(f"warning: {message}; trials wait until the cluster grows")
+
+
 def run_sweep(
     sweep: SweepConfig,
     *,
@@ -99,7 +114,7 @@ def run_sweep(
     results_dir.mkdir(parents=True, exist_ok=True)
     with _sweep_lock(results_dir):
         collect(trials, results_dir, configs)  # what a killed driver left behind
-        done_before = finished_keys(results_dir) & set(configs)
+        done_before = complete_keys(results_dir) & set(configs)
         pending = [key for key in configs if key not in done_before]
         log(
             f"[{sweep.name}] {len(configs)} trials: {len(done_before)} already finished, "
@@ -108,19 +123,20 @@ def run_sweep(
         if pending:
             _tune(sweep, configs, pending, trials, results_dir, address, len(done_before), log)
         collect(trials, results_dir, configs)
-        finished = finished_keys(results_dir) & set(configs)
+        mark_current(results_dir, configs)
+        finished = complete_keys(results_dir) & set(configs)
     failed = [key for key in configs if key not in finished]
     outcome = SweepOutcome(
         trials=len(configs),
         finished=len(finished),
         failed=failed,
-        trained=len(pending),
+        launched=len(pending),
         wall_time_s=time.monotonic() - started,
         results_dir=results_dir,
     )
     log(
         f"[{sweep.name}] {outcome.finished}/{outcome.trials} finished, {len(failed)} failed "
-        f"({outcome.trained} trained in this run, {outcome.wall_time_s:.0f}s); results in {results_dir}"
+        f"({outcome.launched} launched in this run, {outcome.wall_time_s:.0f}s); results in {results_dir}"
     )
     return outcome
 
@@ -136,6 +152,7 @@ def _tune(
 
     started_ray = _start_ray(address)
     try:
+        _check_resources(sweep, address, log)
         trainable = tune.with_resources(
             tune.with_parameters(
                 run_trial,
@@ -149,7 +166,7 @@ def _tune(
             sweep.name,
             {key: configs[key] for key in pending},
             done_before,
-            on_trial_end=lambda key: collect(trials, results_dir, [key]),
+            on_trial_end=lambda key: collect(trials, results_dir, {key: configs[key]}),
             log=log,
         )
         stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
@@ -173,9 +190,9 @@ def _tune(
         for result in grid:
             if result.error is not None:
                 key = result.config["run_key"]
-                record_failure(
-                    configs[key], trials, key, f"{type(result.error).__name__}: {result.error}"
-                )
+                # Tune's error text ends with the trial's own "Type: message" line.
+                lines = str(result.error).strip().splitlines() or [type(result.error).__name__]
+                record_failure(configs[key], trials, key, lines[-1])
     finally:
         if started_ray:
             import ray

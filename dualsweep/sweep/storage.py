@@ -9,8 +9,9 @@ checkpoint and at the end; the driver pulls summaries and curves to collect them
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
+
+from dualsweep.paths import CHECKPOINT_FILE, default_cache_dir
 
 LOCAL_ONLY = {".lock"}  # never mirrored: a lock belongs to one machine
 
@@ -24,8 +25,7 @@ class TrialStorage:
         self.sweep = sweep
         if is_uri(storage):
             self.uri = f"{str(storage).rstrip('/')}/{sweep}"
-            default = Path(os.environ.get("DUALSWEEP_CACHE", Path.home() / ".cache" / "dualsweep"))
-            self.root = Path(staging or default / "staging").resolve() / sweep
+            self.root = Path(staging or default_cache_dir() / "staging").resolve() / sweep
         else:
             self.uri = None
             self.root = Path(storage).resolve() / sweep
@@ -86,7 +86,7 @@ class TrialStorage:
                     destination_filesystem=fs,
                 )
         # A finished trial deletes its checkpoint locally; do the same remotely.
-        if not (local / "checkpoint.pt").exists():
-            info = fs.get_file_info(f"{base}/{key}/checkpoint.pt")
+        if not (local / CHECKPOINT_FILE).exists():
+            info = fs.get_file_info(f"{base}/{key}/{CHECKPOINT_FILE}")
             if info.type == pyarrow.fs.FileType.File:
                 fs.delete_file(info.path)

@@ -2,14 +2,21 @@
 
 It runs in a Ray worker process. A finished trial is never trained again (its summary says
 so); an interrupted one resumes from its checkpoint; a failed one raises, so that Tune
-retries it up to the sweep's `retries`.
+retries it up to the sweep's `retries`. A finished trial is then evaluated on the
+configured tasks and modes, unless it already was (adding a task evaluates, not retrains).
 """
 
 from __future__ import annotations
 
 from dualsweep.config import run_config_from_dict
 from dualsweep.sweep.storage import TrialStorage
-from dualsweep.sweep.trials import record_attempt, trial_lock, trial_status
+from dualsweep.sweep.trials import (
+    EVAL_ERROR_FILE,
+    evaluated,
+    record_attempt,
+    trial_lock,
+    trial_status,
+)
 
 
 class TrialFailed(RuntimeError):
@@ -34,10 +41,9 @@ def _push_checkpoints(storage: TrialStorage, key: str):
 def run_trial(
     params: dict, *, trials: dict[str, dict], storage: TrialStorage, threads: int
 ) -> None:
+    """Train the trial unless it finished, evaluate it unless it was, and report to Tune."""
     import torch
     from ray import tune
-
-    from dualsweep.training import train
 
     key = params["run_key"]
     config = run_config_from_dict(trials[key])
@@ -45,29 +51,43 @@ def run_trial(
     trial_dir.mkdir(parents=True, exist_ok=True)
     with trial_lock(trial_dir):
         storage.pull(key)  # a URI holds the latest checkpoint, perhaps from another node
-        if trial_status(trial_dir) == "finished":  # e.g. a worker of a killed driver finished it
-            tune.report({"status": "finished"})
-            return
-        record_attempt(trial_dir)
         if config.train.threads == 0:
             torch.set_num_threads(threads)  # one thread per reserved CPU, not the whole machine
-        callbacks = [_push_checkpoints(storage, key)] if storage.uri else []
         with (trial_dir / "train.log").open("a") as log_file:
-            summary = train(
-                config,
-                trial_dir,
-                resume=True,
-                callbacks=callbacks,
-                log=lambda line: print(line, file=log_file, flush=True),
-            )
-        storage.push(key)
-    if summary.status != "finished":
-        raise TrialFailed(summary.error)
-    tune.report(
-        {
-            "status": summary.status,
-            "final_held_out_ar_loss": summary.final_held_out_ar_loss,
-            "final_held_out_md_elbo": summary.final_held_out_md_elbo,
-            "train_time_s": summary.train_time_s,
-        }
-    )
+
+            def log(line: str) -> None:
+                print(line, file=log_file, flush=True)
+
+            try:
+                if trial_status(trial_dir) != "finished":  # finished trials are never retrained
+                    record_attempt(trial_dir)
+                    summary = _train(config, trial_dir, storage, key, log)
+                    if summary.status != "finished":
+                        raise TrialFailed(summary.error)
+                if not evaluated(trial_dir, config.evaluation):
+                    _evaluate(config, trial_dir, log)
+            finally:
+                storage.push(key)
+    tune.report({"status": "finished"})
+
+
+def _train(config, trial_dir, storage: TrialStorage, key: str, log):
+    from dualsweep.training import train
+
+    callbacks = [_push_checkpoints(storage, key)] if storage.uri else []
+    return train(config, trial_dir, resume=True, callbacks=callbacks, log=log)
+
+
+def _evaluate(config, trial_dir, log) -> None:
+    """Multiple-choice evaluation of the final model; a failure is kept for runs.parquet."""
+    from dualsweep.evaluate.run import evaluate_run
+    from dualsweep.training.run import resolve_device
+
+    error_file = trial_dir / EVAL_ERROR_FILE
+    device = "cuda" if resolve_device(config)[0] == "gpu" else "cpu"
+    try:
+        evaluate_run(trial_dir, config.evaluation, device=device, log=log)
+    except Exception as e:  # noqa: BLE001 - recorded, then raised for Tune to retry
+        error_file.write_text(f"{type(e).__name__}: {e}")
+        raise TrialFailed(f"evaluation failed: {type(e).__name__}: {e}") from e
+    error_file.unlink(missing_ok=True)

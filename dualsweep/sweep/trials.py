@@ -9,7 +9,6 @@ idempotent, so a driver killed at any moment loses nothing a trial wrote.
 
 from __future__ import annotations
 
-import contextlib
 import datetime
 import json
 import os
@@ -17,13 +16,13 @@ from pathlib import Path
 
 import pandas as pd
 
-from dualsweep.config import RunConfig
-from dualsweep.results import CURVES_FILE, RUNS_FILE, RunSummary, upsert, write_parquet
+from dualsweep.config import EvalConfig, RunConfig
+from dualsweep.paths import CURVE_FILE, EVALS_FILE, SUMMARY_FILE, exclusive_lock
+from dualsweep.results import CURVES_FILE, EVALS_TABLE, RUNS_FILE, RunSummary, upsert, write_parquet
 from dualsweep.sweep.storage import TrialStorage
 
-SUMMARY_FILE = "summary.parquet"  # the names train() writes (training.run; no torch here)
-CURVE_FILE = "curve.parquet"
 ATTEMPTS_FILE = "attempts.jsonl"
+EVAL_ERROR_FILE = "evaluation_error.txt"  # why the last evaluation failed, if it did
 LOCK_FILE = ".lock"
 
 
@@ -43,20 +42,9 @@ def count_attempts(trial_dir: Path) -> int:
     return sum(1 for line in path.read_text().splitlines() if line.strip()) if path.is_file() else 0
 
 
-@contextlib.contextmanager
 def trial_lock(trial_dir: Path):
-    """Exclusive hold on a trial folder: no two processes ever train the same trial at once.
-
-    An OS lock, released by the kernel if its holder dies (kill -9 included).
-    """
-    import fcntl
-
-    with (trial_dir / LOCK_FILE).open("w") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
+    """Exclusive hold on a trial folder: no two processes ever train the same trial at once."""
+    return exclusive_lock(trial_dir / LOCK_FILE)
 
 
 def trial_status(trial_dir: Path) -> str | None:
@@ -67,44 +55,90 @@ def trial_status(trial_dir: Path) -> str | None:
 
 
 def record_failure(config: RunConfig, storage: TrialStorage, key: str, error: str) -> None:
-    """A summary row for a trial that died before writing its own (a killed worker, say)."""
+    """Record Tune's error for a trial whose last attempt died without writing its own.
+
+    (A worker killed by the OS, say.) A summary written by the last attempt is kept: its
+    error is the precise one. One older than the last attempt's start is stale.
+    """
     storage.pull(key, names=(SUMMARY_FILE, ATTEMPTS_FILE))
     trial_dir = storage.trial_dir(key)
-    if trial_status(trial_dir) is None:
+    summary, attempts = trial_dir / SUMMARY_FILE, trial_dir / ATTEMPTS_FILE
+    if summary.is_file():
+        stale = attempts.is_file() and attempts.stat().st_mtime > summary.stat().st_mtime
+        if trial_status(trial_dir) == "finished" or not stale:
+            return
+        row = pd.read_parquet(summary)
+        row["error"] = error
+    else:
         trial_dir.mkdir(parents=True, exist_ok=True)
-        row = RunSummary(config=config, status="failed", error=error).row()
-        write_parquet(pd.DataFrame([row]), trial_dir / SUMMARY_FILE)
-        storage.push(key)
+        row = pd.DataFrame([RunSummary(config=config, status="failed", error=error).row()])
+    write_parquet(row, summary)
+    storage.push(key)
 
 
-def collect(storage: TrialStorage, results_dir: Path, keys) -> pd.DataFrame | None:
-    """Upsert the summaries and curves of these trials' folders into the sweep tables."""
-    runs, curves = [], []
-    for key in keys:
-        storage.pull(key, names=(SUMMARY_FILE, CURVE_FILE, ATTEMPTS_FILE))
+def mark_current(results_dir: Path, keys) -> None:
+    """Flag the rows of the sweep file's current trials (`in_sweep`); others are kept, unflagged."""
+    path = results_dir / RUNS_FILE
+    if path.is_file():
+        runs = pd.read_parquet(path)
+        runs["in_sweep"] = runs["run_key"].isin(set(keys))
+        write_parquet(runs, path)
+
+
+def expected_evals(evaluation: EvalConfig) -> set[tuple[str, str]]:
+    """The (task, mode) pairs a complete evaluation has."""
+    names = [Path(t).stem if t.endswith(".jsonl") else t for t in evaluation.tasks]
+    return {(task, mode) for task in names for mode in evaluation.modes}
+
+
+def evaluated(trial_dir: Path, evaluation: EvalConfig) -> bool:
+    path = trial_dir / EVALS_FILE
+    if not path.is_file():
+        return not evaluation.tasks
+    evals = pd.read_parquet(path, columns=["task", "mode"])
+    return expected_evals(evaluation) <= set(zip(evals["task"], evals["mode"], strict=True))
+
+
+def collect(storage: TrialStorage, results_dir: Path, configs: dict[str, RunConfig]) -> None:
+    """Upsert the summaries, curves and evals of these trials' folders into the sweep tables."""
+    runs, curves, evals = [], [], []
+    for key, config in configs.items():
+        storage.pull(
+            key, names=(SUMMARY_FILE, CURVE_FILE, ATTEMPTS_FILE, EVALS_FILE, EVAL_ERROR_FILE)
+        )
         trial_dir = storage.trial_dir(key)
         if not (trial_dir / SUMMARY_FILE).is_file():
             continue
         row = pd.read_parquet(trial_dir / SUMMARY_FILE)
         row.insert(0, "sweep", storage.sweep)
         row["attempts"] = count_attempts(trial_dir)
+        row["evaluated"] = evaluated(trial_dir, config.evaluation)
+        error_file = trial_dir / EVAL_ERROR_FILE
+        row["evaluation_error"] = error_file.read_text() if error_file.is_file() else ""
         row["trial_dir"] = f"{storage.uri}/{key}" if storage.uri else str(trial_dir)
+        row["in_sweep"] = True
         runs.append(row)
-        if (trial_dir / CURVE_FILE).is_file():
-            curve = pd.read_parquet(trial_dir / CURVE_FILE)
-            curve.insert(0, "run_key", key)
-            curves.append(curve)
+        for name, frames in ((CURVE_FILE, curves), (EVALS_FILE, evals)):
+            if (trial_dir / name).is_file():
+                frame = pd.read_parquet(trial_dir / name)
+                if "run_key" not in frame.columns:
+                    frame.insert(0, "run_key", key)
+                frames.append(frame)
     if not runs:
-        return None
+        return
     results_dir.mkdir(parents=True, exist_ok=True)
     if curves:
         upsert(results_dir / CURVES_FILE, pd.concat(curves, ignore_index=True))
-    return upsert(results_dir / RUNS_FILE, pd.concat(runs, ignore_index=True))
+    if evals:
+        upsert(results_dir / EVALS_TABLE, pd.concat(evals, ignore_index=True))
+    upsert(results_dir / RUNS_FILE, pd.concat(runs, ignore_index=True))
 
 
-def finished_keys(results_dir: Path) -> set[str]:
+def complete_keys(results_dir: Path) -> set[str]:
+    """Trials that finished training and were evaluated on every configured task and mode."""
     path = results_dir / RUNS_FILE
     if not path.is_file():
         return set()
-    runs = pd.read_parquet(path, columns=["run_key", "status"])
-    return set(runs.loc[runs["status"] == "finished", "run_key"])
+    runs = pd.read_parquet(path)
+    evaluated_ = runs["evaluated"].fillna(False).astype(bool) if "evaluated" in runs else False
+    return set(runs.loc[(runs["status"] == "finished") & evaluated_, "run_key"])

@@ -8,7 +8,6 @@ Losses are accumulated on the device and read back only at log steps (no host sy
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import os
 import time
@@ -19,9 +18,14 @@ import torch
 
 from dualsweep.config import RunConfig, run_key
 from dualsweep.data.repetition import RepetitionPlan
-from dualsweep.evaluate import HeldOutLosses, held_out_losses
+from dualsweep.evaluate import held_out_losses
 from dualsweep.model import Transformer
-from dualsweep.objectives import SpecialTokens, ar_sequence_flags, dual_objective_loss
+from dualsweep.objectives import (
+    SpecialTokens,
+    ar_sequence_flags,
+    corrupt_batch,
+    dual_objective_loss,
+)
 from dualsweep.schedules import wsd_multiplier
 from dualsweep.training.optim import build_optimizers, set_lr_multiplier
 
@@ -51,7 +55,7 @@ class DualObjectiveModule(L.LightningModule):
         self.held_out = held_out
         self.model = Transformer(config.model)
         self.curve: list[dict] = []
-        self.evaluations: list[HeldOutLosses] = []
+        self.held_out_tokens = 0  # target tokens of the held-out evaluation
         self.train_time_s = 0.0
         self.checkpoint_path = checkpoint_path
         self.last_checkpoint_step: int | None = None
@@ -86,32 +90,45 @@ class DualObjectiveModule(L.LightningModule):
         if self._generator is None or self._generator.device != tokens.device:
             self._generator = torch.Generator(device=tokens.device)
         self._generator.manual_seed(step_seed(cfg.train.seed, step))
-        is_ar = ar_sequence_flags(cfg.objective.alpha, step * len(tokens), len(tokens))
-        out = dual_objective_loss(
-            self.model,
+        B = len(tokens)
+        is_ar = ar_sequence_flags(cfg.objective.alpha, step * B, B)
+        corruption = corrupt_batch(
             tokens,
             is_ar,
             self.special,
             self._generator,
             stratified=cfg.objective.mask_rate_sampling == "stratified",
             min_mask_rate=cfg.objective.min_mask_rate,
-            document_masking=cfg.data.document_masking,
         )
-        self.manual_backward(out.loss)
+        # Gradient accumulation over micro-batches: the same draws and the same gradient as
+        # the whole batch at once (each micro-batch's mean loss weighted by its share).
+        micro = cfg.train.micro_batch_size or B
+        parts = []
+        for start in range(0, B, micro):
+            part = dual_objective_loss(
+                self.model,
+                tokens[start : start + micro],
+                corruption.rows(start, start + micro),
+                self.special,
+                document_masking=cfg.data.document_masking,
+            )
+            self.manual_backward(part.loss * (len(part.sequence_losses) / B))
+            parts.append(part.sequence_losses.detach())
+        losses = torch.cat(parts)
+        ar_rows = torch.from_numpy(is_ar).to(tokens.device, non_blocking=True)
         if cfg.optim.grad_clip > 0:
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.optim.grad_clip)
         for optimizer in optimizers:
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
 
-        losses = out.sequence_losses.detach()
         n_ar = int(is_ar.sum())
         w = self._window
-        w["loss"] = w["loss"] + out.loss.detach()
-        w["ar"] = w["ar"] + (losses * out.is_ar).sum()
-        w["md"] = w["md"] + (losses * ~out.is_ar).sum()
+        w["loss"] = w["loss"] + losses.mean()
+        w["ar"] = w["ar"] + (losses * ar_rows).sum()
+        w["md"] = w["md"] + (losses * ~ar_rows).sum()
         w["n_ar"] += n_ar
-        w["n_md"] += len(tokens) - n_ar
+        w["n_md"] += B - n_ar
         w["steps"] += 1
 
         done = step + 1
@@ -158,11 +175,11 @@ class DualObjectiveModule(L.LightningModule):
                 self.special,
                 draws=cfg.objective.md_eval_draws,
                 seed=cfg.objective.held_out_seed,
-                batch_size=cfg.train.batch_size,
+                batch_size=cfg.train.micro_batch_size or cfg.train.batch_size,
                 min_mask_rate=cfg.objective.min_mask_rate,
                 document_masking=cfg.data.document_masking,
             )
-        self.evaluations.append(result)
+        self.held_out_tokens = result.tokens
         tokens_per_step = cfg.train.batch_size * cfg.model.seq_len
         self._record(
             {
@@ -217,7 +234,7 @@ class DualObjectiveModule(L.LightningModule):
             "model": self.model.state_dict(),
             "optimizers": [o.state_dict() for o in optimizers],
             "curve": self.curve,
-            "evaluations": [dataclasses.asdict(e) for e in self.evaluations],
+            "held_out_tokens": self.held_out_tokens,
             "train_time_s": self.train_time_s,
         }
         tmp = self.checkpoint_path.with_name(f".{self.checkpoint_path.name}.tmp")
@@ -234,6 +251,6 @@ class DualObjectiveModule(L.LightningModule):
         self.model.load_state_dict(state["model"])
         self._optimizer_states = state["optimizers"]
         self.curve = state["curve"]
-        self.evaluations = [HeldOutLosses(**e) for e in state["evaluations"]]
+        self.held_out_tokens = state["held_out_tokens"]
         self.train_time_s = state["train_time_s"]
         return state["steps_done"]

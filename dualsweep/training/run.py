@@ -12,7 +12,10 @@ import contextlib
 import datetime
 import logging
 import math
+import shutil
+import signal
 import sys
+import threading
 import time
 import traceback
 import warnings
@@ -23,13 +26,16 @@ import pandas as pd
 import yaml
 
 from dualsweep.config import ConfigError, RunConfig, to_plain
+from dualsweep.paths import (
+    CHECKPOINT_FILE,
+    CONFIG_FILE,
+    CURVE_FILE,
+    MODEL_FILE,
+    SUMMARY_FILE,
+    TOKENIZER_FILE,
+)
 from dualsweep.results import RunSummary, code_version, curve_frame, write_parquet
 
-CONFIG_FILE = "config.yaml"
-CURVE_FILE = "curve.parquet"
-SUMMARY_FILE = "summary.parquet"
-CHECKPOINT_FILE = "checkpoint.pt"  # resumable state, deleted once the run finishes
-MODEL_FILE = "model.pt"  # the final weights (a state_dict)
 LOGGER_PACKAGES = {"tensorboard": ("tensorboard", "tensorboardX"), "wandb": ("wandb",)}
 PROGRESS_LINES = 20  # about this many progress lines per run when not on a terminal
 
@@ -46,7 +52,9 @@ def resolve_device(config: RunConfig) -> tuple[str, str]:
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
     if device == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("train.device: 'cuda' requested but no CUDA device is available")
+        raise ConfigError(
+            "train.device: 'cuda' requested but torch sees no CUDA device (got 'cuda')"
+        )
     precision = config.train.precision
     if precision == "auto":
         precision = "bf16-mixed" if device == "cuda" else "32"
@@ -126,21 +134,35 @@ def train(
     check_loggers(config)
     data = DualSweepData(config, log=log)
     data.setup()  # corpus and repetition checks fail here, before the run folder exists
+    held_out = data.held_out_tokens()
+    if len(held_out) < config.data.validation_sequences:
+        log(
+            f"note: the held-out split holds {len(held_out)} sequences of {config.model.seq_len} "
+            f"tokens; evaluating on all of them (data.validation_sequences={config.data.validation_sequences})"
+        )
 
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / CONFIG_FILE).write_text(yaml.safe_dump(to_plain(config), sort_keys=False))
+    if data.corpus.meta["tokenizer"]:  # the run folder is self-contained for evaluation
+        shutil.copyfile(data.corpus.meta["tokenizer"], out_dir / TOKENIZER_FILE)
     L.seed_everything(config.train.seed, verbose=False)
     checkpoint_path = out_dir / CHECKPOINT_FILE
     module = DualObjectiveModule(
-        config,
-        data.corpus.special,
-        data.plan,
-        data.held_out_tokens(),
-        checkpoint_path=checkpoint_path,
+        config, data.corpus.special, data.plan, held_out, checkpoint_path=checkpoint_path
     )
     if resume and checkpoint_path.is_file():
-        data.start_step = module.restore(torch.load(checkpoint_path, weights_only=True))
-        log(f"resuming from step {data.start_step} of {config.steps} ({checkpoint_path})")
+        try:
+            data.start_step = module.restore(torch.load(checkpoint_path, weights_only=True))
+            log(f"resuming from step {data.start_step} of {config.steps} ({checkpoint_path})")
+        except Exception as e:  # noqa: BLE001 - a truncated or foreign checkpoint: start over
+            aside = checkpoint_path.with_name(f"{CHECKPOINT_FILE}.unreadable")
+            checkpoint_path.replace(aside)
+            module = DualObjectiveModule(
+                config, data.corpus.special, data.plan, held_out, checkpoint_path=checkpoint_path
+            )
+            log(
+                f"checkpoint unusable ({type(e).__name__}: {e}); moved to {aside}, starting from step 0"
+            )
     if config.train.compile:
         module.model.compile()  # in place: parameter names (and so optimiser groups) unchanged
     callbacks = list(callbacks)
@@ -165,9 +187,13 @@ def train(
             limit_val_batches=0,
             log_every_n_steps=1,  # we send rows to the loggers ourselves, at log_interval
         )
-        status, error = "finished", ""
+        status, error, interrupted = "finished", "", False
         try:
             trainer.fit(module, datamodule=data)
+        except (KeyboardInterrupt, SystemExit) as e:  # Lightning turns Ctrl-C into sys.exit(1)
+            status, error, interrupted = "failed", f"interrupted ({type(e).__name__})", True
+            if threading.current_thread() is threading.main_thread():
+                signal.signal(signal.SIGINT, signal.default_int_handler)  # Lightning ignored it
         except Exception as e:  # noqa: BLE001 - every failure is recorded, then reported
             status, error = "failed", f"{type(e).__name__}: {e}"
             log(traceback.format_exc())
@@ -175,7 +201,6 @@ def train(
         tmp = out_dir / f".{MODEL_FILE}.tmp"
         torch.save(module.model.state_dict(), tmp)
         tmp.replace(out_dir / MODEL_FILE)
-        checkpoint_path.unlink(missing_ok=True)
     curve = curve_frame(module.curve)
     write_parquet(curve, out_dir / CURVE_FILE)
     held_out = curve.dropna(subset=["held_out_ar_loss"])
@@ -202,7 +227,7 @@ def train(
         epochs=tokens / config.unique_tokens,
         unique_subset_hash=data.unique_subset_hash(),
         corpus_hash=data.corpus.corpus_hash,
-        held_out_tokens=module.evaluations[0].tokens if module.evaluations else 0,
+        held_out_tokens=module.held_out_tokens,
         final_held_out_ar_loss=final("held_out_ar_loss"),
         best_held_out_ar_loss=best("held_out_ar_loss"),
         final_held_out_md_elbo=final("held_out_md_elbo"),
@@ -218,4 +243,8 @@ def train(
         code_version=code_version(),
     )
     write_parquet(pd.DataFrame([summary.row()]), out_dir / SUMMARY_FILE)
+    if status == "finished":  # only now: a kill before this line can still resume
+        checkpoint_path.unlink(missing_ok=True)
+    if interrupted:
+        raise KeyboardInterrupt(f"training interrupted; resume with --resume ({out_dir})")
     return summary

@@ -1,0 +1,148 @@
+"""Zero-shot multiple choice: score every choice in a mode, pick the best, report accuracy.
+
+Accuracy is normalised so that 0 is chance and 100 is perfect:
+score = 100 * (accuracy - chance) / (1 - chance), with chance the mean of 1 / n_choices;
+its standard error is the standard deviation of that score over bootstrap resamples of items.
+Each mode is reported with the summed log-probability of a choice and with the per-token
+mean (length-normalised), since choices differ in length.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from dualsweep.evaluate.scoring import Score, score_continuations
+from dualsweep.evaluate.tasks import Task
+from dualsweep.objectives import SpecialTokens
+
+
+def strategy_name(mode: str, span: int) -> str:
+    """How choice tokens were scored: next-token reading, or the MD masking strategy."""
+    if mode != "md":
+        return "next_token"
+    return "pll" if span == 1 else ("all_masked" if span == 0 else f"span_{span}")
+
+
+@dataclass(frozen=True)
+class TaskResult:
+    task: str
+    mode: str
+    strategy: str
+    length_normalized: bool
+    n_items: int
+    accuracy: float
+    chance: float
+    normalized_score: float
+    stderr: float
+
+    def row(self) -> dict:
+        return dict(vars(self))
+
+
+def encode(
+    tokenizer, special: SpecialTokens, task: Task
+) -> list[list[tuple[list[int], list[int]]]]:
+    """(context ids, choice ids) per choice per item; contexts start with eos, as documents do."""
+    encoded = []
+    for item in task.items:
+        context = (
+            [special.eos, *tokenizer.encode(item.context).ids] if item.context else [special.eos]
+        )
+        encoded.append([(context, tokenizer.encode(choice).ids) for choice in item.choices])
+    return encoded
+
+
+def normalized_score(accuracy: float, chance: float) -> float:
+    return 100.0 * (accuracy - chance) / (1.0 - chance)
+
+
+def summarize(
+    task: Task,
+    scores: Sequence[Sequence[Score]],
+    mode: str,
+    strategy: str,
+    *,
+    length_normalized: bool,
+    bootstrap: int = 1000,
+    seed: int = 0,
+) -> TaskResult:
+    labels = np.array([item.label for item in task.items])
+    chance_per_item = np.array([1 / len(item.choices) for item in task.items])
+    picked = np.array(
+        [
+            int(
+                np.argmax(
+                    [s.log_prob / (s.n_tokens if length_normalized else 1) for s in item_scores]
+                )
+            )
+            for item_scores in scores
+        ]
+    )
+    correct = (picked == labels).astype(float)
+    accuracy, chance = correct.mean(), chance_per_item.mean()
+    rng = np.random.default_rng(seed)
+    resamples = rng.integers(0, len(correct), size=(bootstrap, len(correct)))
+    boot = normalized_score(
+        correct[resamples].mean(axis=1), chance_per_item[resamples].mean(axis=1)
+    )
+    return TaskResult(
+        task=task.name,
+        mode=mode,
+        strategy=strategy,
+        length_normalized=length_normalized,
+        n_items=len(task.items),
+        accuracy=float(accuracy),
+        chance=float(chance),
+        normalized_score=float(normalized_score(accuracy, chance)),
+        stderr=float(boot.std(ddof=1)),
+    )
+
+
+def evaluate_task(
+    model: torch.nn.Module,
+    tokenizer,
+    special: SpecialTokens,
+    task: Task,
+    modes: Sequence[str],
+    *,
+    md_span: int = 1,
+    batch_size: int = 32,
+    bootstrap: int = 1000,
+    seed: int = 0,
+) -> list[TaskResult]:
+    """Results of `task` in each mode, with summed and length-normalised choice scores."""
+    encoded = encode(tokenizer, special, task)
+    flat = [pair for item in encoded for pair in item]
+    results = []
+    for mode in modes:
+        span = md_span if mode == "md" else 1
+        scores = score_continuations(
+            model,
+            flat,
+            mode,
+            mask_id=special.mask,
+            pad_id=special.pad,
+            batch_size=batch_size,
+            span=span,
+        )
+        per_item, start = [], 0
+        for item in encoded:
+            per_item.append(scores[start : start + len(item)])
+            start += len(item)
+        for length_normalized in (False, True):
+            results.append(
+                summarize(
+                    task,
+                    per_item,
+                    mode,
+                    strategy_name(mode, span),
+                    length_normalized=length_normalized,
+                    bootstrap=bootstrap,
+                    seed=seed,
+                )
+            )
+    return results

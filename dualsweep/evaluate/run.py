@@ -1,0 +1,161 @@
+"""Evaluating a finished run folder: held-out losses and every configured task and mode.
+
+`evaluate_run(run_dir)` loads the run's config, final weights (model.pt) and tokenizer
+(tokenizer.json), builds the built-in tasks from the corpus's held-out documents, scores
+every task in every mode, and writes `run_dir/evals.parquet`: one row per task x mode x
+length normalisation, with the run's key.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from dualsweep.config import EvalConfig, RunConfig, load_run_config, run_key
+from dualsweep.evaluate.heldout import HeldOutLosses, held_out_losses
+from dualsweep.evaluate.multiple_choice import evaluate_task
+from dualsweep.evaluate.tasks import BUILTIN_TASKS, Task, builtin_task, load_task
+from dualsweep.paths import CONFIG_FILE, EVALS_FILE, MODEL_FILE, TOKENIZER_FILE
+from dualsweep.results import write_parquet
+
+EVAL_COLUMNS = (
+    "run_key",
+    "task",
+    "mode",
+    "strategy",
+    "length_normalized",
+    "n_items",
+    "accuracy",
+    "chance",
+    "normalized_score",
+    "stderr",
+)
+
+
+@dataclass
+class LoadedRun:
+    config: RunConfig
+    model: object
+    tokenizer: object | None
+    corpus: object
+
+
+def load_run(run_dir: str | Path, device: str = "cpu") -> LoadedRun:
+    """A finished run's config, final model (eval mode, on `device`), tokenizer and corpus."""
+    import torch
+
+    from dualsweep.data.corpus import prepare_corpus
+    from dualsweep.data.tokenizer import load_tokenizer
+    from dualsweep.model import Transformer
+
+    run_dir = Path(run_dir)
+    if not (run_dir / MODEL_FILE).is_file():
+        raise FileNotFoundError(f"{run_dir}: no model.pt (is this a finished run folder?)")
+    config = load_run_config(run_dir / CONFIG_FILE)
+    model = Transformer(config.model)
+    model.load_state_dict(torch.load(run_dir / MODEL_FILE, map_location=device, weights_only=True))
+    model.to(device).eval()
+    tokenizer_path = run_dir / TOKENIZER_FILE
+    tokenizer = load_tokenizer(tokenizer_path) if tokenizer_path.is_file() else None
+    corpus = prepare_corpus(config.data, config.model.vocab_size, log=lambda line: None)
+    return LoadedRun(config=config, model=model, tokenizer=tokenizer, corpus=corpus)
+
+
+def held_out_documents(run: LoadedRun) -> list[str]:
+    """The corpus's held-out documents as text (never training documents)."""
+    stream = np.asarray(run.corpus.validation_tokens)
+    eos = run.corpus.special.eos
+    ends = np.flatnonzero(stream == eos)
+    starts = np.concatenate([[0], ends[:-1] + 1])
+    return [
+        run.tokenizer.decode(stream[s:e].tolist())
+        for s, e in zip(starts, ends, strict=True)
+        if e > s
+    ]
+
+
+def tasks_for(run: LoadedRun, evaluation: EvalConfig) -> list[Task]:
+    documents = None
+    tasks = []
+    for name in evaluation.tasks:
+        if name in BUILTIN_TASKS:
+            documents = documents if documents is not None else held_out_documents(run)
+            tasks.append(
+                builtin_task(
+                    name, documents, n_items=evaluation.task_items, seed=evaluation.task_seed
+                )
+            )
+        else:
+            tasks.append(load_task(name))
+    return tasks
+
+
+def evaluate_run(
+    run_dir: str | Path,
+    evaluation: EvalConfig | None = None,
+    *,
+    device: str = "cpu",
+    log: Callable[[str], None] = print,
+) -> tuple[pd.DataFrame, HeldOutLosses]:
+    """Evaluate a run folder; write and return its evals table, and its held-out losses."""
+    started = time.perf_counter()
+    run = load_run(run_dir, device)
+    config = run.config
+    evaluation = evaluation or config.evaluation
+    import torch
+
+    sequences = run.corpus.validation_sequences(
+        config.model.seq_len, config.data.validation_sequences
+    )
+    held_out = held_out_losses(
+        run.model,
+        torch.from_numpy(sequences.astype(np.int64)),
+        run.corpus.special,
+        draws=config.objective.md_eval_draws,
+        seed=config.objective.held_out_seed,
+        batch_size=config.train.batch_size,
+        min_mask_rate=config.objective.min_mask_rate,
+        document_masking=config.data.document_masking,
+    )
+    rows = []
+    if evaluation.tasks and run.tokenizer is None:
+        log(f"{run_dir}: no tokenizer.json (a token-shard corpus): multiple-choice tasks skipped")
+    elif evaluation.tasks:
+        for task in tasks_for(run, evaluation):
+            for result in evaluate_task(
+                run.model,
+                run.tokenizer,
+                run.corpus.special,
+                task,
+                evaluation.modes,
+                md_span=evaluation.md_mask_span,
+                batch_size=config.train.batch_size,
+                bootstrap=evaluation.bootstrap_samples,
+                seed=evaluation.task_seed,
+            ):
+                rows.append({"run_key": run_key(config), **result.row()})
+    evals = pd.DataFrame(rows, columns=list(EVAL_COLUMNS))
+    write_parquet(evals, Path(run_dir) / EVALS_FILE)
+    log(f"evaluated {len(evals)} task x mode rows in {time.perf_counter() - started:.1f}s")
+    return evals, held_out
+
+
+def format_evals(evals: pd.DataFrame) -> str:
+    """A terminal table: normalised score (0 = chance, 100 = perfect) +- standard error."""
+    if evals.empty:
+        return "(no multiple-choice tasks)"
+    lines = [
+        f"{'task':<14} {'mode':<7} {'strategy':<11} {'scoring':<9} {'items':>5} {'accuracy':>8} {'score':>15}"
+    ]
+    for row in evals.itertuples():
+        scoring = "per-token" if row.length_normalized else "sum"
+        lines.append(
+            f"{row.task:<14} {row.mode:<7} {row.strategy:<11} {scoring:<9} {row.n_items:>5} "
+            f"{row.accuracy:>8.3f} {row.normalized_score:>7.1f} +- {row.stderr:<5.1f}"
+        )
+    return "\n".join(lines)

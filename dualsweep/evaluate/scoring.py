@@ -1,0 +1,119 @@
+"""Scoring a continuation given a context, in three attention modes (pure tensor functions).
+
+The log-probability of the continuation's tokens, and whether each was the model's argmax:
+
+- `ar`: causal attention; token j is read at position j - 1 (next-token prediction).
+- `prefix`: the context attends bidirectionally, the continuation causally (prefix-LM);
+  read as in `ar`.
+- `md`: pseudo-log-likelihood with masked next-token prediction: continuation tokens are
+  replaced by the mask id, a chunk of `span` at a time (1: one token at a time, the classic
+  PLL; 0: the whole continuation at once), attention is bidirectional, and each masked
+  token j is read at position j - 1, as in training. One forward per chunk.
+
+Rows of a batch are right-padded; pads are kept out of attention (a separate document in
+bidirectional mode, and after every real token in causal and prefix modes).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+
+from dualsweep.model import BIDIRECTIONAL, CAUSAL
+
+MODES = ("ar", "md", "prefix")
+
+
+@dataclass(frozen=True)
+class Score:
+    log_prob: float
+    """Summed log-probability of the continuation's tokens (nats)."""
+    n_tokens: int
+    is_greedy: bool
+    """Every continuation token was the model's most likely token where it was read."""
+
+
+def fit_to_context(context: Sequence[int], continuation: Sequence[int], seq_len: int):
+    """Drop context from the left (then continuation from the right) to fit `seq_len` tokens.
+
+    At least one context token is kept: position j - 1 must exist to read token j.
+    """
+    continuation = list(continuation)[: seq_len - 1]
+    context = list(context)[-(seq_len - len(continuation)) :]
+    return context, continuation
+
+
+@dataclass(frozen=True)
+class _Row:
+    pair: int  # which (context, continuation) pair this row scores
+    tokens: list[int]  # model input
+    targets: list[int]  # positions whose token is read (at position - 1)
+    prefix: int  # prefix length (ar: 0, prefix: context length, md: whole row)
+
+
+def _rows(pairs, mode: str, mask_id: int, span: int) -> list[_Row]:
+    rows = []
+    for index, (context, continuation) in enumerate(pairs):
+        tokens = [*context, *continuation]
+        positions = list(range(len(context), len(tokens)))
+        if mode in ("ar", "prefix"):
+            prefix = CAUSAL if mode == "ar" else len(context)
+            rows.append(_Row(index, tokens, positions, prefix))
+        elif mode == "md":
+            step = span if span > 0 else len(positions)
+            for start in range(0, len(positions), step):
+                chunk = positions[start : start + step]
+                masked = [mask_id if j in chunk else t for j, t in enumerate(tokens)]
+                rows.append(_Row(index, masked, chunk, len(tokens)))
+        else:
+            raise ValueError(f"unknown mode {mode!r} (one of {', '.join(MODES)})")
+    return rows
+
+
+@torch.no_grad()
+def score_continuations(
+    model: torch.nn.Module,
+    pairs: Sequence[tuple[Sequence[int], Sequence[int]]],
+    mode: str,
+    *,
+    mask_id: int,
+    pad_id: int,
+    batch_size: int = 32,
+    span: int = 1,
+) -> list[Score]:
+    """Score each (context ids, continuation ids) pair; contexts need at least one token."""
+    device = next(model.parameters()).device
+    seq_len = model.config.seq_len
+    pairs = [fit_to_context(c, x, seq_len) for c, x in pairs]
+    if any(not c for c, _ in pairs):
+        raise ValueError(
+            "every context needs at least one token (e.g. the eos that starts a document)"
+        )
+    rows = _rows(pairs, mode, mask_id, span)
+    log_probs = [0.0] * len(pairs)
+    greedy = [True] * len(pairs)
+    for start in range(0, len(rows), batch_size):
+        batch = rows[start : start + batch_size]
+        width = max(len(r.tokens) for r in batch)
+        tokens = torch.full((len(batch), width), pad_id, dtype=torch.long)
+        for i, row in enumerate(batch):
+            tokens[i, : len(row.tokens)] = torch.tensor(row.tokens)
+        lengths = torch.tensor([len(r.tokens) for r in batch])
+        tokens = tokens.to(device)
+        if mode == "md":
+            pads = (torch.arange(width)[None, :] >= lengths[:, None]).long().to(device)
+            logits = model(tokens, BIDIRECTIONAL, pads)  # pads form their own document
+        elif mode == "ar":
+            logits = model(tokens, CAUSAL)
+        else:
+            logits = model(tokens, torch.tensor([r.prefix for r in batch], device=device))
+        log_softmax = torch.log_softmax(logits.float(), dim=-1).cpu()
+        for i, row in enumerate(batch):
+            original = [*pairs[row.pair][0], *pairs[row.pair][1]]
+            for j in row.targets:
+                predicted = log_softmax[i, j - 1]
+                log_probs[row.pair] += predicted[original[j]].item()
+                greedy[row.pair] &= bool(predicted.argmax().item() == original[j])
+    return [Score(lp, len(x), g) for lp, (_, x), g in zip(log_probs, pairs, greedy, strict=True)]

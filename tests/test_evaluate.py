@@ -1,0 +1,234 @@
+"""Evaluation: choice scoring in three modes, multiple-choice summaries, built-in tasks, runs."""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from dualsweep.config import ModelConfig
+from dualsweep.evaluate.multiple_choice import evaluate_task, normalized_score, summarize
+from dualsweep.evaluate.scoring import Score, score_continuations
+from dualsweep.evaluate.tasks import (
+    Item,
+    Task,
+    TaskError,
+    continuation_task,
+    load_task,
+    word_order_task,
+)
+from dualsweep.model import CAUSAL, Transformer, attention_mask
+from dualsweep.objectives import SpecialTokens
+
+SPECIAL = SpecialTokens(pad=0, bos=1, eos=2, mask=3)
+V, T = 12, 16
+
+
+class BagOfVisibleTokens(nn.Module):
+    """logits at i = W[x_i] + the sum of U[x_k] over the other positions k that i may attend to."""
+
+    def __init__(self, seed: int = 0):
+        super().__init__()
+        g = torch.Generator().manual_seed(seed)
+        self.config = SimpleNamespace(seq_len=T)
+        self.W = nn.Parameter(torch.randn(V, V, generator=g))
+        self.U = nn.Parameter(0.5 * torch.randn(V, V, generator=g))
+
+    def forward(self, tokens, prefix_lengths=CAUSAL, document_ids=None):
+        B, n = tokens.shape
+        if isinstance(prefix_lengths, int):
+            prefix_lengths = torch.full((B,), min(prefix_lengths, n))
+        visible = attention_mask(prefix_lengths, n, document_ids)[:, 0].float() * (1 - torch.eye(n))
+        return self.W[tokens] + visible @ self.U[tokens]
+
+
+def reference_log_prob(model, context, continuation, mode, span=1):
+    """The same score written out with loops over positions and plain floats."""
+    W, U = model.W.tolist(), model.U.tolist()
+    tokens = [*context, *continuation]
+    positions = list(range(len(context), len(tokens)))
+
+    def log_softmax_at(inputs, q, prefix, target):
+        logits = list(W[inputs[q]])
+        for k in range(len(inputs)):
+            if k != q and (k <= q or k < prefix):
+                logits = [a + b for a, b in zip(logits, U[inputs[k]], strict=True)]
+        top = max(logits)
+        return logits[target] - top - math.log(sum(math.exp(v - top) for v in logits))
+
+    if mode in ("ar", "prefix"):
+        prefix = 0 if mode == "ar" else len(context)
+        return sum(log_softmax_at(tokens, j - 1, prefix, tokens[j]) for j in positions)
+    total, step = 0.0, span or len(positions)
+    for start in range(0, len(positions), step):
+        chunk = positions[start : start + step]
+        masked = [SPECIAL.mask if j in chunk else t for j, t in enumerate(tokens)]
+        total += sum(log_softmax_at(masked, j - 1, len(tokens), tokens[j]) for j in chunk)
+    return total
+
+
+PAIRS = [([2, 5, 6], [7, 8]), ([2, 9], [4, 10, 11]), ([2, 5, 6, 7, 8, 9], [10])]
+
+
+@pytest.mark.parametrize("mode, span", [("ar", 1), ("prefix", 1), ("md", 1), ("md", 2), ("md", 0)])
+def test_scores_equal_a_hand_computation(mode, span):
+    model = BagOfVisibleTokens()
+    # Batch size 2: rows of different lengths share a padded batch.
+    scores = score_continuations(
+        model, PAIRS, mode, mask_id=SPECIAL.mask, pad_id=SPECIAL.pad, batch_size=2, span=span
+    )
+    for (context, continuation), score in zip(PAIRS, scores, strict=True):
+        assert score.n_tokens == len(continuation)
+        assert score.log_prob == pytest.approx(
+            reference_log_prob(model, context, continuation, mode, span), abs=1e-4
+        )
+
+
+def test_mode_semantics_on_a_transformer():
+    torch.manual_seed(0)
+    model = Transformer(
+        ModelConfig(vocab_size=V, n_layers=2, d_model=16, n_heads=2, ffn_hidden=32, seq_len=T)
+    ).eval()
+    context, continuation = [2, 5, 6, 7], [8, 9]
+
+    def score(mode, pairs):
+        return [s.log_prob for s in score_continuations(model, pairs, mode, mask_id=3, pad_id=0)]
+
+    ar, md, prefix = (score(m, [(context, continuation)])[0] for m in ("ar", "md", "prefix"))
+    assert md != pytest.approx(ar, abs=1e-4)  # MD reads with the future in view
+    assert prefix != pytest.approx(ar, abs=1e-4)  # the context sees its right side
+    # ... but under prefix the continuation does not: the log-prob of its first token does
+    # not depend on the second, so changing the second token changes only its own term.
+    a, b = score("prefix", [(context, [8, 9]), (context, [8, 10])])
+    with torch.no_grad():
+        log_probs = torch.log_softmax(model(torch.tensor([context + [8, 9]]), len(context)), -1)[0]
+    assert a - b == pytest.approx((log_probs[4, 9] - log_probs[4, 10]).item(), abs=1e-5)
+    a, b = score(
+        "md", [(context, [8, 9]), (context, [8, 10])]
+    )  # MD: the first token sees the second
+    with torch.no_grad():
+        masked = torch.log_softmax(model(torch.tensor([context + [3, 9]]), 10**9), -1)[0]
+    assert a - b != pytest.approx((masked[4, 9] - masked[4, 10]).item(), abs=1e-4)
+
+
+def test_summary_by_hand():
+    task = Task(
+        "t", (Item("", ("a", "b"), 0), Item("", ("a", "b"), 1), Item("", ("a", "b", "c", "d"), 2))
+    )
+    # Picks: item 0 -> choice 0 (right), item 1 -> choice 0 (wrong), item 2 -> choice 2 (right).
+    scores = [
+        [Score(-1.0, 1, True), Score(-2.0, 1, False)],
+        [Score(-1.0, 1, True), Score(-2.7, 3, False)],  # per token, choice 1 wins (-0.9 > -1.0)
+        [Score(-5.0, 5, False), Score(-4.0, 1, False), Score(-0.5, 1, True), Score(-9.0, 1, False)],
+    ]
+    result = summarize(task, scores, "ar", "next_token", length_normalized=False, bootstrap=200)
+    chance = (1 / 2 + 1 / 2 + 1 / 4) / 3
+    assert result.accuracy == pytest.approx(2 / 3) and result.chance == pytest.approx(chance)
+    assert result.normalized_score == pytest.approx(100 * (2 / 3 - chance) / (1 - chance))
+    per_token = summarize(task, scores, "ar", "next_token", length_normalized=True, bootstrap=200)
+    assert per_token.accuracy == pytest.approx(1.0)  # item 1 flips to choice 1
+    assert normalized_score(chance, chance) == 0 and normalized_score(1.0, chance) == 100
+
+
+def test_a_model_that_ignores_its_input_scores_chance():
+    class Constant(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.config = SimpleNamespace(seq_len=T)
+            self.bias = nn.Parameter(torch.randn(V, generator=torch.Generator().manual_seed(1)))
+
+        def forward(self, tokens, prefix_lengths=CAUSAL, document_ids=None):
+            return self.bias.expand(*tokens.shape, V)
+
+    rng = np.random.default_rng(0)
+    items = []
+    for _ in range(400):
+        choices = tuple(" ".join(map(str, rng.integers(4, V, size=3))) for _ in range(4))
+        if len(set(choices)) == 4:
+            items.append(Item(context="4 5", choices=choices, label=int(rng.integers(4))))
+    task = Task("random", tuple(items))
+    tokenizer = SimpleNamespace(
+        encode=lambda text: SimpleNamespace(ids=[int(t) for t in text.split()])
+    )
+    for result in evaluate_task(
+        Constant(), tokenizer, SPECIAL, task, ["ar", "md", "prefix"], bootstrap=500
+    ):
+        assert abs(result.normalized_score) < 3 * result.stderr, result
+        # The bootstrap error matches the binomial one: 100 sqrt(p (1 - p) / n) / (1 - chance).
+        binomial = 100 * math.sqrt(0.25 * 0.75 / len(items)) / 0.75
+        assert result.stderr == pytest.approx(binomial, rel=0.2)
+
+
+DOCS = [  # 30 documents of six 10-word sentences, every word distinct
+    " ".join(" ".join(f"w{i}_{s}_{j}" for j in range(10)) + "." for s in range(6))
+    for i in range(30)
+]
+
+
+def test_builtin_tasks_are_seeded_and_come_from_the_given_documents():
+    for build in (continuation_task, word_order_task):
+        a, b = build(DOCS, n_items=50, seed=3), build(DOCS, n_items=50, seed=3)
+        assert a == b and a != build(DOCS, n_items=50, seed=4)
+    for item in continuation_task(DOCS, n_items=50, seed=0).items:
+        true = item.context + item.choices[item.label]
+        assert any(true in doc for doc in DOCS)  # context and true continuation are contiguous
+        assert len(set(item.choices)) == 4
+    for item in word_order_task(DOCS, n_items=50, seed=0).items:
+        right, wrong = item.choices[item.label], item.choices[1 - item.label]
+        assert any(right in doc for doc in DOCS) and not any(wrong in doc for doc in DOCS)
+        assert sorted(right.split()) == sorted(wrong.split())
+
+
+def test_task_files(tmp_path):
+    path = tmp_path / "task.jsonl"
+    path.write_text(json.dumps({"context": "a", "choices": ["b", "c"], "label": 1}) + "\n")
+    assert load_task(path) == Task("task", (Item("a", ("b", "c"), 1),))
+    path.write_text(json.dumps({"context": "a", "choices": ["b"], "label": 0}) + "\n")
+    with pytest.raises(
+        TaskError, match=re.escape(f"{path}:1: choices must be a list of at least two")
+    ):
+        load_task(path)
+    path.write_text("\n" + json.dumps({"context": "a", "choices": ["b", "c"], "label": 2}) + "\n")
+    with pytest.raises(
+        TaskError, match=re.escape(f"{path}:2: label must be an index into choices (got 2)")
+    ):
+        load_task(path)
+
+
+def test_evaluate_a_trained_run(tmp_path, capsys):
+    from dualsweep.cli import main
+    from dualsweep.data.corpus import is_validation
+    from dualsweep.data.sources import text_documents
+    from dualsweep.evaluate.run import held_out_documents, load_run
+    from dualsweep.training import train
+
+    from .conftest import tiny_run_config
+
+    config = tiny_run_config(task_items=40, bootstrap_samples=100)
+    assert train(config, tmp_path / "run", log=lambda m: None).status == "finished"
+    assert (tmp_path / "run" / "tokenizer.json").is_file()
+
+    # The built-in tasks' documents are exactly the held-out ones, never training documents.
+    documents = held_out_documents(load_run(tmp_path / "run"))
+    held_out = [
+        d
+        for d in text_documents(config.data)
+        if is_validation(d.encode(), config.data.validation_fraction)
+    ]
+    assert documents == held_out
+
+    assert main(["evaluate", str(tmp_path / "run"), "--modes", "ar", "md"]) == 0
+    out = capsys.readouterr().out
+    assert "held-out AR loss" in out and "word_order" in out and "prefix" not in out
+    import pandas as pd
+
+    evals = pd.read_parquet(tmp_path / "run" / "evals.parquet")
+    assert len(evals) == 2 * 2 * 2  # tasks x modes x (summed, per-token)
+    assert set(evals["strategy"]) == {"next_token", "pll"}
+    assert evals["normalized_score"].between(-100, 100).all() and (evals["n_items"] == 40).all()
