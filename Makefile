@@ -13,7 +13,7 @@ install:
 	# Install torch first from TORCH_SPEC (the CPU wheel by default) so the project's
 	# `torch` range is already satisfied and pip never pulls a CUDA build.
 	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install "$(TORCH_SPEC)"
-	$(PY) -m pip install -e ".[dev,tensorboard]"
+	$(PY) -m pip install -e ".[dev,tensorboard,lmeval]"
 
 test:
 	$(PY) -m pytest -q

@@ -112,6 +112,27 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_lm_eval(args: argparse.Namespace) -> int:
+    try:
+        import lm_eval
+        from lm_eval.tasks import TaskManager
+    except ImportError:
+        raise ConfigError("lm-eval: not installed; pip install 'dualsweep[lmeval]'") from None
+    from dualsweep.evaluate.lm_eval_adapter import DualSweepLM
+
+    lm = DualSweepLM(
+        run_dir=args.run_dir, mode=args.mode, md_mask_span=args.md_mask_span, device=args.device
+    )
+    manager = TaskManager(include_path=args.include_path) if args.include_path else TaskManager()
+    results = lm_eval.simple_evaluate(
+        model=lm, tasks=args.tasks, task_manager=manager, limit=args.limit
+    )
+    from lm_eval.utils import make_table
+
+    print(make_table(results))
+    return 0
+
+
 def cmd_plan(args: argparse.Namespace) -> int:
     sweep = load_sweep(args.sweep_file)
     from dualsweep.sweep.plan import format_plan, plan_sweep
@@ -195,6 +216,26 @@ def build_parser() -> argparse.ArgumentParser:
     )
     evaluate.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
     evaluate.set_defaults(handler=cmd_evaluate)
+
+    lm = commands.add_parser(
+        "lm-eval",
+        help="run lm-evaluation-harness tasks on a finished run (needs the lmeval extra)",
+        description="Evaluate a run folder's model with lm-evaluation-harness, scoring in a chosen mode.",
+    )
+    lm.add_argument("run_dir")
+    lm.add_argument(
+        "--tasks", nargs="+", required=True, help="lm-eval task names, e.g. hellaswag arc_easy"
+    )
+    lm.add_argument(
+        "--mode", default="ar", choices=["ar", "md", "prefix"], help="how continuations are scored"
+    )
+    lm.add_argument(
+        "--md-mask-span", type=int, default=1, help="md mode: tokens masked together (0 = all)"
+    )
+    lm.add_argument("--include-path", help="a folder of local task YAML files")
+    lm.add_argument("--limit", type=int, help="score only the first N documents of each task")
+    lm.add_argument("--device", default="cpu")
+    lm.set_defaults(handler=cmd_lm_eval)
 
     plan = commands.add_parser(
         "plan", help="print a sweep's trials, tokens and compute without launching anything"

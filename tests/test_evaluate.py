@@ -232,3 +232,75 @@ def test_evaluate_a_trained_run(tmp_path, capsys):
     assert len(evals) == 2 * 2 * 2  # tasks x modes x (summed, per-token)
     assert set(evals["strategy"]) == {"next_token", "pll"}
     assert evals["normalized_score"].between(-100, 100).all() and (evals["n_items"] == 40).all()
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory):
+    from dualsweep.training import train
+
+    from .conftest import tiny_run_config
+
+    run_dir = tmp_path_factory.mktemp("lm-eval") / "run"
+    assert train(tiny_run_config(), run_dir, log=lambda m: None).status == "finished"
+    return run_dir
+
+
+def test_lm_eval_adapter_answers_each_request(trained_run):
+    pytest.importorskip("lm_eval")
+    from lm_eval.api.instance import Instance
+
+    from dualsweep.evaluate.lm_eval_adapter import DualSweepLM
+
+    requests = [
+        Instance("loglikelihood", {}, ("def f(x):", " return x"), 0),
+        Instance("loglikelihood", {}, ("", "Return the value."), 1),
+        Instance("loglikelihood", {}, ("The module", " provides"), 2),
+    ]
+    for mode in ("ar", "md", "prefix"):
+        answers = DualSweepLM(run_dir=str(trained_run), mode=mode).loglikelihood(requests)
+        assert len(answers) == 3
+        assert all(
+            isinstance(lp, float) and lp < 0 and isinstance(greedy, bool) for lp, greedy in answers
+        )
+    lm = DualSweepLM(run_dir=str(trained_run))
+    # Rolling log-likelihood of a string is the AR score of its tokens after an eos.
+    text = "Return a new list of the values."
+    (rolling,) = lm.loglikelihood_rolling([Instance("loglikelihood_rolling", {}, (text,), 0)])
+    (pair,) = lm.loglikelihood([Instance("loglikelihood", {}, ("", text), 0)])
+    assert rolling == pytest.approx(pair[0], abs=1e-4)
+    (generated,) = lm.generate_until(
+        [Instance("generate_until", {}, ("def ", {"until": ["\n"], "max_gen_toks": 8}), 0)]
+    )
+    assert isinstance(generated, str) and "\n" not in generated
+
+
+def test_lm_eval_harness_runs_a_local_task_offline(trained_run, tmp_path):
+    lm_eval = pytest.importorskip("lm_eval")
+    from lm_eval.tasks import TaskManager
+
+    from dualsweep.evaluate.lm_eval_adapter import DualSweepLM
+
+    items = tmp_path / "items.jsonl"
+    items.write_text(
+        "\n".join(
+            json.dumps(
+                {"context": f"Item {i}:", "choices": [" yes", " no", " maybe"], "label": i % 3}
+            )
+            for i in range(12)
+        )
+    )
+    (tmp_path / "local.yaml").write_text(
+        "task: dualsweep_local\ndataset_path: json\n"
+        f"dataset_kwargs:\n  data_files:\n    test: {items}\n"
+        "test_split: test\noutput_type: multiple_choice\n"
+        "doc_to_text: '{{context}}'\ndoc_to_choice: '{{choices}}'\ndoc_to_target: '{{label}}'\n"
+        "metric_list:\n  - metric: acc\n"
+    )
+    results = lm_eval.simple_evaluate(
+        model=DualSweepLM(run_dir=str(trained_run), mode="md"),
+        tasks=["dualsweep_local"],
+        task_manager=TaskManager(include_path=str(tmp_path), include_defaults=False),
+    )
+    accuracy = results["results"]["dualsweep_local"]["acc,none"]
+    assert results["n-samples"]["dualsweep_local"]["effective"] == 12
+    assert accuracy * 12 == pytest.approx(round(accuracy * 12))  # a count of right answers out of 12
