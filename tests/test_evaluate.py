@@ -127,11 +127,11 @@ def test_summary_by_hand():
         [Score(-1.0, 1, True), Score(-2.7, 3, False)],  # per token, choice 1 wins (-0.9 > -1.0)
         [Score(-5.0, 5, False), Score(-4.0, 1, False), Score(-0.5, 1, True), Score(-9.0, 1, False)],
     ]
-    result = summarize(task, scores, "ar", "next_token", length_normalized=False, bootstrap=200)
+    result = summarize(task, scores, length_normalized=False, bootstrap=200)
     chance = (1 / 2 + 1 / 2 + 1 / 4) / 3
     assert result.accuracy == pytest.approx(2 / 3) and result.chance == pytest.approx(chance)
     assert result.normalized_score == pytest.approx(100 * (2 / 3 - chance) / (1 - chance))
-    per_token = summarize(task, scores, "ar", "next_token", length_normalized=True, bootstrap=200)
+    per_token = summarize(task, scores, length_normalized=True, bootstrap=200)
     assert per_token.accuracy == pytest.approx(1.0)  # item 1 flips to choice 1
     assert normalized_score(chance, chance) == 0 and normalized_score(1.0, chance) == 100
 
@@ -156,13 +156,15 @@ def test_a_model_that_ignores_its_input_scores_chance():
     tokenizer = SimpleNamespace(
         encode=lambda text: SimpleNamespace(ids=[int(t) for t in text.split()])
     )
-    for result in evaluate_task(
+    results = evaluate_task(
         Constant(), tokenizer, SPECIAL, task, ["ar", "md", "prefix"], bootstrap=500
-    ):
-        assert abs(result.normalized_score) < 3 * result.stderr, result
+    )
+    assert [r.mode for r in results] == ["ar", "md", "prefix"]
+    for scoring in (r for result in results for r in (result.summed, result.per_token)):
+        assert abs(scoring.normalized_score) < 3 * scoring.stderr, scoring
         # The bootstrap error matches the binomial one: 100 sqrt(p (1 - p) / n) / (1 - chance).
         binomial = 100 * math.sqrt(0.25 * 0.75 / len(items)) / 0.75
-        assert result.stderr == pytest.approx(binomial, rel=0.2)
+        assert scoring.stderr == pytest.approx(binomial, rel=0.2)
 
 
 DOCS = [  # 30 documents of six 10-word sentences, every word distinct
@@ -229,7 +231,7 @@ def test_evaluate_a_trained_run(tmp_path, capsys):
     import pandas as pd
 
     evals = pd.read_parquet(tmp_path / "run" / "evals.parquet")
-    assert len(evals) == 2 * 2 * 2  # tasks x modes x (summed, per-token)
+    assert len(evals) == 2 * 2  # tasks x modes
     assert set(evals["strategy"]) == {"next_token", "pll"}
     assert evals["normalized_score"].between(-100, 100).all() and (evals["n_items"] == 40).all()
 
@@ -303,4 +305,6 @@ def test_lm_eval_harness_runs_a_local_task_offline(trained_run, tmp_path):
     )
     accuracy = results["results"]["dualsweep_local"]["acc,none"]
     assert results["n-samples"]["dualsweep_local"]["effective"] == 12
-    assert accuracy * 12 == pytest.approx(round(accuracy * 12))  # a count of right answers out of 12
+    assert accuracy * 12 == pytest.approx(
+        round(accuracy * 12)
+    )  # a count of right answers out of 12

@@ -84,14 +84,14 @@ def test_smoke_sweep_end_to_end(tmp_path):
     assert set(results.curves["run_key"]) == set(runs["run_key"])
     assert not results.curves.duplicated(["run_key", "step"]).any()
 
-    # One evals row per trial x task x mode x (summed, per-token) score.
+    # One evals row per trial x task x mode.
     evals = results.evals
-    assert len(evals) == 4 * 2 * 3 * 2 and runs["evaluated"].all()
+    assert len(evals) == 4 * 2 * 3 and runs["evaluated"].all()
     assert set(evals["mode"]) == {"ar", "md", "prefix"} and set(evals["task"]) == {
         "continuation",
         "word_order",
     }
-    assert not evals.duplicated(["run_key", "task", "mode", "length_normalized"]).any()
+    assert not evals.duplicated(["run_key", "task", "mode"]).any()
 
     # Running it again trains nothing and changes no row.
     again = run_sweep(

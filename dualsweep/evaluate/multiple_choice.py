@@ -3,8 +3,8 @@
 Accuracy is normalised so that 0 is chance and 100 is perfect:
 score = 100 * (accuracy - chance) / (1 - chance), with chance the mean of 1 / n_choices;
 its standard error is the standard deviation of that score over bootstrap resamples of items.
-Each mode is reported with the summed log-probability of a choice and with the per-token
-mean (length-normalised), since choices differ in length.
+Each mode is reported with choices scored by their summed log-probability and by the
+per-token mean (length-normalised, the `_per_token` columns), since choices differ in length.
 """
 
 from __future__ import annotations
@@ -28,19 +28,39 @@ def strategy_name(mode: str, span: int) -> str:
 
 
 @dataclass(frozen=True)
-class TaskResult:
-    task: str
-    mode: str
-    strategy: str
-    length_normalized: bool
-    n_items: int
+class Accuracy:
     accuracy: float
     chance: float
     normalized_score: float
     stderr: float
+    """Bootstrap standard error of `normalized_score` over items."""
+
+
+@dataclass(frozen=True)
+class TaskResult:
+    """One task in one mode: choices scored by summed log-probability and per token."""
+
+    task: str
+    mode: str
+    strategy: str
+    n_items: int
+    summed: Accuracy
+    per_token: Accuracy
 
     def row(self) -> dict:
-        return dict(vars(self))
+        return {
+            "task": self.task,
+            "mode": self.mode,
+            "strategy": self.strategy,
+            "n_items": self.n_items,
+            "chance": self.summed.chance,
+            "accuracy": self.summed.accuracy,
+            "normalized_score": self.summed.normalized_score,
+            "stderr": self.summed.stderr,
+            "accuracy_per_token": self.per_token.accuracy,
+            "normalized_score_per_token": self.per_token.normalized_score,
+            "stderr_per_token": self.per_token.stderr,
+        }
 
 
 def encode(
@@ -63,13 +83,12 @@ def normalized_score(accuracy: float, chance: float) -> float:
 def summarize(
     task: Task,
     scores: Sequence[Sequence[Score]],
-    mode: str,
-    strategy: str,
     *,
     length_normalized: bool,
     bootstrap: int = 1000,
     seed: int = 0,
-) -> TaskResult:
+) -> Accuracy:
+    """Accuracy of picking each item's best-scoring choice, normalised, with a bootstrap error."""
     labels = np.array([item.label for item in task.items])
     chance_per_item = np.array([1 / len(item.choices) for item in task.items])
     picked = np.array(
@@ -89,12 +108,7 @@ def summarize(
     boot = normalized_score(
         correct[resamples].mean(axis=1), chance_per_item[resamples].mean(axis=1)
     )
-    return TaskResult(
-        task=task.name,
-        mode=mode,
-        strategy=strategy,
-        length_normalized=length_normalized,
-        n_items=len(task.items),
+    return Accuracy(
         accuracy=float(accuracy),
         chance=float(chance),
         normalized_score=float(normalized_score(accuracy, chance)),
@@ -133,16 +147,13 @@ def evaluate_task(
         for item in encoded:
             per_item.append(scores[start : start + len(item)])
             start += len(item)
-        for length_normalized in (False, True):
-            results.append(
-                summarize(
-                    task,
-                    per_item,
-                    mode,
-                    strategy_name(mode, span),
-                    length_normalized=length_normalized,
-                    bootstrap=bootstrap,
-                    seed=seed,
-                )
+        summed, per_token = (
+            summarize(task, per_item, length_normalized=n, bootstrap=bootstrap, seed=seed)
+            for n in (False, True)
+        )
+        results.append(
+            TaskResult(
+                task.name, mode, strategy_name(mode, span), len(task.items), summed, per_token
             )
+        )
     return results

@@ -2,8 +2,8 @@
 
 `evaluate_run(run_dir)` loads the run's config, final weights (model.pt) and tokenizer
 (tokenizer.json), builds the built-in tasks from the corpus's held-out documents, scores
-every task in every mode, and writes `run_dir/evals.parquet`: one row per task x mode x
-length normalisation, with the run's key.
+every task in every mode, and writes `run_dir/evals.parquet`: one row per task x mode,
+with the run's key.
 """
 
 from __future__ import annotations
@@ -28,12 +28,14 @@ EVAL_COLUMNS = (
     "task",
     "mode",
     "strategy",
-    "length_normalized",
     "n_items",
-    "accuracy",
     "chance",
+    "accuracy",
     "normalized_score",
     "stderr",
+    "accuracy_per_token",
+    "normalized_score_per_token",
+    "stderr_per_token",
 )
 
 
@@ -146,16 +148,17 @@ def evaluate_run(
 
 
 def format_evals(evals: pd.DataFrame) -> str:
-    """A terminal table: normalised score (0 = chance, 100 = perfect) +- standard error."""
+    """A terminal table: normalised scores (0 = chance, 100 = perfect) +- standard errors."""
     if evals.empty:
         return "(no multiple-choice tasks)"
     lines = [
-        f"{'task':<14} {'mode':<7} {'strategy':<11} {'scoring':<9} {'items':>5} {'accuracy':>8} {'score':>15}"
+        f"{'task':<14} {'mode':<7} {'strategy':<11} {'items':>5} {'accuracy':>8} "
+        f"{'score (sum)':>15} {'score (per token)':>18}"
     ]
     for row in evals.itertuples():
-        scoring = "per-token" if row.length_normalized else "sum"
         lines.append(
-            f"{row.task:<14} {row.mode:<7} {row.strategy:<11} {scoring:<9} {row.n_items:>5} "
-            f"{row.accuracy:>8.3f} {row.normalized_score:>7.1f} +- {row.stderr:<5.1f}"
+            f"{row.task:<14} {row.mode:<7} {row.strategy:<11} {row.n_items:>5} {row.accuracy:>8.3f} "
+            f"{row.normalized_score:>7.1f} +- {row.stderr:<5.1f} "
+            f"{row.normalized_score_per_token:>10.1f} +- {row.stderr_per_token:<5.1f}"
         )
     return "\n".join(lines)
