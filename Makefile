@@ -6,7 +6,7 @@ SWEEP ?= tiny
 STORAGE ?= runs
 PY := $(VENV)/bin/python
 
-.PHONY: install test test-slow lint format smoke sweep plan clean
+.PHONY: install test test-slow lint format smoke sweep plan plots clean
 
 install:
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -38,6 +38,10 @@ sweep:
 
 plan:
 	$(VENV)/bin/dualsweep plan sweeps/$(SWEEP).yaml
+
+# Every figure and table of a sweep from its Parquet tables (no Ray, no torch).
+plots:
+	$(PY) -m analysis.plots $(SWEEP)
 
 clean:
 	rm -rf runs .pytest_cache .ruff_cache

@@ -133,6 +133,26 @@ def cmd_lm_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_fit(args: argparse.Namespace) -> int:
+    from analysis.data import AnalysisError, metric, trial_table
+    from analysis.surface import best_alpha, fit_surface
+    from analysis.tables import format_best_alpha
+    from dualsweep.results import load
+
+    try:
+        table = trial_table(load(args.sweep, args.results))
+        chosen = metric(table, args.metric)
+        fit = fit_surface(table, chosen, noise=args.noise)
+    except (FileNotFoundError, AnalysisError) as e:
+        raise ConfigError(str(e)) from None
+    print(
+        f"{chosen.column} over {len(fit.y)} runs: R^2 {fit.r2:.4f}, leave-one-out RMSE {fit.loo_rmse:.4g}, "
+        f"noise {fit.noise}\nkernel {fit.kernel}\n"
+    )
+    print(format_best_alpha(best_alpha(fit, sorted(table["repetitions"].unique())), chosen.column))
+    return 0
+
+
 def cmd_plan(args: argparse.Namespace) -> int:
     sweep = load_sweep(args.sweep_file)
     from dualsweep.sweep.plan import format_plan, plan_sweep
@@ -236,6 +256,28 @@ def build_parser() -> argparse.ArgumentParser:
     lm.add_argument("--limit", type=int, help="score only the first N documents of each task")
     lm.add_argument("--device", default="cpu")
     lm.set_defaults(handler=cmd_lm_eval)
+
+    fit = commands.add_parser(
+        "fit",
+        help="fit the GP surface of a sweep's metric and print the best alpha per R",
+        description="Gaussian process over (log2 R, logit alpha) -> metric, from results/<sweep>/*.parquet; "
+        "posterior samples give the distribution of the best alpha at each trained R.",
+    )
+    fit.add_argument("sweep", help="sweep name, e.g. tiny")
+    fit.add_argument(
+        "--metric",
+        default="final_held_out_ar_loss",
+        help="a column: final_held_out_ar_loss, final_held_out_md_elbo, score_ar, score_md, "
+        "score_prefix, score_md:word_order, ... (default final_held_out_ar_loss)",
+    )
+    fit.add_argument(
+        "--noise",
+        default="white",
+        choices=["white", "stderr", "auto"],
+        help="white: one fitted noise level (the paper's); stderr: each run's standard error",
+    )
+    fit.add_argument("--results", default="results", help="root of the results tables")
+    fit.set_defaults(handler=cmd_fit)
 
     plan = commands.add_parser(
         "plan", help="print a sweep's trials, tokens and compute without launching anything"

@@ -1,0 +1,217 @@
+"""The figures, each saved as PNG and PDF, readable without the code (labelled axes, units, legends).
+
+Alpha axes are on the log-odds scale, where the paper's grid is evenly spaced; the pure
+objectives 0 and 1 sit one grid step beyond 1/256 and 255/256 (see `surface.ALPHA_CLIP`).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only; no display needed
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from analysis.surface import SurfaceFit, dense_alphas, logit_alpha  # noqa: E402
+from analysis.tables import alpha_label  # noqa: E402
+
+GRID_ALPHAS = (0, 1 / 256, 1 / 64, 1 / 16, 1 / 4, 1 / 2, 3 / 4, 15 / 16, 63 / 64, 255 / 256, 1)
+
+
+def save(fig, directory: Path, name: str) -> list[Path]:
+    directory.mkdir(parents=True, exist_ok=True)
+    paths = [directory / f"{name}.png", directory / f"{name}.pdf"]
+    fig.savefig(paths[0], dpi=150, bbox_inches="tight")
+    fig.savefig(paths[1], bbox_inches="tight")
+    plt.close(fig)
+    return paths
+
+
+def _alpha_axis(ax, axis: str = "y") -> None:
+    ticks = [logit_alpha(a) for a in GRID_ALPHAS]
+    labels = [alpha_label(a) for a in GRID_ALPHAS]
+    if axis == "y":
+        ax.set_yticks(ticks, labels)
+        ax.set_ylabel("alpha, the AR weight (log-odds scale)")
+    else:
+        ax.set_xticks(ticks, labels, rotation=45)
+        ax.set_xlabel("alpha, the AR weight (log-odds scale)")
+
+
+def _r_axis(ax, repetitions) -> None:
+    values = sorted(set(int(r) for r in repetitions))
+    ax.set_xticks(np.log2(values), [str(v) for v in values])
+    ax.set_xlabel("data repetitions R (unique tokens = budget / R)")
+
+
+def overfitting(curves: pd.DataFrame, table: pd.DataFrame, directory: Path) -> list[Path]:
+    """Held-out AR loss against tokens seen for pure AR, pure MD and the best mix at each R."""
+    curves = curves.merge(
+        table[["run_key", "alpha", "repetitions", "final_held_out_ar_loss"]], on="run_key"
+    )
+    curves = curves.dropna(subset=["held_out_ar_loss"])
+    repetitions = sorted(curves["repetitions"].unique())
+    columns = min(3, len(repetitions))
+    rows = int(np.ceil(len(repetitions) / columns))
+    fig, axes = plt.subplots(
+        rows,
+        columns,
+        figsize=(4.2 * columns, 3.2 * rows),
+        sharey=True,
+        squeeze=False,
+        layout="constrained",
+    )
+    styles = {
+        "pure AR (alpha = 1)": "tab:red",
+        "pure MD (alpha = 0)": "tab:blue",
+        "best mix": "tab:green",
+    }
+    for ax, r in zip(axes.flat, repetitions, strict=False):
+        at_r = curves[curves["repetitions"] == r]
+        mixes = at_r[(at_r["alpha"] > 0) & (at_r["alpha"] < 1)]
+        chosen = {
+            "pure AR (alpha = 1)": at_r[at_r["alpha"] == 1],
+            "pure MD (alpha = 0)": at_r[at_r["alpha"] == 0],
+        }
+        if len(mixes):
+            best = mixes.loc[mixes["final_held_out_ar_loss"].idxmin(), "run_key"]
+            chosen["best mix"] = mixes[mixes["run_key"] == best]
+        for label, rows_ in chosen.items():
+            for _, run in rows_.groupby("run_key"):
+                name = (
+                    label
+                    if label != "best mix"
+                    else f"best mix (alpha = {alpha_label(run['alpha'].iloc[0])})"
+                )
+                ax.plot(
+                    run["tokens_seen"],
+                    run["held_out_ar_loss"],
+                    color=styles[label],
+                    label=name,
+                    marker=".",
+                )
+        ax.set_title(f"R = {int(r)}")
+        ax.set_xlabel("training tokens seen")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    for ax in axes[:, 0]:
+        ax.set_ylabel("held-out AR loss (nats/token)")
+    for ax in list(axes.flat)[len(repetitions) :]:
+        ax.axis("off")
+    fig.suptitle("Overfitting under repetition: held-out AR loss during training")
+    return save(fig, directory, "overfitting")
+
+
+def surface(
+    fit: SurfaceFit, best: pd.DataFrame, table: pd.DataFrame, directory: Path
+) -> list[Path]:
+    """The fitted surface as a heatmap, with the best-alpha ridge and its 90% band."""
+    log_r = np.linspace(
+        np.log2(table["repetitions"].min()), np.log2(table["repetitions"].max()), 120
+    )
+    z = logit_alpha(dense_alphas(160))
+    grid_r, grid_z = np.meshgrid(log_r, z)
+    mean = fit.latent.predict(np.column_stack([grid_r.ravel(), grid_z.ravel()])).reshape(
+        grid_r.shape
+    )
+    fig, ax = plt.subplots(figsize=(7.5, 5.5), layout="constrained")
+    image = ax.pcolormesh(
+        grid_r,
+        grid_z,
+        mean,
+        shading="auto",
+        cmap="viridis_r" if fit.metric.lower_is_better else "viridis",
+    )
+    fig.colorbar(image, ax=ax, label=fit.metric.label)
+    x = np.log2(best["repetitions"])
+    ax.fill_between(
+        x,
+        logit_alpha(best["alpha_q05"]),
+        logit_alpha(best["alpha_q95"]),
+        color="white",
+        alpha=0.3,
+        label="best alpha, 90% interval",
+    )
+    ax.plot(
+        x,
+        logit_alpha(best["alpha_median"]),
+        color="white",
+        lw=2,
+        label="best alpha, posterior median",
+    )
+    ax.scatter(
+        np.log2(table["repetitions"]),
+        logit_alpha(table["alpha"]),
+        c="black",
+        s=14,
+        label="trained models",
+    )
+    _r_axis(ax, table["repetitions"])
+    _alpha_axis(ax)
+    ax.set_title(
+        f"GP surface of {fit.metric.column} (R^2 {fit.r2:.3f}, LOO RMSE {fit.loo_rmse:.3g})"
+    )
+    ax.legend(loc="lower left", fontsize=8, framealpha=0.8)
+    return save(fig, directory, f"surface_{fit.metric.column.replace(':', '_')}")
+
+
+def best_alpha_density(
+    targets: dict[str, tuple[pd.DataFrame, np.ndarray]], table: pd.DataFrame, directory: Path
+) -> list[Path]:
+    """Posterior density of the best alpha against R, one panel per target metric."""
+    fig, axes = plt.subplots(
+        1, len(targets), figsize=(6.5 * len(targets), 5), squeeze=False, layout="constrained"
+    )
+    bins = np.linspace(logit_alpha(0.0), logit_alpha(1.0), 41)
+    for ax, (name, (best, samples)) in zip(axes.flat, targets.items(), strict=True):
+        x = np.log2(best["repetitions"].to_numpy())
+        density = np.stack(
+            [np.histogram(logit_alpha(s), bins=bins)[0] / len(s) for s in samples], axis=1
+        )
+        edges = np.concatenate(
+            [[x[0] - (x[1] - x[0]) / 2], (x[1:] + x[:-1]) / 2, [x[-1] + (x[-1] - x[-2]) / 2]]
+        )
+        image = ax.pcolormesh(edges, bins, density, cmap="magma", shading="flat")
+        fig.colorbar(image, ax=ax, label="posterior probability of the best alpha")
+        ax.plot(x, logit_alpha(best["alpha_median"]), color="cyan", lw=1.5, label="median")
+        heavy = 2**x >= 16  # the rule is about heavy repetition, where 16 / R <= 1
+        ax.plot(
+            x[heavy],
+            logit_alpha(16 / 2 ** x[heavy]),
+            "w--",
+            lw=1,
+            label="alpha x R = 16 (paper's rule)",
+        )
+        _r_axis(ax, table["repetitions"])
+        _alpha_axis(ax)
+        ax.set_title(f"best alpha for {name}")
+        ax.legend(loc="lower left", fontsize=8)
+    return save(fig, directory, "best_alpha_density")
+
+
+def prefix_gain(table: pd.DataFrame, directory: Path) -> list[Path]:
+    """Normalised score of prefix-LM scoring minus AR scoring, against alpha, one line per R."""
+    fig, ax = plt.subplots(figsize=(7, 4.5), layout="constrained")
+    colours = plt.cm.plasma(np.linspace(0, 0.9, table["repetitions"].nunique()))
+    points = (
+        table.groupby(["repetitions", "alpha"])[["score_prefix", "score_ar"]].mean().reset_index()
+    )
+    for colour, (r, rows) in zip(colours, points.groupby("repetitions"), strict=True):
+        ax.plot(
+            logit_alpha(rows["alpha"]),
+            rows["score_prefix"] - rows["score_ar"],
+            marker="o",
+            color=colour,
+            label=f"R = {int(r)}",
+        )
+    ax.axhline(0, color="grey", lw=0.8)
+    _alpha_axis(ax, "x")
+    ax.set_ylabel("prefix-LM minus AR score (normalised points)")
+    ax.set_title("Gain of prefix-LM over AR scoring (mean over tasks)")
+    ax.legend(fontsize=7, ncol=2)
+    ax.grid(alpha=0.3)
+    return save(fig, directory, "prefix_gain")

@@ -1,0 +1,129 @@
+"""`make plots`: every figure and table of a sweep, from its Parquet tables alone.
+
+    python -m analysis.plots tiny [--results results]
+
+writes results/<sweep>/figures/*.{png,pdf} and results/<sweep>/tables/*.{md,tex}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pandas as pd
+
+from analysis.data import AnalysisError, metric, trial_table
+from analysis.surface import best_alpha, fit_surface, repetition_grid
+from analysis.tables import format_best_alpha, format_main_table, main_table
+from dualsweep.results import RESULTS_ROOT, load, sweep_dir
+
+
+def targets(table: pd.DataFrame) -> dict[str, str]:
+    """The metrics analysed: held-out losses always, downstream scores when evaluated."""
+    chosen = {"AR loss": "final_held_out_ar_loss", "MD ELBO": "final_held_out_md_elbo"}
+    for mode in ("ar", "md", "prefix"):
+        if f"score_{mode}" in table.columns:
+            chosen[f"{mode.upper() if mode != 'prefix' else 'prefix-LM'} score"] = f"score_{mode}"
+    return chosen
+
+
+def make_all(
+    name: str, results_root: str | Path = RESULTS_ROOT, log: Callable[[str], None] = print
+) -> list[Path]:
+    from analysis import figures
+
+    started = time.perf_counter()
+    results = load(name, results_root)
+    table = trial_table(results)
+    if table.empty:
+        raise AnalysisError(f"sweep {name!r} has no finished runs yet")
+    directory = sweep_dir(name, results_root)
+    figure_dir, table_dir = directory / "figures", directory / "tables"
+    table_dir.mkdir(parents=True, exist_ok=True)
+    written: list[Path] = []
+
+    chosen = targets(table)
+    metrics = [metric(table, column) for column in chosen.values()]
+    main = main_table(table, metrics)
+    for suffix, latex in ((".md", False), (".tex", True)):
+        path = table_dir / f"main{suffix}"
+        path.write_text(format_main_table(main, latex=latex))
+        written.append(path)
+
+    grid = repetition_grid(table)
+    trained_r = sorted(table["repetitions"].unique())
+    fits, samples, best_md, best_tex = {}, {}, [], []
+    for label, column in chosen.items():
+        fit = fit_surface(table, metric(table, column))
+        summary, sampled = best_alpha(fit, grid, return_samples=True)
+        fits[label], samples[label] = fit, (summary, sampled)
+        written += figures.surface(fit, summary, table, figure_dir)
+        at_trained = best_alpha(fit, trained_r)
+        head = f"{column}: GP R^2 {fit.r2:.3f}, leave-one-out RMSE {fit.loo_rmse:.4g}, kernel {fit.kernel}"
+        best_md.append(f"{head}\n\n" + format_best_alpha(at_trained, column))
+        best_tex.append(f"% {head}\n" + format_best_alpha(at_trained, column, latex=True))
+        log(f"  {column}: R^2 {fit.r2:.3f}, LOO RMSE {fit.loo_rmse:.4g}")
+    comparison = _ar_vs_md(samples, chosen)
+    if comparison is not None:
+        best_md.append(comparison)
+    (table_dir / "best_alpha.md").write_text("\n\n".join(best_md))
+    (table_dir / "best_alpha.tex").write_text("\n\n".join(best_tex))
+    written += [table_dir / "best_alpha.md", table_dir / "best_alpha.tex"]
+
+    density = {k: samples[k] for k in ("AR score", "MD score") if k in samples} or {
+        k: samples[k] for k in ("AR loss", "MD ELBO")
+    }
+    written += figures.best_alpha_density(density, table, figure_dir)
+    if not results.curves.empty:
+        written += figures.overfitting(results.curves, table, figure_dir)
+    if {"score_prefix", "score_ar"} <= set(table.columns):
+        written += figures.prefix_gain(table, figure_dir)
+    log(f"{name}: {len(written)} files in {directory} ({time.perf_counter() - started:.1f}s)")
+    return written
+
+
+def _ar_vs_md(samples: dict, chosen: dict) -> str | None:
+    """The paper's comparison: best alpha when targeting AR vs MD performance, per R."""
+    pairs = [("AR score", "MD score"), ("AR loss", "MD ELBO")]
+    for ar, md in pairs:
+        if ar in samples and md in samples:
+            a, m = samples[ar][0], samples[md][0]
+            lines = [
+                f"**best alpha targeting {chosen[ar]} vs {chosen[md]} (posterior medians)**",
+                "",
+                "| R | AR-targeted | MD-targeted |",
+                "|---|---|---|",
+            ]
+            lines += [
+                f"| {r:g} | {x:.3g} | {y:.3g} |"
+                for r, x, y in zip(
+                    a["repetitions"], a["alpha_median"], m["alpha_median"], strict=True
+                )
+            ]
+            return "\n".join(lines) + "\n"
+    return None
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m analysis.plots", description=__doc__.splitlines()[0]
+    )
+    parser.add_argument("sweep", help="sweep name, e.g. tiny or smoke")
+    parser.add_argument(
+        "--results", default=RESULTS_ROOT, help="root of the results tables (default: results)"
+    )
+    args = parser.parse_args(argv)
+    try:
+        for path in make_all(args.sweep, args.results):
+            print(f"  {path}")
+    except (FileNotFoundError, AnalysisError) as e:
+        print(f"plots: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

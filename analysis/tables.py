@@ -1,0 +1,132 @@
+"""Tables: the main comparison (best dual model vs pure AR vs pure MD) and best-alpha summaries.
+
+The main table is computed directly from the trained runs, no model in between: at each R,
+the best trained mix (0 < alpha < 1) on each metric against the pure objectives' runs at
+that R (a dash where the design did not train one). Written as Markdown and LaTeX.
+"""
+
+from __future__ import annotations
+
+from fractions import Fraction
+
+import numpy as np
+import pandas as pd
+
+from analysis.data import Metric
+
+
+def alpha_label(alpha: float) -> str:
+    """1/256, 63/64, 0.3: dyadic values (the paper's grid) as fractions, others as decimals."""
+    fraction = Fraction(alpha).limit_denominator(1024)
+    dyadic = fraction.denominator & (fraction.denominator - 1) == 0
+    if dyadic and abs(float(fraction) - alpha) < 1e-12:
+        return (
+            str(fraction.numerator)
+            if fraction.denominator == 1
+            else f"{fraction.numerator}/{fraction.denominator}"
+        )
+    return f"{alpha:.3g}"
+
+
+def main_table(table: pd.DataFrame, metrics: list[Metric]) -> pd.DataFrame:
+    """Long form: one row per (R, metric) with the best mix, pure AR and pure MD values.
+
+    Seeds are averaged first: a point's value is the mean over its seeds.
+    """
+    rows = []
+    for metric in metrics:
+        points = (
+            table.groupby(["repetitions", "alpha"])[metric.column].mean().dropna().reset_index()
+        )
+        for r, at_r in points.groupby("repetitions"):
+            mixes = at_r[(at_r["alpha"] > 0) & (at_r["alpha"] < 1)]
+            pure = dict(zip(at_r["alpha"], at_r[metric.column], strict=True))
+            best = None
+            if len(mixes):
+                best = mixes.loc[
+                    mixes[metric.column].idxmin()
+                    if metric.lower_is_better
+                    else mixes[metric.column].idxmax()
+                ]
+            rows.append(
+                {
+                    "repetitions": int(r),
+                    "metric": metric.column,
+                    "best_mix_alpha": float(best["alpha"]) if best is not None else np.nan,
+                    "best_mix": float(best[metric.column]) if best is not None else np.nan,
+                    "pure_ar": pure.get(1.0, np.nan),
+                    "pure_md": pure.get(0.0, np.nan),
+                    "lower_is_better": metric.lower_is_better,
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+def _number(value: float, digits: int) -> str:
+    return "–" if value != value else f"{value:.{digits}f}"
+
+
+def _render(headers: list[str], body: list[list[str]], latex: bool, caption: str) -> str:
+    if latex:
+        lines = [
+            "\\begin{table}[t]",
+            "\\centering",
+            f"\\caption{{{caption}}}",
+            "\\begin{tabular}{" + "l" + "r" * (len(headers) - 1) + "}",
+            "\\toprule",
+            " & ".join(headers) + " \\\\",
+            "\\midrule",
+            *(" & ".join(cells) + " \\\\" for cells in body),
+            "\\bottomrule",
+            "\\end{tabular}",
+            "\\end{table}",
+        ]
+        return "\n".join(
+            line.replace("–", "--").replace("α", "$\\alpha$").replace("±", "$\\pm$")
+            for line in lines
+        )
+    lines = [f"**{caption}**", "", "| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+    lines += ["| " + " | ".join(cells) + " |" for cells in body]
+    return "\n".join(lines)
+
+
+def format_main_table(main: pd.DataFrame, *, latex: bool = False) -> str:
+    parts = []
+    for metric, rows in main.groupby("metric", sort=False):
+        digits = 3 if not metric.startswith("score_") else 1
+        better = "lower" if rows["lower_is_better"].iloc[0] else "higher"
+        headers = ["R", "best mix (α)", "best mix", "pure AR", "pure MD"]
+        body = [
+            [
+                str(r.repetitions),
+                "–" if r.best_mix_alpha != r.best_mix_alpha else alpha_label(r.best_mix_alpha),
+                _number(r.best_mix, digits),
+                _number(r.pure_ar, digits),
+                _number(r.pure_md, digits),
+            ]
+            for r in rows.itertuples()
+        ]
+        parts.append(
+            _render(
+                headers,
+                body,
+                latex,
+                f"{metric} ({better} is better): best dual model vs pure objectives",
+            )
+        )
+    return "\n\n".join(parts) + "\n"
+
+
+def format_best_alpha(summary: pd.DataFrame, metric: str, *, latex: bool = False) -> str:
+    headers = ["R", "best α (median)", "90% interval", "P(0 < α < 1)", "α·R (median)"]
+    body = [
+        [
+            f"{r.repetitions:g}",
+            f"{r.alpha_median:.3g}",
+            f"[{r.alpha_q05:.3g}, {r.alpha_q95:.3g}]",
+            f"{r.p_interior:.2f}",
+            f"{r.ar_repetitions_median:.3g}",
+        ]
+        for r in summary.itertuples()
+    ]
+    return _render(headers, body, latex, f"posterior of the best alpha for {metric}") + "\n"

@@ -1,0 +1,233 @@
+"""Analysis: the GP surface recovers a known optimum; tables equal pandas; figures are written."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from analysis.data import AnalysisError, metric, trial_table
+from analysis.surface import alpha_from_logit, best_alpha, fit_surface, logit_alpha, loo_rmse
+from analysis.tables import alpha_label, main_table
+from dualsweep.results import SweepResults
+
+ALPHAS = [0, 1 / 256, 1 / 64, 1 / 16, 1 / 4, 1 / 2, 3 / 4, 15 / 16, 63 / 64, 255 / 256, 1]
+REPETITIONS = [1, 2, 4, 8, 16, 32, 64, 128, 256]
+
+
+def best_logit(r) -> np.ndarray:
+    """The synthetic optimum: alpha = 63/64-ish at R = 1, falling with R (alpha * R ~ 16 late)."""
+    return 4.0 - 0.9 * np.log2(r)
+
+
+def true_score(r, alpha) -> np.ndarray:
+    return 40 - 1.5 * (logit_alpha(alpha) - best_logit(r)) ** 2 - 2 * np.log2(r)
+
+
+def synthetic_results(noise: float = 1.0, seed: int = 0) -> SweepResults:
+    """A 50-point checkerboard sweep drawn from a known smooth surface plus noise."""
+    rng = np.random.default_rng(seed)
+    points = [
+        (a, r) for j, r in enumerate(REPETITIONS) for i, a in enumerate(ALPHAS) if (i + j) % 2 == 0
+    ]
+    runs, curves, evals = [], [], []
+    for k, (a, r) in enumerate(points):
+        key = f"run{k:02d}"
+        loss = 4 + 0.05 * (logit_alpha(a) - best_logit(r)) ** 2 / 10 + rng.normal(0, 0.01)
+        runs.append(
+            {
+                "run_key": key,
+                "alpha": a,
+                "repetitions": r,
+                "seed": 0,
+                "status": "finished",
+                "in_sweep": True,
+                "final_held_out_ar_loss": loss,
+                "best_held_out_ar_loss": loss - 0.01,
+                "final_held_out_md_elbo": loss + 0.2,
+                "best_held_out_md_elbo": loss + 0.19,
+                "final_held_out_md_elbo_stderr": 0.01,
+            }
+        )
+        for step in (0, 50, 100):
+            curves.append(
+                {
+                    "run_key": key,
+                    "step": step,
+                    "tokens_seen": step * 1000,
+                    "held_out_ar_loss": 6 - step / 100 * (6 - loss),
+                }
+            )
+        for mode, shift in (("ar", 0.0), ("md", -3.0), ("prefix", 1.0)):
+            for task in ("continuation", "word_order"):
+                score = true_score(r, a) + shift + rng.normal(0, noise)
+                evals.append(
+                    {
+                        "run_key": key,
+                        "task": task,
+                        "mode": mode,
+                        "normalized_score": score,
+                        "stderr": 2.0,
+                        "normalized_score_per_token": score - 1,
+                        "stderr_per_token": 2.0,
+                    }
+                )
+    runs.append({**runs[0], "run_key": "broken", "status": "failed"})  # failed runs are left out
+    return SweepResults(
+        runs=pd.DataFrame(runs), curves=pd.DataFrame(curves), evals=pd.DataFrame(evals)
+    )
+
+
+@pytest.fixture(scope="module")
+def table():
+    return trial_table(synthetic_results())
+
+
+def test_trial_table(table):
+    assert len(table) == 50 and "broken" not in set(table["run_key"])
+    row = table.iloc[0]
+    # score_ar is the mean of the two task scores; its error sqrt(2^2 + 2^2) / 2.
+    assert row["score_ar"] == pytest.approx(
+        (row["score_ar:continuation"] + row["score_ar:word_order"]) / 2
+    )
+    assert row["score_ar_stderr"] == pytest.approx(np.sqrt(8) / 2)
+
+
+def test_fit_recovers_the_known_best_alpha(table):
+    fit = fit_surface(table, metric(table, "score_ar"))
+    assert fit.r2 > 0.99
+    summary = best_alpha(fit, REPETITIONS, samples=1000)
+    truth = alpha_from_logit(best_logit(np.array(REPETITIONS, dtype=float)))
+    inside = (summary["alpha_q05"] <= truth) & (truth <= summary["alpha_q95"])
+    assert inside.all(), summary.assign(truth=truth)
+    assert (summary["p_interior"] > 0.95).all()  # a mix beats both pure objectives everywhere
+    assert summary["ar_repetitions_median"].to_numpy() == pytest.approx(
+        summary["alpha_median"] * REPETITIONS
+    )
+
+
+def test_loss_metrics_are_minimised(table):
+    fit = fit_surface(table, metric(table, "held_out_ar_loss"))  # alias of final_held_out_ar_loss
+    assert fit.metric.lower_is_better
+    summary = best_alpha(fit, [1, 256], samples=500)
+    truth = alpha_from_logit(best_logit(np.array([1.0, 256.0])))
+    assert ((summary["alpha_q05"] <= truth) & (truth <= summary["alpha_q95"])).all()
+
+
+def test_per_point_noise_from_standard_errors(table):
+    fit = fit_surface(table, metric(table, "score_ar"), noise="stderr")
+    assert fit.noise == "stderr" and "WhiteKernel" not in fit.kernel
+    with pytest.raises(AnalysisError, match="no standard errors"):
+        fit_surface(table, metric(table, "final_held_out_ar_loss"), noise="stderr")
+
+
+def test_leave_one_out_closed_form_equals_refitting(table):
+    from sklearn.gaussian_process import GaussianProcessRegressor
+
+    fit = fit_surface(table.iloc[:20], metric(table, "score_md"))
+    errors = []
+    for i in range(len(fit.X)):
+        keep = np.arange(len(fit.X)) != i
+        gp = GaussianProcessRegressor(
+            fit.latent.kernel_, alpha=fit.latent.alpha, normalize_y=False, optimizer=None
+        )
+        # The closed form fixes the normalisation of the full fit; refit on the same scale.
+        mean, scale = fit.latent._y_train_mean, fit.latent._y_train_std
+        gp.fit(fit.X[keep], (fit.y[keep] - mean) / scale)
+        errors.append(fit.y[i] - (gp.predict(fit.X[i : i + 1])[0] * scale + mean))
+    assert loo_rmse(fit.latent, fit.X, fit.y) == pytest.approx(
+        np.sqrt(np.mean(np.square(errors))), rel=1e-6
+    )
+
+
+def test_clear_errors(table):
+    with pytest.raises(
+        AnalysisError, match=r"^--metric: no metric column 'perplexity'; available: .*score_ar"
+    ):
+        metric(table, "perplexity")
+    with pytest.raises(
+        AnalysisError, match=r"3 finished runs with a value; the surface needs at least 4"
+    ):
+        fit_surface(table.iloc[:3], metric(table, "score_ar"))
+
+
+def test_main_table_equals_pandas(table):
+    metrics = [metric(table, "score_ar"), metric(table, "final_held_out_ar_loss")]
+    main = main_table(table, metrics).set_index(["metric", "repetitions"])
+    for r in REPETITIONS:
+        at_r = table[table["repetitions"] == r]
+        mixes = at_r[(at_r["alpha"] > 0) & (at_r["alpha"] < 1)]
+        row = main.loc[("score_ar", r)]
+        assert row["best_mix"] == mixes["score_ar"].max()
+        assert row["best_mix_alpha"] == mixes.loc[mixes["score_ar"].idxmax(), "alpha"]
+        pure_ar = at_r.loc[at_r["alpha"] == 1, "score_ar"]
+        assert (row["pure_ar"] == pure_ar.iloc[0]) if len(pure_ar) else np.isnan(row["pure_ar"])
+        assert (
+            main.loc[("final_held_out_ar_loss", r), "best_mix"]
+            == mixes["final_held_out_ar_loss"].min()
+        )
+
+
+def test_alpha_labels():
+    assert [alpha_label(a) for a in (0, 1 / 256, 63 / 64, 1, 0.3)] == [
+        "0",
+        "1/256",
+        "63/64",
+        "1",
+        "0.3",
+    ]
+
+
+def test_make_plots_writes_every_figure_and_table(tmp_path, monkeypatch):
+    from analysis import plots
+
+    results = synthetic_results()
+    folder = tmp_path / "results" / "synthetic"
+    folder.mkdir(parents=True)
+    for name, frame in (
+        ("runs", results.runs),
+        ("curves", results.curves),
+        ("evals", results.evals),
+    ):
+        frame.to_parquet(folder / f"{name}.parquet")
+    written = {
+        p.relative_to(folder).as_posix()
+        for p in plots.make_all("synthetic", tmp_path / "results", log=lambda m: None)
+    }
+    figures = [
+        "overfitting",
+        "best_alpha_density",
+        "prefix_gain",
+        "surface_score_ar",
+        "surface_score_md",
+        "surface_final_held_out_ar_loss",
+    ]
+    assert {f"figures/{f}.{ext}" for f in figures for ext in ("png", "pdf")} <= written
+    assert {
+        "tables/main.md",
+        "tables/main.tex",
+        "tables/best_alpha.md",
+        "tables/best_alpha.tex",
+    } <= written
+    assert all((folder / p).stat().st_size > 0 for p in written)
+    markdown = (folder / "tables" / "best_alpha.md").read_text()
+    assert "best alpha targeting score_ar vs score_md" in markdown
+    assert "\\begin{tabular}" in (folder / "tables" / "main.tex").read_text()
+
+
+def test_plots_without_results_says_so(tmp_path, capsys):
+    from analysis import plots
+
+    assert plots.main(["nothing", "--results", str(tmp_path)]) == 2
+    assert "run `make sweep SWEEP=nothing`" in capsys.readouterr().err
+
+
+def test_analysis_needs_neither_torch_nor_ray():
+    code = (
+        "import sys, analysis.plots, analysis.figures, analysis.surface;"
+        "heavy = {'torch', 'lightning', 'ray'} & set(sys.modules); assert not heavy, heavy"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
