@@ -6,7 +6,7 @@ SWEEP ?= tiny
 STORAGE ?= runs
 PY := $(VENV)/bin/python
 
-.PHONY: install test test-slow lint format smoke sweep plan plots clean
+.PHONY: install test test-slow lint format smoke sweep plan plots bench clean
 
 install:
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -42,6 +42,10 @@ plan:
 # Every figure and table of a sweep from its Parquet tables (no Ray, no torch).
 plots:
 	$(PY) -m analysis.plots $(SWEEP)
+
+# Speed as ratios against baselines measured in the same run; rewrites benchmarks/RESULTS.md.
+bench:
+	$(PY) -m benchmarks.run
 
 clean:
 	rm -rf runs .pytest_cache .ruff_cache

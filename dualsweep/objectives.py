@@ -39,12 +39,17 @@ class SpecialTokens:
 
 
 def next_token_nll(logits: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
-    """Cross-entropy (B, T-1) of predicting tokens[:, i+1] from logits[:, i], in float32."""
+    """Cross-entropy (B, T-1) of predicting tokens[:, i+1] from logits[:, i], in float32.
+
+    Computed over all T positions (the last has no target and is ignored) so that the
+    logits are read in place: slicing off the last position first would copy all of them.
+    """
     B, T, V = logits.shape
+    targets = torch.cat([tokens[:, 1:], tokens.new_full((B, 1), -100)], dim=1)
     nll = F.cross_entropy(
-        logits[:, :-1].reshape(-1, V).float(), tokens[:, 1:].reshape(-1), reduction="none"
+        logits.reshape(-1, V).float(), targets.reshape(-1), reduction="none", ignore_index=-100
     )
-    return nll.view(B, T - 1)
+    return nll.view(B, T)[:, :-1]
 
 
 def modelled(tokens: torch.Tensor, special: SpecialTokens) -> torch.Tensor:

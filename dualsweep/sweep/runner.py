@@ -50,12 +50,15 @@ def _sweep_lock(results_dir: Path):
 
 
 def _use_cluster_token(address: str | None) -> None:
-    """Ray 2.60 clusters authenticate clients with a token, and a client that has one but is
-    not told to use it fails to connect after ~20 s. Ray reads this setting when imported, so
-    this runs before the first `import ray`."""
+    """Settings Ray reads when imported, so this runs before the first `import ray`.
+
+    Ray 2.60 clusters authenticate clients with a token, and a client that has one but is
+    not told to use it fails to connect after ~20 s with no hint why."""
     has_token = os.environ.get("RAY_AUTH_TOKEN") or (Path.home() / ".ray" / "auth_token").is_file()
     if address and has_token:
         os.environ.setdefault("RAY_AUTH_MODE", "token")
+    # Tune's own banner and tables: our progress line says what matters.
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
 
 
 def _start_ray(address: str | None) -> bool:

@@ -1,0 +1,105 @@
+"""Shared benchmark machinery: the machine's description, interleaved timing, result files.
+
+Every benchmark measures two things back to back, alternating A and B over several
+repetitions so that drift (thermal, other load) hits both alike, and reports the ratio of
+medians with the spread (min and max of the per-repetition ratios).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+RESULTS_DIR = Path(__file__).resolve().parent / "results"
+
+
+def machine() -> dict:
+    import torch
+
+    info = {
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "device": "cpu",
+    }
+    try:
+        model = next(
+            line
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        )
+        info["cpu"] = model.split(":", 1)[1].strip()
+    except (OSError, StopIteration):
+        info["cpu"] = platform.processor()
+    if torch.cuda.is_available():
+        info["device"] = torch.cuda.get_device_name()
+    return info
+
+
+@dataclass
+class Ratio:
+    name: str
+    what: str
+    numerator: str
+    denominator: str
+    ratio: float
+    spread: tuple[float, float]
+    target: str
+    met: bool | None
+    details: dict = field(default_factory=dict)
+
+    def line(self) -> str:
+        verdict = "n/a" if self.met is None else ("met" if self.met else "MISSED")
+        return (
+            f"{self.name:<18} {self.ratio:>8.3f}  [{self.spread[0]:.3f}, {self.spread[1]:.3f}]  "
+            f"{self.target:<14} {verdict:<7} {self.numerator} / {self.denominator}"
+        )
+
+
+def interleaved(
+    a: Callable[[], float], b: Callable[[], float], repetitions: int
+) -> tuple[list[float], list[float]]:
+    """Alternate measurements of a and b (each returns a rate or a time); a first, then b first."""
+    results_a, results_b = [], []
+    for i in range(repetitions):
+        first, second = (a, b) if i % 2 == 0 else (b, a)
+        x, y = first(), second()
+        if i % 2 == 1:
+            x, y = y, x
+        results_a.append(x)
+        results_b.append(y)
+    return results_a, results_b
+
+
+def ratio_of(a: list[float], b: list[float]) -> tuple[float, tuple[float, float]]:
+    """Median of a over median of b, with the min and max per-repetition ratios."""
+    per_rep = [x / y for x, y in zip(a, b, strict=True)]
+    return statistics.median(a) / statistics.median(b), (min(per_rep), max(per_rep))
+
+
+def timed(fn: Callable[[], None], sync: Callable[[], None] = lambda: None) -> float:
+    sync()
+    start = time.perf_counter()
+    fn()
+    sync()
+    return time.perf_counter() - start
+
+
+def save(result: Ratio) -> Path:
+    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+    path = RESULTS_DIR / f"{result.name}.json"
+    payload = {
+        **asdict(result),
+        "machine": machine(),
+        "measured_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+    path.write_text(json.dumps(payload, indent=2) + "\n")
+    return path

@@ -1,0 +1,66 @@
+"""Sweep efficiency: how much of the machine a sweep spends training.
+
+sum of per-trial training times / (concurrency x sweep wall time), for the smoke sweep's
+4 points with evaluation switched off (evaluation is not training; its cost is measured by
+`dualsweep evaluate`), on the embedded Ray with one single-thread trial per core. The wall
+time includes everything a user waits for: Ray start-up, worker imports, data preparation
+(cached), held-out evaluations during training, writing results.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+from pathlib import Path
+
+import yaml
+
+from benchmarks.common import Ratio
+from dualsweep.config import load_sweep
+from dualsweep.results import load
+from dualsweep.sweep.runner import run_sweep
+
+
+def sweep_efficiency(budget_multiple: int = 1) -> Ratio:
+    raw = yaml.safe_load(Path("sweeps/smoke.yaml").read_text())
+    raw["name"] = "bench"
+    raw["base"].setdefault("evaluation", {})["tasks"] = []
+    raw["base"]["train"]["token_budget"] *= budget_multiple
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "bench.yaml"
+        path.write_text(yaml.safe_dump(raw))
+        sweep = load_sweep(path)
+        start = time.perf_counter()
+        run_sweep(
+            sweep,
+            results_root=Path(tmp) / "results",
+            storage=Path(tmp) / "runs",
+            log=lambda m: None,
+        )
+        wall = time.perf_counter() - start
+        runs = load("bench", Path(tmp) / "results").runs
+    concurrency = min(len(runs), int((os.cpu_count() or 1) // sweep.resources.cpu))
+    training = float(runs["train_time_s"].sum())
+    ratio = training / (concurrency * wall)
+    budget = sweep.base.train.token_budget
+    name = "sweep_efficiency" if budget_multiple == 1 else f"sweep_efficiency_{budget_multiple}x"
+    smoke_size = budget_multiple == 1  # the target is stated for the smoke-size sweep
+    return Ratio(
+        name,
+        f"sum of trial training times over (concurrency x wall), {len(runs)} trials of {budget:,} tokens",
+        "sum train s",
+        "concurrency x wall s",
+        ratio,
+        (ratio, ratio),
+        ">= 0.9" if smoke_size else "report",
+        ratio >= 0.9 if smoke_size else None,
+        {
+            "trials": len(runs),
+            "concurrency": concurrency,
+            "wall_s": wall,
+            "train_s": training,
+            "mean_trial_train_s": training / len(runs),
+            "token_budget": budget,
+        },
+    )

@@ -1,0 +1,307 @@
+"""Training-speed benchmarks, each a ratio measured in one process on the same machine.
+
+- dual_overhead: tokens/s at alpha = 1/2 over tokens/s at alpha = 1 (same model and batch);
+- framework_overhead: time per step through the LightningModule over the same step in a
+  bare PyTorch loop;
+- model_speed: our model's tokens/s over a minimal reference GPT's (benchmarks/reference_gpt.py);
+- hardware_use: achieved training FLOP/s (6N per token plus attention) over the matmul peak
+  measured here;
+- data_path: tokens/s the data module delivers over tokens/s training consumes;
+- compile: tokens/s with torch.compile over eager (after a warm-up that includes compiling).
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import torch
+
+from benchmarks.common import Ratio, interleaved, ratio_of
+from dualsweep.config import RunConfig, load_sweep
+from dualsweep.model import Transformer
+from dualsweep.objectives import ar_sequence_flags, corrupt_batch, dual_objective_loss
+from dualsweep.sweep.plan import training_flops_per_token
+from dualsweep.training.optim import build_optimizers
+
+BENCH_SWEEP = "sweeps/tiny.yaml"  # the laptop-scale model the tiny sweep trains
+
+
+def bench_config() -> RunConfig:
+    return load_sweep(BENCH_SWEEP).base.replace(progress_bar=False, loggers=())
+
+
+def batches(config: RunConfig, n: int) -> tuple[list[torch.Tensor], object]:
+    from dualsweep.data.datamodule import DualSweepData
+
+    data = DualSweepData(config, log=lambda m: None)
+    data.setup()
+    loader = iter(data.train_dataloader())
+    return [next(loader)["tokens"] for _ in range(n)], data
+
+
+class BareLoop:
+    """The training step of DualObjectiveModule without Lightning: loss, backward, clip, step."""
+
+    def __init__(self, config: RunConfig, model: torch.nn.Module, special, alpha: float):
+        self.config, self.model, self.special, self.alpha = config, model, special, alpha
+        self.optimizers = build_optimizers(model, config.optim)
+        self.generator = torch.Generator()
+        self.step = 0
+
+    def run(self, tokens_list: list[torch.Tensor]) -> float:
+        """Train on these batches; return tokens/s."""
+        start = time.perf_counter()
+        for tokens in tokens_list:
+            B = len(tokens)
+            self.generator.manual_seed(self.step)
+            is_ar = ar_sequence_flags(self.alpha, self.step * B, B)
+            corruption = corrupt_batch(tokens, is_ar, self.special, self.generator)
+            loss = dual_objective_loss(self.model, tokens, corruption, self.special).loss
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.optim.grad_clip)
+            for optimizer in self.optimizers:
+                optimizer.step()
+                optimizer.zero_grad(set_to_none=True)
+            self.step += 1
+        elapsed = time.perf_counter() - start
+        return sum(t.numel() for t in tokens_list) / elapsed
+
+
+class ReferenceLoop:
+    def __init__(self, config: RunConfig):
+        from benchmarks.reference_gpt import ReferenceGPT
+
+        m = config.model
+        torch.manual_seed(0)
+        self.model = ReferenceGPT(m.vocab_size, m.d_model, m.n_layers, m.n_heads, m.seq_len)
+        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=config.optim.lr)
+
+    def run(self, tokens_list: list[torch.Tensor]) -> float:
+        start = time.perf_counter()
+        for tokens in tokens_list:
+            logits = self.model(tokens)
+            loss = torch.nn.functional.cross_entropy(
+                logits[:, :-1].reshape(-1, logits.shape[-1]), tokens[:, 1:].reshape(-1)
+            )
+            loss.backward()
+            self.optimizer.step()
+            self.optimizer.zero_grad(set_to_none=True)
+        return sum(t.numel() for t in tokens_list) / (time.perf_counter() - start)
+
+
+def _loop(config, special, alpha, compile_model=False) -> BareLoop:
+    torch.manual_seed(0)
+    model = Transformer(config.model)
+    if compile_model:
+        model.compile()
+    return BareLoop(config, model, special, alpha)
+
+
+def dual_overhead(config, tokens, special, repetitions: int) -> Ratio:
+    half, pure = _loop(config, special, 0.5), _loop(config, special, 1.0)
+    half.run(tokens[:3]), pure.run(tokens[:3])  # warm-up
+    a, b = interleaved(lambda: half.run(tokens), lambda: pure.run(tokens), repetitions)
+    r, spread = ratio_of(a, b)
+    return Ratio(
+        "dual_overhead",
+        "training tokens/s, alpha = 1/2 over alpha = 1",
+        "alpha=1/2 tok/s",
+        "alpha=1 tok/s",
+        r,
+        spread,
+        ">= 0.97",
+        r >= 0.97,
+        {
+            "alpha_half_tokens_per_s": float(np.median(a)),
+            "alpha_one_tokens_per_s": float(np.median(b)),
+        },
+    )
+
+
+def framework_overhead(config, tokens, special, data, repetitions: int) -> Ratio:
+    """Seconds per step through Lightning over seconds per step in the bare loop."""
+    import lightning as L
+
+    from dualsweep.training.module import DualObjectiveModule
+
+    n = len(tokens)
+    config = config.replace(
+        token_budget=(n + 2) * config.train.batch_size * config.model.seq_len,
+        log_interval=n + 2,
+        eval_interval=0,
+        checkpoint_interval=0,
+        alpha=0.5,
+    )
+
+    class StepClock(L.Callback):
+        def on_train_batch_start(self, trainer, module, batch, batch_idx):
+            if batch_idx == 1:  # step 0 includes the optimisers' first-step allocations
+                self.start = time.perf_counter()
+            if batch_idx == n + 1:
+                self.elapsed = time.perf_counter() - self.start
+
+    def lightning_run() -> float:
+        from dualsweep.data.repetition import RepetitionPlan
+
+        torch.manual_seed(0)
+        plan = RepetitionPlan.for_run(
+            config, len(data.corpus.training_sequences(config.model.seq_len))
+        )
+        held_out = torch.from_numpy(
+            data.corpus.validation_sequences(config.model.seq_len, 4).astype(np.int64)
+        )
+        module = DualObjectiveModule(config, special, plan, held_out)
+        clock = StepClock()
+        from dualsweep.data.datamodule import DualSweepData
+        from dualsweep.training.run import _quiet_lightning
+
+        bench_data = DualSweepData(config, log=lambda m: None)
+        with _quiet_lightning():
+            trainer = L.Trainer(
+                accelerator="cpu",
+                devices=1,
+                max_epochs=1,
+                logger=False,
+                callbacks=[clock],
+                enable_checkpointing=False,
+                enable_progress_bar=False,
+                enable_model_summary=False,
+                num_sanity_val_steps=0,
+                limit_val_batches=0,
+            )
+            trainer.fit(module, datamodule=bench_data)
+        return clock.elapsed / n
+
+    def bare_run() -> float:
+        loop = _loop(config, special, 0.5)
+        loop.run(tokens[:1])
+        start = time.perf_counter()
+        loop.run(tokens)
+        return (time.perf_counter() - start) / n
+
+    a, b = interleaved(lightning_run, bare_run, repetitions)
+    r, spread = ratio_of(a, b)
+    return Ratio(
+        "framework_overhead",
+        "seconds per step, LightningModule over bare PyTorch loop",
+        "Lightning s/step",
+        "bare s/step",
+        r,
+        spread,
+        "<= 1.03",
+        r <= 1.03,
+        {"lightning_s_per_step": float(np.median(a)), "bare_s_per_step": float(np.median(b))},
+    )
+
+
+def model_speed(config, tokens, special, repetitions: int) -> Ratio:
+    """Our model at the reference's parameter count: a SwiGLU of hidden 8d/3 (rounded up to a
+    multiple of 8) has the 8d^2 MLP weights of the GPT-2 MLP (4d, GELU); the rest is matched."""
+    ffn = -(-8 * config.model.d_model // 3 // 8) * 8
+    config = config.replace(ffn_hidden=ffn)
+    ours, reference = _loop(config, special, 1.0), ReferenceLoop(config)
+    ours.run(tokens[:3]), reference.run(tokens[:3])
+    a, b = interleaved(lambda: ours.run(tokens), lambda: reference.run(tokens), repetitions)
+    r, spread = ratio_of(a, b)
+    return Ratio(
+        "model_speed",
+        "training tokens/s, our model over a minimal reference GPT (AR)",
+        "ours tok/s",
+        "reference tok/s",
+        r,
+        spread,
+        ">= 1.0",
+        r >= 1.0,
+        {"ours_tokens_per_s": float(np.median(a)), "reference_tokens_per_s": float(np.median(b))},
+    )
+
+
+def matmul_peak(size: int = 1024, repeats: int = 20) -> float:
+    """FLOP/s of fp32 square matmuls with the current thread count: the machine's practical peak."""
+    a, b = torch.randn(size, size), torch.randn(size, size)
+    for _ in range(3):
+        a @ b
+    best = 0.0
+    for _ in range(5):
+        start = time.perf_counter()
+        for _ in range(repeats):
+            a @ b
+        best = max(best, 2 * size**3 * repeats / (time.perf_counter() - start))
+    return best
+
+
+def hardware_use(config, tokens, special, repetitions: int) -> Ratio:
+    loop = _loop(config, special, 1.0)
+    loop.run(tokens[:3])
+    flops_per_token = training_flops_per_token(config.model)
+    a, b = interleaved(lambda: loop.run(tokens) * flops_per_token, matmul_peak, repetitions)
+    r, spread = ratio_of(a, b)
+    return Ratio(
+        "hardware_use",
+        "achieved training FLOP/s (6N + attention) over measured fp32 matmul peak",
+        "training FLOP/s",
+        "matmul FLOP/s",
+        r,
+        spread,
+        "report",
+        None,
+        {
+            "training_flops": float(np.median(a)),
+            "matmul_peak_flops": float(np.median(b)),
+            "flops_per_token": flops_per_token,
+        },
+    )
+
+
+def data_path(config, tokens, special, data, repetitions: int) -> Ratio:
+    loader_steps = 200
+
+    def deliver() -> float:
+        loader = iter(data.train_dataloader())
+        start = time.perf_counter()
+        for _ in range(loader_steps):
+            next(loader)
+        return (
+            loader_steps
+            * config.train.batch_size
+            * config.model.seq_len
+            / (time.perf_counter() - start)
+        )
+
+    loop = _loop(config, special, 0.5)
+    loop.run(tokens[:3])
+    a, b = interleaved(deliver, lambda: loop.run(tokens), repetitions)
+    r, spread = ratio_of(a, b)
+    return Ratio(
+        "data_path",
+        "tokens/s the data module delivers over tokens/s training consumes (alpha = 1/2)",
+        "loader tok/s",
+        "training tok/s",
+        r,
+        spread,
+        ">= 20",
+        r >= 20,
+        {"loader_tokens_per_s": float(np.median(a)), "training_tokens_per_s": float(np.median(b))},
+    )
+
+
+def compile_speedup(config, tokens, special, repetitions: int) -> Ratio:
+    compiled, eager = _loop(config, special, 0.5, compile_model=True), _loop(config, special, 0.5)
+    start = time.perf_counter()
+    compiled.run(tokens[:3])  # compiles (each attention path once)
+    compile_s = time.perf_counter() - start
+    eager.run(tokens[:3])
+    a, b = interleaved(lambda: compiled.run(tokens), lambda: eager.run(tokens), repetitions)
+    r, spread = ratio_of(a, b)
+    return Ratio(
+        "compile",
+        "training tokens/s, torch.compile over eager (alpha = 1/2, compile time excluded)",
+        "compiled tok/s",
+        "eager tok/s",
+        r,
+        spread,
+        "report",
+        None,
+        {"compile_and_first_steps_s": compile_s},
+    )

@@ -1,0 +1,36 @@
+"""Benchmark machinery (the benchmarks themselves run with `make bench`, not in tests)."""
+
+from __future__ import annotations
+
+import torch
+
+from benchmarks.common import interleaved, ratio_of
+from benchmarks.reference_gpt import ReferenceGPT
+
+
+def test_interleaving_alternates_which_runs_first():
+    calls = []
+    a = lambda: calls.append("a") or 2.0  # noqa: E731
+    b = lambda: calls.append("b") or 1.0  # noqa: E731
+    results_a, results_b = interleaved(a, b, 4)
+    assert calls == ["a", "b", "b", "a", "a", "b", "b", "a"]
+    assert results_a == [2.0] * 4 and results_b == [1.0] * 4  # results stay with their function
+
+
+def test_ratio_of_medians_and_spread():
+    ratio, spread = ratio_of([2.0, 4.0, 3.0], [1.0, 1.0, 2.0])
+    assert ratio == 3.0 / 1.0  # median 3 over median 1
+    assert spread == (1.5, 4.0)
+
+
+def test_reference_gpt_is_causal():
+    torch.manual_seed(0)
+    model = ReferenceGPT(vocab=50, d=32, layers=2, heads=4, seq_len=16).eval()
+    x = torch.randint(0, 50, (1, 16))
+    y = x.clone()
+    y[0, 10] = (y[0, 10] + 1) % 50
+    with torch.no_grad():
+        a, b = model(x), model(y)
+    assert torch.allclose(a[0, :10], b[0, :10], atol=1e-6) and not torch.allclose(
+        a[0, 10:], b[0, 10:]
+    )
