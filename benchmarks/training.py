@@ -206,14 +206,20 @@ def model_speed(config, tokens, special, repetitions: int) -> Ratio:
     r, spread = ratio_of(a, b)
     return Ratio(
         "model_speed",
-        "training tokens/s, our model over a minimal reference GPT (AR)",
+        f"training tokens/s, our model (SwiGLU {ffn}) over a minimal reference GPT "
+        f"(GELU MLP {4 * config.model.d_model}), AR",
         "ours tok/s",
         "reference tok/s",
         r,
         spread,
         ">= 1.0",
         r >= 1.0,
-        {"ours_tokens_per_s": float(np.median(a)), "reference_tokens_per_s": float(np.median(b))},
+        {
+            "ours_tokens_per_s": float(np.median(a)),
+            "reference_tokens_per_s": float(np.median(b)),
+            "ours_parameters": sum(p.numel() for p in ours.model.parameters()),
+            "reference_parameters": sum(p.numel() for p in reference.model.parameters()),
+        },
     )
 
 
