@@ -203,7 +203,7 @@ def build_parser() -> argparse.ArgumentParser:
         "sweep",
         help="run every trial of a sweep file on Ray Tune (resumes an interrupted sweep)",
         description="Run a sweep's trials on an embedded Ray (default) or a Ray cluster "
-        "(RAY_ADDRESS or --address); results go to RESULTS/<name>/runs.parquet and curves.parquet.",
+        "(RAY_ADDRESS or --address); results go to RESULTS/<name>/{runs,curves,evals}.parquet.",
     )
     sweep.add_argument("sweep_file", help="a sweep file, e.g. sweeps/smoke.yaml")
     sweep.add_argument(

@@ -54,10 +54,7 @@ def load_sweep(path: str | Path) -> SweepConfig:
     raw = read_yaml(path)
     if not is_sweep_mapping(raw):
         raise ConfigError(f"{path}: not a sweep file (no `base` run config)")
-    try:
-        base = build(RunConfig, _base_mapping(raw, path), "base")
-    except ConfigError as e:
-        raise ConfigError(str(e)) from None
+    base = build(RunConfig, _base_mapping(raw, path), "base")
     return sweep_from_dict(raw, base)
 
 
