@@ -191,8 +191,6 @@ class MixedLoss:
     """The scalar to minimise: the mean of per-sequence losses over the batch."""
     sequence_losses: torch.Tensor
     """Per-sequence loss (B,) in nats/token: AR NLL, or the MD ELBO estimate."""
-    is_ar: torch.Tensor
-    """Which sequences used the AR objective (B,)."""
 
 
 def dual_objective_loss(
@@ -239,7 +237,7 @@ def dual_objective_loss(
         md = md_nll_sums(nll, targets, corruption.masked, corruption.rates)
         sums = torch.where(ar_rows, ar_nll_sums(nll, targets), md)
     sequence_losses = sums / n_targets
-    return MixedLoss(loss=sequence_losses.mean(), sequence_losses=sequence_losses, is_ar=ar_rows)
+    return MixedLoss(loss=sequence_losses.mean(), sequence_losses=sequence_losses)
 
 
 @torch.no_grad()

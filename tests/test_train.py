@@ -152,9 +152,7 @@ def test_a_non_finite_loss_fails_the_run_and_keeps_its_curve(tmp_path, monkeypat
         out = real(model, tokens, is_ar, *args, **kwargs)
         poisoned.calls += 1
         if poisoned.calls > 6:
-            return type(out)(
-                loss=out.loss * math.nan, sequence_losses=out.sequence_losses, is_ar=out.is_ar
-            )
+            return type(out)(loss=out.loss * math.nan, sequence_losses=out.sequence_losses)
         return out
 
     poisoned.calls = 0

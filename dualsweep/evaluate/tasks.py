@@ -82,17 +82,6 @@ def load_task(path: str | Path) -> Task:
     return Task(name=path.stem, items=tuple(items))
 
 
-def save_task(task: Task, path: str | Path) -> None:
-    with Path(path).open("w", encoding="utf-8") as f:
-        for item in task.items:
-            f.write(
-                json.dumps(
-                    {"context": item.context, "choices": list(item.choices), "label": item.label}
-                )
-                + "\n"
-            )
-
-
 _WORD = re.compile(r"\S+")
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+|\n\s*\n")
 
