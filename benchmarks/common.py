@@ -1,8 +1,9 @@
 """Shared benchmark machinery: the machine's description, interleaved timing, result files.
 
-Every benchmark measures two things back to back, alternating A and B over several
-repetitions so that drift (thermal, other load) hits both alike, and reports the ratio of
-medians with the spread (min and max of the per-repetition ratios).
+Every benchmark measures two things back to back, alternating A and B (step by step where
+both are training steps, run by run otherwise) over several repetitions so that drift
+(thermal, other load) hits both alike, and reports the ratio of medians with the spread
+(min and max of the per-repetition ratios).
 """
 
 from __future__ import annotations
@@ -13,8 +14,9 @@ import platform
 import statistics
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 
@@ -53,8 +55,15 @@ class Ratio:
     ratio: float
     spread: tuple[float, float]
     target: str
-    met: bool | None
+    """">= X" or "<= X" for a target on the ratio, or "report" for none."""
     details: dict = field(default_factory=dict)
+
+    @property
+    def met(self) -> bool | None:
+        if self.target == "report":
+            return None
+        op, bound = self.target.split()
+        return {">=": self.ratio >= float(bound), "<=": self.ratio <= float(bound)}[op]
 
     def line(self) -> str:
         verdict = "n/a" if self.met is None else ("met" if self.met else "MISSED")
@@ -79,10 +88,58 @@ def interleaved(
     return results_a, results_b
 
 
+def alternating_steps(
+    step_a: Callable[[Any], None],
+    step_b: Callable[[Any], None],
+    batches: list,
+    repetitions: int,
+) -> tuple[list[float], list[float]]:
+    """Per repetition, the median step time of a and of b, stepping them alternately.
+
+    a and b take turns batch by batch (a first in even repetitions, b first in odd ones), so
+    whatever slows the machine down for a few seconds slows both alike; whole-run blocks
+    of each, even interleaved, let such drift land on one side."""
+    medians_a, medians_b = [], []
+    for i in range(repetitions):
+        times_a, times_b = [], []
+        for batch in batches:
+            pair = ((step_a, times_a), (step_b, times_b))
+            for step, times in pair if i % 2 == 0 else pair[::-1]:
+                start = time.perf_counter()
+                step(batch)
+                times.append(time.perf_counter() - start)
+        medians_a.append(statistics.median(times_a))
+        medians_b.append(statistics.median(times_b))
+    return medians_a, medians_b
+
+
 def ratio_of(a: list[float], b: list[float]) -> tuple[float, tuple[float, float]]:
     """Median of a over median of b, with the min and max per-repetition ratios."""
     per_rep = [x / y for x, y in zip(a, b, strict=True)]
     return statistics.median(a) / statistics.median(b), (min(per_rep), max(per_rep))
+
+
+def across_processes(results: list[Ratio]) -> Ratio:
+    """One benchmark measured in several fresh processes, as one result.
+
+    On a shared machine the same comparison moves by several percent from one process to
+    the next (where memory lands, which cores the threads get) while the repetitions
+    within a process agree, so the process is the unit of noise: the result is the median
+    process's ratio, the interval the lowest and highest process ratios, each numeric
+    detail the median over processes."""
+    ratios = [r.ratio for r in results]
+    details = {}
+    for key, first in results[0].details.items():
+        values = [r.details[key] for r in results]
+        numeric = all(isinstance(v, int | float) for v in values)
+        details[key] = statistics.median(values) if numeric else first
+    details["process_ratios"] = [round(r, 4) for r in ratios]
+    return replace(
+        results[0],
+        ratio=statistics.median(ratios),
+        spread=(min(ratios), max(ratios)),
+        details=details,
+    )
 
 
 def timed(fn: Callable[[], None], sync: Callable[[], None] = lambda: None) -> float:
@@ -98,6 +155,7 @@ def save(result: Ratio) -> Path:
     path = RESULTS_DIR / f"{result.name}.json"
     payload = {
         **asdict(result),
+        "met": result.met,
         "machine": machine(),
         "measured_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }

@@ -53,10 +53,7 @@ def rope_tables(seq_len: int, head_dim: int, theta: float) -> tuple[torch.Tensor
 
 
 def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    """Rotate (first half, second half) channel pairs of x (..., T, D) by their position angle.
-
-    cos and sin are (T, D/2) tables, or shaped to broadcast against x's leading dimensions.
-    """
+    """Rotate (first half, second half) channel pairs of x (B, H, T, D) by their position angle."""
     x1, x2 = x.float().chunk(2, dim=-1)
     rotated = torch.cat((x1 * cos - x2 * sin, x1 * sin + x2 * cos), dim=-1)
     return rotated.type_as(x)
@@ -90,10 +87,9 @@ class SelfAttention(nn.Module):
         is_causal: bool,
     ) -> torch.Tensor:
         B, T, C = x.shape
-        qkv = self.qkv(x).view(B, T, 3, self.n_heads, self.head_dim)
-        # Rotate q and k together (one pass over both); tables broadcast as (T, 1, 1, D/2).
-        qk = apply_rope(qkv[:, :, :2], cos[:, None, None], sin[:, None, None])  # (B, T, 2, H, D)
-        q, k, v = (t.transpose(1, 2) for t in (*qk.unbind(dim=2), qkv[:, :, 2]))  # (B, H, T, D)
+        q, k, v = self.qkv(x).view(B, T, 3, self.n_heads, self.head_dim).unbind(dim=2)
+        q, k, v = (t.transpose(1, 2) for t in (q, k, v))  # (B, H, T, D)
+        q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
         y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=is_causal)
         return self.out(y.transpose(1, 2).reshape(B, T, C))
 

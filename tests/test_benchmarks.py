@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import time
+
 import torch
 
-from benchmarks.common import interleaved, ratio_of
+from benchmarks.common import alternating_steps, interleaved, ratio_of
 from benchmarks.reference_gpt import ReferenceGPT
 
 
@@ -34,3 +36,12 @@ def test_reference_gpt_is_causal():
     assert torch.allclose(a[0, :10], b[0, :10], atol=1e-6) and not torch.allclose(
         a[0, 10:], b[0, 10:]
     )
+
+
+def test_alternating_steps_take_turns_and_keep_each_side_s_times():
+    calls = []
+    alternating_steps(calls.append, lambda batch: calls.append(-batch), [1, 2], 2)
+    assert calls == [1, -1, 2, -2, -1, 1, -2, 2]  # a first, then b first
+    slow = lambda batch: time.sleep(0.02)  # noqa: E731
+    medians_a, medians_b = alternating_steps(slow, lambda batch: None, [0, 0, 0], 2)
+    assert all(a >= 0.02 for a in medians_a) and all(b < 0.02 for b in medians_b)
