@@ -6,7 +6,7 @@ SWEEP ?= tiny
 STORAGE ?= runs
 PY := $(VENV)/bin/python
 
-.PHONY: install test test-slow lint format smoke sweep plan plots bench clean
+.PHONY: install test test-slow lint format smoke sweep plan plots bench bench-gpu clean
 
 install:
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -46,6 +46,10 @@ plots:
 # Speed as ratios against baselines measured in the same run; rewrites benchmarks/RESULTS.md.
 bench:
 	$(PY) -m benchmarks.run
+
+# On a GPU: the ~124M and 470M configurations with MFU (benchmarks/results/gpu.json).
+bench-gpu:
+	$(PY) -m benchmarks.gpu
 
 clean:
 	rm -rf runs .pytest_cache .ruff_cache

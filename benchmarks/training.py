@@ -44,13 +44,17 @@ def batches(config: RunConfig, n: int) -> tuple[list[torch.Tensor], object]:
 
 
 def timed_steps(
-    step: Callable[[torch.Tensor], None], tokens_list: list[torch.Tensor]
+    step: Callable[[torch.Tensor], None],
+    tokens_list: list[torch.Tensor],
+    sync: Callable[[], None] = lambda: None,
 ) -> list[float]:
-    """Run `step` on each batch; return each step's seconds."""
+    """Run `step` on each batch; return each step's seconds (`sync` waits for an accelerator)."""
     times = []
     for tokens in tokens_list:
+        sync()
         start = time.perf_counter()
         step(tokens)
+        sync()
         times.append(time.perf_counter() - start)
     return times
 
@@ -61,23 +65,40 @@ def steady_tokens_per_s(step_times: list[float], tokens_per_step: int) -> float:
     return tokens_per_step / float(np.median(step_times))
 
 
+def autocast(device: torch.device):
+    """bf16 autocast on CUDA (what `precision: auto` trains with there), nothing on CPU."""
+    return torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda")
+
+
 class BareLoop:
-    """The training step of DualObjectiveModule without Lightning: loss, backward, clip, step."""
+    """The training step of DualObjectiveModule without Lightning: the objective's draws,
+    loss and backward per micro-batch, clipping, optimiser steps. The model and the batches
+    go to the model's device; on CUDA the forward runs under bf16 autocast."""
 
     def __init__(self, config: RunConfig, model: torch.nn.Module, special, alpha: float):
         self.config, self.model, self.special, self.alpha = config, model, special, alpha
+        self.device = next(model.parameters()).device
         self.optimizers = build_optimizers(model, config.optim)
-        self.generator = torch.Generator()
+        self.generator = torch.Generator(device=self.device)
         self.step = 0
         self.step_times: list[float] = []  # of the last run
 
     def train_step(self, tokens: torch.Tensor) -> None:
+        tokens = tokens.to(self.device, non_blocking=True)
         B = len(tokens)
         self.generator.manual_seed(self.step)
         is_ar = ar_sequence_flags(self.alpha, self.step * B, B)
         corruption = corrupt_batch(tokens, is_ar, self.special, self.generator)
-        loss = dual_objective_loss(self.model, tokens, corruption, self.special).loss
-        loss.backward()
+        micro = self.config.train.micro_batch_size or B
+        for start in range(0, B, micro):
+            with autocast(self.device):
+                part = dual_objective_loss(
+                    self.model,
+                    tokens[start : start + micro],
+                    corruption.rows(start, start + micro),
+                    self.special,
+                )
+            (part.loss * (len(part.sequence_losses) / B)).backward()
         torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.optim.grad_clip)
         for optimizer in self.optimizers:
             optimizer.step()
@@ -91,20 +112,27 @@ class BareLoop:
 
 
 class ReferenceLoop:
-    def __init__(self, config: RunConfig):
+    def __init__(self, config: RunConfig, device: str | torch.device = "cpu"):
         from benchmarks.reference_gpt import ReferenceGPT
 
         m = config.model
         torch.manual_seed(0)
+        self.device = torch.device(device)
         self.model = ReferenceGPT(m.vocab_size, m.d_model, m.n_layers, m.n_heads, m.seq_len)
+        self.model.to(self.device)
         self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=config.optim.lr)
+        self.micro = config.train.micro_batch_size
 
     def train_step(self, tokens: torch.Tensor) -> None:
-        logits = self.model(tokens)
-        loss = torch.nn.functional.cross_entropy(
-            logits[:, :-1].reshape(-1, logits.shape[-1]), tokens[:, 1:].reshape(-1)
-        )
-        loss.backward()
+        tokens = tokens.to(self.device, non_blocking=True)
+        micro = self.micro or len(tokens)
+        for part in tokens.split(micro):
+            with autocast(self.device):
+                logits = self.model(part)
+                loss = torch.nn.functional.cross_entropy(
+                    logits[:, :-1].reshape(-1, logits.shape[-1]).float(), part[:, 1:].reshape(-1)
+                )
+            (loss * (len(part) / len(tokens))).backward()
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
 
@@ -120,9 +148,9 @@ def _rates(step_times: tuple[list[float], list[float]], tokens) -> tuple[list[fl
     return [per_step / t for t in step_times[0]], [per_step / t for t in step_times[1]]
 
 
-def _loop(config, special, alpha, compile_model=False) -> BareLoop:
+def _loop(config, special, alpha, compile_model=False, device="cpu") -> BareLoop:
     torch.manual_seed(0)
-    model = Transformer(config.model)
+    model = Transformer(config.model).to(device)
     if compile_model:
         model.compile()
     return BareLoop(config, model, special, alpha)

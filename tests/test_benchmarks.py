@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 
+import pytest
 import torch
 
 from benchmarks.common import alternating_steps, interleaved, ratio_of
@@ -45,3 +46,30 @@ def test_alternating_steps_take_turns_and_keep_each_side_s_times():
     slow = lambda batch: time.sleep(0.02)  # noqa: E731
     medians_a, medians_b = alternating_steps(slow, lambda batch: None, [0, 0, 0], 2)
     assert all(a >= 0.02 for a in medians_a) and all(b < 0.02 for b in medians_b)
+
+
+def test_gpu_check_script_runs_on_cpu_and_its_numbers_are_consistent(tmp_path):
+    """The GPU check is run in sessions with a few minutes of GPU: a broken script would
+    waste them, so its whole path runs here on the CPU with the tiny model."""
+    import json
+
+    from benchmarks import gpu
+    from dualsweep.sweep.plan import training_flops_per_token
+
+    out = tmp_path / "gpu.json"
+    args = "--device cpu --sizes tiny --steps 1 --repetitions 1 --no-compile --out".split()
+    assert gpu.main([*args, str(out)]) == 0
+    report = json.loads(out.read_text())
+    (size,) = report["sizes"]
+    config = gpu.size_config("tiny")
+    assert size["tokens_per_step"] == config.train.batch_size * config.model.seq_len == 16 * 128
+    assert size["flops_per_token"] == training_flops_per_token(config.model)
+    for key, rate in size["tokens_per_s"].items():
+        flops = rate * size["flops_per_token"]
+        assert size["training_flops"][key] == pytest.approx(flops)
+        assert size["of_measured_peak"][key] == pytest.approx(
+            flops / report["measured_bf16_matmul_peak_flops"]
+        )
+    assert size["mfu"]["alpha_half"] is None  # no nominal peak for a CPU
+    assert 0 < size["dual_overhead"] and 0 < size["model_speed"] and "compile" not in size
+    assert "| tiny | 1.3M |" in "\n".join(gpu.markdown(report))

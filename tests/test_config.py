@@ -233,3 +233,15 @@ def test_sweep_base_from_a_relative_path(tmp_path):
     )
     assert len(sweep.points) == 4
     assert [t.objective.alpha for t in sweep.trials()] == [0, 0, 1, 1]
+
+
+def test_untiled_dims_names_the_widths_off_a_multiple_of_64():
+    from dualsweep.config import ModelConfig
+
+    assert (
+        ModelConfig(d_model=1024, n_heads=16, ffn_hidden=3584, vocab_size=51200).untiled_dims()
+        == {}
+    )
+    model = ModelConfig(d_model=1024, n_heads=16, ffn_hidden=3554, vocab_size=50257)
+    assert model.untiled_dims() == {"ffn_hidden": 3554, "vocab_size": 50257}
+    assert model.untiled_dims(multiple=2) == {"vocab_size": 50257}

@@ -283,9 +283,10 @@ def test_plan_of_the_paper_sweep_by_hand(capsys):
     sweep = load_sweep(REPO / "sweeps" / "paper.yaml")
     # 24 blocks of 4 d^2 (attention) + 3 d f (SwiGLU) + 2 d (norms), a final norm, and the
     # untied head (51200 x 1024) in the matmuls; attention adds 12 L T d per token.
-    d, f, L, T, V = 1024, 3554, 24, 2048, 51200
+    d, f, L, T, V = 1024, 3584, 24, 2048, 51200
     matmul = L * (4 * d * d + 3 * d * f + 2 * d) + d + V * d
-    assert parameter_counts(sweep.base.model).matmul == matmul == 415_171_584
+    assert parameter_counts(sweep.base.model).matmul == matmul == 417_383_424
+    assert parameter_counts(sweep.base.model).total == matmul + V * d  # + the input embedding
     per_token = 6 * matmul + 12 * L * T * d
     assert training_flops_per_token(sweep.base.model) == per_token
     tokens = (32_000_000_000 // (256 * T)) * 256 * T  # whole steps of 256 sequences
@@ -296,6 +297,7 @@ def test_plan_of_the_paper_sweep_by_hand(capsys):
     assert main(["plan", str(REPO / "sweeps" / "paper.yaml")]) == 0
     out = capsys.readouterr().out
     assert "sweep paper: 50 trials" in out and f"{50 * tokens * per_token:.4e} FLOPs" in out
+    assert "shapes: d_model, ffn_hidden and vocab_size are multiples of 64" in out
 
 
 def test_storage_uri_mirrors_trial_folders(tmp_path, monkeypatch):

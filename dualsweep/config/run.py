@@ -76,6 +76,16 @@ class ModelConfig:
     def head_dim(self) -> int:
         return self.d_model // self.n_heads
 
+    def untiled_dims(self, multiple: int = 64) -> dict[str, int]:
+        """Matmul dimensions that are not a multiple of `multiple`. GPU tensor cores work in
+        tiles: a width just off a multiple of 64 pads the last tile of every matmul it enters."""
+        dims = {
+            "d_model": self.d_model,
+            "ffn_hidden": self.ffn_hidden,
+            "vocab_size": self.vocab_size,
+        }
+        return {name: value for name, value in dims.items() if value % multiple}
+
 
 DataSource = Literal["builtin", "text_dir", "jsonl", "shards", "hf"]
 

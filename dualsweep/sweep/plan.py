@@ -81,6 +81,14 @@ def plan_sweep(
     return plans
 
 
+def _shapes_line(base: RunConfig) -> str:
+    untiled = base.model.untiled_dims()
+    if not untiled:
+        return "shapes: d_model, ffn_hidden and vocab_size are multiples of 64 (whole tensor-core tiles)"
+    listed = ", ".join(f"{name}={value}" for name, value in untiled.items())
+    return f"shapes: {listed} not a multiple of 64: on GPU, the matmuls these enter run partly empty tiles"
+
+
 def format_plan(
     sweep: SweepConfig, plans: list[TrialPlan], *, peak_flops: float, mfu: float
 ) -> str:
@@ -93,6 +101,7 @@ def format_plan(
         f"training FLOPs per token: 6 x {counts.matmul:,} (matmul parameters) + attention "
         f"12 x {base.model.n_layers} x {base.model.seq_len} x {base.model.d_model} = "
         f"{training_flops_per_token(base.model):,}",
+        _shapes_line(base),
         "",
         f"{'alpha':>10} {'R':>5} {'seed':>4} {'tokens':>16} {'unique tokens':>16} {'epochs':>7} "
         f"{'FLOPs':>10} {'acc-hours':>10}",

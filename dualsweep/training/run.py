@@ -132,6 +132,10 @@ def train(
         torch.set_num_threads(config.train.threads)
     accelerator, precision = resolve_device(config)
     check_loggers(config)
+    if accelerator == "gpu" and (untiled := config.model.untiled_dims()):
+        log(
+            f"note: {untiled} not a multiple of 64: matmuls on these widths waste tensor-core tiles"
+        )
     data = DualSweepData(config, log=log)
     data.setup()  # corpus and repetition checks fail here, before the run folder exists
     held_out = data.held_out_tokens()
