@@ -109,11 +109,23 @@ def score_continuations(
             logits = model(tokens, CAUSAL)
         else:
             logits = model(tokens, torch.tensor([r.prefix for r in batch], device=device))
-        log_softmax = torch.log_softmax(logits.float(), dim=-1).cpu()
+        # Only the target positions' distributions, gathered on the device and read back
+        # once: the whole (batch, width, vocabulary) tensor would not fit at paper scale.
+        owners, batch_rows, positions, targets = [], [], [], []
         for i, row in enumerate(batch):
             original = [*pairs[row.pair][0], *pairs[row.pair][1]]
             for j in row.targets:
-                predicted = log_softmax[i, j - 1]
-                log_probs[row.pair] += predicted[original[j]].item()
-                greedy[row.pair] &= bool(predicted.argmax().item() == original[j])
+                owners.append(row.pair)
+                batch_rows.append(i)
+                positions.append(j - 1)
+                targets.append(original[j])
+        target_ids = torch.tensor(targets, device=device)
+        predicted = torch.log_softmax(logits[batch_rows, positions].float(), dim=-1)
+        target_log_probs = predicted.gather(1, target_ids[:, None]).squeeze(1)
+        hits = predicted.argmax(dim=-1) == target_ids
+        for pair, log_prob, hit in zip(
+            owners, target_log_probs.tolist(), hits.tolist(), strict=True
+        ):
+            log_probs[pair] += log_prob
+            greedy[pair] &= hit
     return [Score(lp, len(x), g) for lp, (_, x), g in zip(log_probs, pairs, greedy, strict=True)]

@@ -81,6 +81,11 @@ def _start_ray(address: str | None) -> bool:
                 "and does this client have the cluster's token (~/.ray/auth_token or RAY_AUTH_TOKEN)?"
             ) from None
     else:
+        # Ray announces at every local start that it turned token auth on: a safe default,
+        # kept, that needs no action from the user.
+        logging.getLogger("ray._private.authentication.authentication_token_setup").setLevel(
+            logging.ERROR
+        )
         # "local" never attaches to a stale cluster recorded in /tmp/ray.
         ray.init(address="local", num_cpus=os.cpu_count(), include_dashboard=False, **quiet)
     return True
