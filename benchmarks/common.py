@@ -3,7 +3,9 @@
 Every benchmark measures two things back to back, alternating A and B (step by step where
 both are training steps, run by run otherwise) over several repetitions so that drift
 (thermal, other load) hits both alike, and reports the ratio of medians with the spread
-(min and max of the per-repetition ratios).
+(min and max of the per-repetition ratios). `make bench` repeats each training benchmark
+in fresh processes and reports the median process, with the spread across processes
+(`across_processes`).
 """
 
 from __future__ import annotations
@@ -125,21 +127,12 @@ def across_processes(results: list[Ratio]) -> Ratio:
     On a shared machine the same comparison moves by several percent from one process to
     the next (where memory lands, which cores the threads get) while the repetitions
     within a process agree, so the process is the unit of noise: the result is the median
-    process's ratio, the interval the lowest and highest process ratios, each numeric
-    detail the median over processes."""
+    process's (the lower middle one for an even count), its details included, with the
+    lowest and highest process ratios as the interval."""
     ratios = [r.ratio for r in results]
-    details = {}
-    for key, first in results[0].details.items():
-        values = [r.details[key] for r in results]
-        numeric = all(isinstance(v, int | float) for v in values)
-        details[key] = statistics.median(values) if numeric else first
-    details["process_ratios"] = [round(r, 4) for r in ratios]
-    return replace(
-        results[0],
-        ratio=statistics.median(ratios),
-        spread=(min(ratios), max(ratios)),
-        details=details,
-    )
+    median = sorted(results, key=lambda r: r.ratio)[(len(results) - 1) // 2]
+    details = {**median.details, "process_ratios": [round(r, 4) for r in ratios]}
+    return replace(median, spread=(min(ratios), max(ratios)), details=details)
 
 
 def timed(fn: Callable[[], None], sync: Callable[[], None] = lambda: None) -> float:

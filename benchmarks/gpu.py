@@ -12,8 +12,9 @@ data path is measured by `make bench` and is not what a GPU changes. Reported pe
 - dual_overhead: tokens/s at alpha = 1/2 over alpha = 1, the two stepping alternately;
 - compile: tokens/s with torch.compile over eager at alpha = 1/2 (compile time in details);
 - model_speed (124m only): our model over the reference GPT of benchmarks/reference_gpt.py at
-  the same width, depth, heads, vocabulary and sequence length (its attention materialises
-  T x T scores, which at 470M would not fit beside the rest).
+  the same width, depth, heads, vocabulary and sequence length and about the same parameter
+  count, both through the same plain AR step (its attention materialises T x T scores, which at 470M would not
+  fit beside the rest).
 
 Writes benchmarks/results/gpu.json; `make bench` then copies its table into RESULTS.md.
 `--device cpu --sizes tiny` runs the same code on the CPU, to check the script itself.
@@ -22,6 +23,7 @@ Writes benchmarks/results/gpu.json; `make bench` then copies its table into RESU
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import statistics
 import sys
@@ -30,15 +32,24 @@ from pathlib import Path
 
 import torch
 
-from benchmarks.common import RESULTS_DIR, alternating_steps, machine, ratio_of
-from benchmarks.training import ReferenceLoop, _loop, timed_steps
+from benchmarks.common import RESULTS_DIR, alternating_steps, machine
+from benchmarks.training import PlainLoop, _loop, matched_ffn, reference_loop, timed_steps
 from dualsweep.config import RunConfig, load_sweep
+from dualsweep.model import Transformer
 from dualsweep.objectives import SpecialTokens
 from dualsweep.sweep.plan import training_flops_per_token
 
 RESULT_FILE = RESULTS_DIR / "gpu.json"
-# Dense bf16 tensor-core peaks (no sparsity), by a substring of torch's device name.
-NOMINAL_BF16_PEAK = {"H100": 989e12, "H200": 989e12, "A100": 312e12, "L40S": 362e12}
+# Dense bf16 tensor-core peaks (no sparsity) by a substring of torch's device name, the first
+# match winning: the PCIe and NVL H100s are slower than the SXM one ("H100 80GB HBM3").
+NOMINAL_BF16_PEAK = (
+    ("H100 PCIe", 756e12),
+    ("H100 NVL", 835e12),
+    ("H100", 989e12),
+    ("H200", 989e12),
+    ("A100", 312e12),
+    ("L40S", 362e12),
+)
 
 
 def size_config(size: str) -> RunConfig:
@@ -108,23 +119,24 @@ def bench_size(size: str, device: torch.device, steps: int, repetitions: int, co
     def rate(step_times: list[float]) -> float:
         return tokens_per_step / statistics.median(step_times)
 
+    if device.type == "cuda":  # this size's peak, not an earlier size's
+        gc.collect()
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats()
+    torch._dynamo.reset()  # compile this size from scratch, not from the last size's graphs
     half = _loop(config, special, 0.5, device=device)
     result["parameters"] = half.model.num_parameters()
     pure = _loop(config, special, 1.0, device=device)
-    for loop in (half, pure):
-        timed_steps(loop.train_step, batches[:1], sync)  # warm-up: allocations, autotuning
+    timed_steps(half.train_step, batches[:1], sync)  # warm-up: allocations, autotuning
+    timed_steps(pure.train_step, batches[:1], sync)
     half_times, pure_times = alternating_steps(
         _synced(half.train_step, sync), _synced(pure.train_step, sync), batches, repetitions
     )
-    half_rate = tokens_per_step / statistics.median(half_times)
-    pure_rate = tokens_per_step / statistics.median(pure_times)
-    result["dual_overhead"], _ = ratio_of([1 / t for t in half_times], [1 / t for t in pure_times])
-    result["tokens_per_s"] = {"alpha_half": half_rate, "alpha_one": pure_rate}
-    result["training_flops"] = {k: v * flops_per_token for k, v in result["tokens_per_s"].items()}
-    del pure
-    if device.type == "cuda":
-        torch.cuda.empty_cache()
+    result["dual_overhead"] = speed_ratio(half_times, pure_times)
+    result["tokens_per_s"] = {"alpha_half": rate(half_times), "alpha_one": rate(pure_times)}
+    if device.type == "cuda":  # both models and their optimiser states resident: a bound for one
         result["peak_memory_gb"] = torch.cuda.max_memory_allocated() / 2**30
+    del pure
 
     if compile_:
         compiled = _loop(config, special, 0.5, compile_model=True, device=device)
@@ -134,26 +146,29 @@ def bench_size(size: str, device: torch.device, steps: int, repetitions: int, co
         compiled_times, eager_times = alternating_steps(
             _synced(compiled.train_step, sync), _synced(half.train_step, sync), batches, 1
         )
-        result["compile"] = statistics.median(eager_times) / statistics.median(compiled_times)
+        result["compile"] = speed_ratio(compiled_times, eager_times)
         result["tokens_per_s"]["alpha_half_compiled"] = rate(compiled_times)
-        result["training_flops"]["alpha_half_compiled"] = rate(compiled_times) * flops_per_token
         del compiled
+    result["training_flops"] = {k: v * flops_per_token for k, v in result["tokens_per_s"].items()}
+    del half
 
     if size != "470m":
-        ours = _loop(config.replace(ffn_hidden=_matched_ffn(config)), special, 1.0, device=device)
-        reference = ReferenceLoop(config, device)
+        torch.manual_seed(0)
+        matched = config.replace(ffn_hidden=matched_ffn(config))
+        ours = PlainLoop(Transformer(matched.model).to(device), matched)
+        reference = reference_loop(config, device)
         for step in (ours.train_step, reference.train_step):
             timed_steps(step, batches[:1], sync)
         ours_times, reference_times = alternating_steps(
             _synced(ours.train_step, sync), _synced(reference.train_step, sync), batches, 1
         )
-        result["model_speed"] = statistics.median(reference_times) / statistics.median(ours_times)
+        result["model_speed"] = speed_ratio(ours_times, reference_times)
     return result
 
 
-def _matched_ffn(config: RunConfig) -> int:
-    """The SwiGLU width with the reference GELU MLP's parameter count (8d/3, rounded up to 8)."""
-    return -(-8 * config.model.d_model // 3 // 8) * 8
+def speed_ratio(times_a: list[float], times_b: list[float]) -> float:
+    """Speed of a over speed of b, from their median step times."""
+    return statistics.median(times_b) / statistics.median(times_a)
 
 
 def _synced(step, sync):
@@ -180,14 +195,14 @@ def main(argv: list[str] | None = None) -> int:
     device = torch.device(args.device)
     if device.type == "cuda" and not torch.cuda.is_available():
         parser.error("--device cuda: torch sees no CUDA device")
-    torch.backends.cuda.matmul.allow_tf32 = True
     name = torch.cuda.get_device_name() if device.type == "cuda" else "cpu"
-    nominal = next((v for k, v in NOMINAL_BF16_PEAK.items() if k in name), None)
+    matched, nominal = next(((k, v) for k, v in NOMINAL_BF16_PEAK if k in name), (None, None))
     measured_peak = matmul_peak_bf16(device, size=8192 if device.type == "cuda" else 512)
     report = {
         "machine": machine(),
         "device": name,
         "nominal_bf16_peak_flops": nominal,
+        "nominal_peak_of": matched,
         "measured_bf16_matmul_peak_flops": measured_peak,
         "measured_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "command": "python -m benchmarks.gpu " + " ".join(sys.argv[1:] if argv is None else argv),
@@ -234,7 +249,7 @@ def markdown(report: dict) -> list[str]:
         f"{over}; the measured bf16 matmul peak was {measured / 1e12:.0f} TFLOP/s. Target: MFU of "
         "at least 40% at 470M.",
         "",
-        "| size | parameters | MFU alpha=1/2 | MFU alpha=1 | MFU compiled | dual_overhead | compile | model_speed | peak memory |",
+        "| size | parameters | MFU alpha=1/2 | MFU alpha=1 | MFU compiled | dual_overhead | compile | model_speed | peak memory, 2 models |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
 

@@ -28,11 +28,11 @@ def fixed_costs() -> dict[str, float]:
     """What every embedded sweep pays however short its trials, measured here and now:
     starting and stopping the embedded Ray, and a fresh process importing the training stack
     (what each Ray worker does before its first trial trains)."""
-    import ray
-
     from dualsweep.sweep.runner import _ray_environment, _start_ray
 
-    _ray_environment(None)
+    _ray_environment(None)  # before ray is imported, as in a sweep
+    import ray
+
     start = time.perf_counter()
     _start_ray(None)
     ray.shutdown()

@@ -7,7 +7,7 @@ import time
 import pytest
 import torch
 
-from benchmarks.common import alternating_steps, interleaved, ratio_of
+from benchmarks.common import Ratio, across_processes, alternating_steps, interleaved, ratio_of
 from benchmarks.reference_gpt import ReferenceGPT
 
 
@@ -73,3 +73,15 @@ def test_gpu_check_script_runs_on_cpu_and_its_numbers_are_consistent(tmp_path):
     assert size["mfu"]["alpha_half"] is None  # no nominal peak for a CPU
     assert 0 < size["dual_overhead"] and 0 < size["model_speed"] and "compile" not in size
     assert "| tiny | 1.3M |" in "\n".join(gpu.markdown(report))
+
+
+def test_across_processes_reports_the_median_process_whole():
+    def process(ratio, rate):
+        return Ratio("x", "what", "a", "b", ratio, (ratio, ratio), ">= 1.0", {"rate": rate})
+
+    combined = across_processes([process(1.1, 11.0), process(0.9, 9.0), process(1.0, 10.0)])
+    assert combined.ratio == 1.0 and combined.details["rate"] == 10.0  # one process's numbers
+    assert combined.spread == (0.9, 1.1) and combined.details["process_ratios"] == [1.1, 0.9, 1.0]
+    assert combined.met is True and process(0.99, 0).met is False
+    even = across_processes([process(1.2, 0), process(0.8, 1)])
+    assert even.ratio == 0.8 and even.details["rate"] == 1  # the lower middle, not a blend

@@ -245,3 +245,7 @@ def test_untiled_dims_names_the_widths_off_a_multiple_of_64():
     model = ModelConfig(d_model=1024, n_heads=16, ffn_hidden=3554, vocab_size=50257)
     assert model.untiled_dims() == {"ffn_hidden": 3554, "vocab_size": 50257}
     assert model.untiled_dims(multiple=2) == {"vocab_size": 50257}
+    assert ModelConfig(d_model=120, n_heads=10, ffn_hidden=128, vocab_size=64).untiled_dims() == {
+        "d_model": 120,
+        "head_dim": 12,
+    }

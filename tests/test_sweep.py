@@ -297,7 +297,7 @@ def test_plan_of_the_paper_sweep_by_hand(capsys):
     assert main(["plan", str(REPO / "sweeps" / "paper.yaml")]) == 0
     out = capsys.readouterr().out
     assert "sweep paper: 50 trials" in out and f"{50 * tokens * per_token:.4e} FLOPs" in out
-    assert "shapes: d_model, ffn_hidden and vocab_size are multiples of 64" in out
+    assert "shapes: d_model, ffn_hidden and vocab_size are multiples of 64 and head_dim of 8" in out
 
 
 def test_storage_uri_mirrors_trial_folders(tmp_path, monkeypatch):

@@ -77,14 +77,19 @@ class ModelConfig:
         return self.d_model // self.n_heads
 
     def untiled_dims(self, multiple: int = 64) -> dict[str, int]:
-        """Matmul dimensions that are not a multiple of `multiple`. GPU tensor cores work in
-        tiles: a width just off a multiple of 64 pads the last tile of every matmul it enters."""
+        """Widths that GPU kernels handle badly: d_model, ffn_hidden or vocab_size off a
+        multiple of `multiple` (tensor cores work in tiles, and a width just off a multiple
+        pads the last tile of every matmul it enters), and a head_dim off a multiple of 8
+        (the fused attention kernels' granularity)."""
         dims = {
             "d_model": self.d_model,
             "ffn_hidden": self.ffn_hidden,
             "vocab_size": self.vocab_size,
         }
-        return {name: value for name, value in dims.items() if value % multiple}
+        untiled = {name: value for name, value in dims.items() if value % multiple}
+        if self.head_dim % 8:
+            untiled["head_dim"] = self.head_dim
+        return untiled
 
 
 DataSource = Literal["builtin", "text_dir", "jsonl", "shards", "hf"]

@@ -109,8 +109,9 @@ def score_continuations(
             logits = model(tokens, CAUSAL)
         else:
             logits = model(tokens, torch.tensor([r.prefix for r in batch], device=device))
-        # Only the target positions' distributions, gathered on the device and read back
-        # once: the whole (batch, width, vocabulary) tensor would not fit at paper scale.
+        # Normalise only the target positions' logits, on the device, and copy back only
+        # their scores: a float32 log-softmax of the whole (batch, width, vocabulary) logits,
+        # copied to the host, would not fit at paper scale.
         owners, batch_rows, positions, targets = [], [], [], []
         for i, row in enumerate(batch):
             original = [*pairs[row.pair][0], *pairs[row.pair][1]]
@@ -123,9 +124,8 @@ def score_continuations(
         predicted = torch.log_softmax(logits[batch_rows, positions].float(), dim=-1)
         target_log_probs = predicted.gather(1, target_ids[:, None]).squeeze(1)
         hits = predicted.argmax(dim=-1) == target_ids
-        for pair, log_prob, hit in zip(
-            owners, target_log_probs.tolist(), hits.tolist(), strict=True
-        ):
+        read_back = torch.stack([target_log_probs.double(), hits.double()]).tolist()  # one copy
+        for pair, log_prob, hit in zip(owners, *read_back, strict=True):
             log_probs[pair] += log_prob
-            greedy[pair] &= hit
+            greedy[pair] &= hit == 1.0
     return [Score(lp, len(x), g) for lp, (_, x), g in zip(log_probs, pairs, greedy, strict=True)]

@@ -84,9 +84,15 @@ def plan_sweep(
 def _shapes_line(base: RunConfig) -> str:
     untiled = base.model.untiled_dims()
     if not untiled:
-        return "shapes: d_model, ffn_hidden and vocab_size are multiples of 64 (whole tensor-core tiles)"
+        return (
+            "shapes: d_model, ffn_hidden and vocab_size are multiples of 64 and head_dim of 8 "
+            "(whole tensor-core tiles)"
+        )
     listed = ", ".join(f"{name}={value}" for name, value in untiled.items())
-    return f"shapes: {listed} not a multiple of 64: on GPU, the matmuls these enter run partly empty tiles"
+    return (
+        f"shapes: {listed} off a multiple of 64 (head_dim: of 8): on GPU, the kernels these "
+        "enter run partly empty tiles"
+    )
 
 
 def format_plan(

@@ -134,7 +134,8 @@ def train(
     check_loggers(config)
     if accelerator == "gpu" and (untiled := config.model.untiled_dims()):
         log(
-            f"note: {untiled} not a multiple of 64: matmuls on these widths waste tensor-core tiles"
+            f"note: {untiled} off a multiple of 64 (head_dim: of 8): GPU kernels on these widths "
+            "waste tensor-core tiles"
         )
     data = DualSweepData(config, log=log)
     data.setup()  # corpus and repetition checks fail here, before the run folder exists
