@@ -145,7 +145,7 @@ def report(results: list[common.Ratio], command: str, args) -> str:
         "  +0.7%, +0.6% and +1.3% over the per-parameter loop in three processes, the two",
         "  alternating step by step (its step: 1.7 ms to 0.42 ms on this model).",
         "- Tensor-core shapes: paper.yaml's SwiGLU width is 3,584 = 28 x 128 (it was 3,554);",
-        "  `dualsweep plan` and GPU training name any width that is not a multiple of 64.",
+        "  `dualsweep plan` and GPU training name any width off a multiple of 64 (head_dim: 8).",
         "- Sweeps: Tune's CSV and TensorBoard trial loggers are off (our tables hold the same, and",
         "  the TensorBoard one imported torch into the driver at every sweep start).",
         "- For GPU, not measurable here: bf16 autocast (`precision: auto`), pinned-memory loading.",
