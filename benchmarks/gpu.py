@@ -17,7 +17,8 @@ data path is measured by `make bench` and is not what a GPU changes. Reported pe
   fit beside the rest).
 
 Writes benchmarks/results/gpu.json; `make bench` then copies its table into RESULTS.md.
-`--device cpu --sizes tiny` runs the same code on the CPU, to check the script itself.
+`--device cpu --sizes tiny` runs the same code on the CPU, to check the script itself. It
+needs torch, Lightning, PyYAML and numpy, not Ray: from a checkout, `PYTHONPATH=.` is enough.
 """
 
 from __future__ import annotations
