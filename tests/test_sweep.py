@@ -201,6 +201,42 @@ def test_kill_9_of_the_driver_then_rerun(tmp_path):
         assert "resuming from step" in (storage / "killed" / key / "train.log").read_text()
 
 
+def test_ctrl_c_of_the_driver_exits_130_and_says_how_to_finish(tmp_path):
+    path = write_sweep(
+        tmp_path / "stopped.yaml",
+        name="stopped",
+        points=[[1, 4], [0.5, 16]],
+        max_concurrent_trials=1,
+    )
+    storage, results = tmp_path / "runs", tmp_path / "results"
+    marker = f"DUALSWEEP_TEST_{uuid.uuid4().hex}"
+    driver = subprocess.Popen(
+        sweep_command(path, storage, results),
+        env={**os.environ, marker: "1"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        _wait_for(lambda: any(storage.glob("stopped/*/train.log")), 120, "a trial to start")
+        driver.send_signal(signal.SIGINT)
+        output, _ = driver.communicate(timeout=120)
+    finally:
+        for pid in _processes_with(marker):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+    assert driver.returncode == 130, output
+    assert "interrupted with" in output and "run the same command again" in output
+    # Tune's hints that do not apply to a dualsweep sweep are not shown.
+    assert "Tuner.restore" not in output and "Failed to fetch metrics" not in output
+    outcome = run_sweep(
+        load_sweep(path), results_root=results, storage=storage, log=lambda line: None
+    )
+    assert outcome.finished == 2 and outcome.failed == []
+
+
 def test_failed_trials_are_recorded_retried_and_do_not_stop_others(tmp_path):
     # The first 20 documents of the built-in corpus hold ~24K training tokens: R = 1 needs
     # 65,536 unique tokens and fails in data preparation; R = 4 and R = 16 need far fewer.

@@ -43,6 +43,7 @@ class SweepProgress(tune.Callback):
         self.finished = 0
         self.failed = 0
         self.retries = 0
+        self.ended: set[str] = set()  # keys of the trials Tune finished or gave up on
 
     def _key(self, trial) -> str:
         return trial.config["run_key"]
@@ -75,6 +76,7 @@ class SweepProgress(tune.Callback):
         self._print(f"started {self._describe(trial)}")
 
     def _end(self, trial) -> None:
+        self.ended.add(self._key(trial))
         started = self.running.pop(self._key(trial), None)
         if started is not None:
             self.durations.append(time.monotonic() - started)

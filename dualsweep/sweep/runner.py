@@ -27,6 +27,20 @@ from dualsweep.sweep.trials import collect, complete_keys, mark_current, record_
 DEFAULT_STORAGE = "runs"
 
 
+class SweepInterrupted(KeyboardInterrupt):
+    """Ctrl-C (or SIGINT) stopped the sweep; what finished is in the tables."""
+
+
+class _DropTuneHints(logging.Filter):
+    """Tune's notes that mislead here: its Tuner.restore (a sweep resumes by re-running the
+    command, from the trial folders) and the per-trial metric files it cannot find for trials
+    that never started (it does not write them: our tables hold the results)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        return "Tuner.restore" not in message and "Failed to fetch metrics" not in message
+
+
 @dataclass(frozen=True)
 class SweepOutcome:
     trials: int
@@ -132,12 +146,21 @@ def run_sweep(
             f"[{sweep.name}] {len(configs)} trials: {len(done_before)} already finished, "
             f"{len(pending)} to run; trial folders in {trials.uri or trials.root}, tables in {results_dir}"
         )
+        not_ended = []
         if pending:
-            _tune(sweep, configs, pending, trials, results_dir, address, len(done_before), log)
+            not_ended = _tune(
+                sweep, configs, pending, trials, results_dir, address, len(done_before), log
+            )
         collect(trials, results_dir, configs)
         mark_current(results_dir, configs)
         finished = complete_keys(results_dir) & set(configs)
     failed = [key for key in configs if key not in finished]
+    if not_ended:  # Tune returns early only when stopped (its SIGINT handler)
+        raise SweepInterrupted(
+            f"sweep {sweep.name} interrupted with {len(finished)}/{len(configs)} trials finished; "
+            f"run the same command again to finish the other {len(failed)} (finished trials are "
+            "kept, stopped ones resume from their last checkpoint)"
+        )
     outcome = SweepOutcome(
         trials=len(configs),
         finished=len(finished),
@@ -155,7 +178,8 @@ def run_sweep(
 
 def _tune(
     sweep, configs, pending, trials: TrialStorage, results_dir, address, done_before, log
-) -> None:
+) -> list[str]:
+    """Run the pending trials on Tune; return the keys of those it did not end (stopped)."""
     _ray_environment(address)
     from ray import tune
     from ray.tune.logger import JsonLoggerCallback
@@ -163,6 +187,9 @@ def _tune(
     from dualsweep.sweep.progress import SweepProgress
     from dualsweep.sweep.trainable import run_trial
 
+    hints = _DropTuneHints()
+    for name in ("ray.tune.tune", "ray.tune.analysis.experiment_analysis"):
+        logging.getLogger(name).addFilter(hints)
     started_ray = _start_ray(address)
     try:
         _check_resources(sweep, address, log)
@@ -206,7 +233,10 @@ def _tune(
                 # Tune's error text ends with the trial's own "Type: message" line.
                 lines = str(result.error).strip().splitlines() or [type(result.error).__name__]
                 record_failure(configs[key], trials, key, lines[-1])
+        return [key for key in pending if key not in progress.ended]
     finally:
+        for name in ("ray.tune.tune", "ray.tune.analysis.experiment_analysis"):
+            logging.getLogger(name).removeFilter(hints)
         if started_ray:
             import ray
 
