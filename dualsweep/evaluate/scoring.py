@@ -91,7 +91,8 @@ def score_continuations(
         raise ValueError(
             "every context needs at least one token (e.g. the eos that starts a document)"
         )
-    rows = _rows(pairs, mode, mask_id, span)
+    # Longest first, so each batch holds rows of similar length and pads little.
+    rows = sorted(_rows(pairs, mode, mask_id, span), key=lambda row: -len(row.tokens))
     log_probs = [0.0] * len(pairs)
     greedy = [True] * len(pairs)
     for start in range(0, len(rows), batch_size):
