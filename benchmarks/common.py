@@ -95,20 +95,24 @@ def alternating_steps(
     step_b: Callable[[Any], None],
     batches: list,
     repetitions: int,
+    sync: Callable[[], None] = lambda: None,
 ) -> tuple[list[float], list[float]]:
     """Per repetition, the median step time of a and of b, stepping them alternately.
 
     a and b take turns batch by batch (a first in even repetitions, b first in odd ones), so
     whatever slows the machine down for a few seconds slows both alike; whole-run blocks
-    of each, even interleaved, let such drift land on one side."""
+    of each, even interleaved, let such drift land on one side. `sync` waits for an
+    accelerator before and after each step."""
     medians_a, medians_b = [], []
     for i in range(repetitions):
         times_a, times_b = [], []
         for batch in batches:
             pair = ((step_a, times_a), (step_b, times_b))
             for step, times in pair if i % 2 == 0 else pair[::-1]:
+                sync()
                 start = time.perf_counter()
                 step(batch)
+                sync()
                 times.append(time.perf_counter() - start)
         medians_a.append(statistics.median(times_a))
         medians_b.append(statistics.median(times_b))
@@ -133,14 +137,6 @@ def across_processes(results: list[Ratio]) -> Ratio:
     median = sorted(results, key=lambda r: r.ratio)[(len(results) - 1) // 2]
     details = {**median.details, "process_ratios": [round(r, 4) for r in ratios]}
     return replace(median, spread=(min(ratios), max(ratios)), details=details)
-
-
-def timed(fn: Callable[[], None], sync: Callable[[], None] = lambda: None) -> float:
-    sync()
-    start = time.perf_counter()
-    fn()
-    sync()
-    return time.perf_counter() - start
 
 
 def save(result: Ratio) -> Path:

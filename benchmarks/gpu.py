@@ -34,7 +34,15 @@ from pathlib import Path
 import torch
 
 from benchmarks.common import RESULTS_DIR, alternating_steps, machine
-from benchmarks.training import PlainLoop, _loop, matched_ffn, reference_loop, timed_steps
+from benchmarks.training import (
+    PlainLoop,
+    _loop,
+    device_sync,
+    matched_ffn,
+    matmul_peak,
+    reference_loop,
+    timed_steps,
+)
 from dualsweep.config import RunConfig, load_sweep
 from dualsweep.model import Transformer
 from dualsweep.objectives import SpecialTokens
@@ -84,26 +92,9 @@ def synthetic_batches(config: RunConfig, n: int, device: torch.device):
     return batches, special
 
 
-def matmul_peak_bf16(device: torch.device, size: int = 8192, repeats: int = 20) -> float:
-    a = torch.randn(size, size, device=device, dtype=torch.bfloat16)
-    b = torch.randn(size, size, device=device, dtype=torch.bfloat16)
-    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
-    for _ in range(3):
-        a @ b
-    best = 0.0
-    for _ in range(3):
-        sync()
-        start = time.perf_counter()
-        for _ in range(repeats):
-            a @ b
-        sync()
-        best = max(best, 2 * size**3 * repeats / (time.perf_counter() - start))
-    return best
-
-
 def bench_size(size: str, device: torch.device, steps: int, repetitions: int, compile_: bool):
     config = size_config(size)
-    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    sync = device_sync(device)
     batches, special = synthetic_batches(config, steps, device)
     tokens_per_step = batches[0].numel()
     flops_per_token = training_flops_per_token(config.model)
@@ -131,7 +122,7 @@ def bench_size(size: str, device: torch.device, steps: int, repetitions: int, co
     timed_steps(half.train_step, batches[:1], sync)  # warm-up: allocations, autotuning
     timed_steps(pure.train_step, batches[:1], sync)
     half_times, pure_times = alternating_steps(
-        _synced(half.train_step, sync), _synced(pure.train_step, sync), batches, repetitions
+        half.train_step, pure.train_step, batches, repetitions, sync
     )
     result["dual_overhead"] = speed_ratio(half_times, pure_times)
     result["tokens_per_s"] = {"alpha_half": rate(half_times), "alpha_one": rate(pure_times)}
@@ -145,7 +136,7 @@ def bench_size(size: str, device: torch.device, steps: int, repetitions: int, co
         timed_steps(compiled.train_step, batches[:1], sync)
         result["compile_and_first_step_s"] = time.perf_counter() - start
         compiled_times, eager_times = alternating_steps(
-            _synced(compiled.train_step, sync), _synced(half.train_step, sync), batches, 1
+            compiled.train_step, half.train_step, batches, 1, sync
         )
         result["compile"] = speed_ratio(compiled_times, eager_times)
         result["tokens_per_s"]["alpha_half_compiled"] = rate(compiled_times)
@@ -161,7 +152,7 @@ def bench_size(size: str, device: torch.device, steps: int, repetitions: int, co
         for step in (ours.train_step, reference.train_step):
             timed_steps(step, batches[:1], sync)
         ours_times, reference_times = alternating_steps(
-            _synced(ours.train_step, sync), _synced(reference.train_step, sync), batches, 1
+            ours.train_step, reference.train_step, batches, 1, sync
         )
         result["model_speed"] = speed_ratio(ours_times, reference_times)
     return result
@@ -170,14 +161,6 @@ def bench_size(size: str, device: torch.device, steps: int, repetitions: int, co
 def speed_ratio(times_a: list[float], times_b: list[float]) -> float:
     """Speed of a over speed of b, from their median step times."""
     return statistics.median(times_b) / statistics.median(times_a)
-
-
-def _synced(step, sync):
-    def run(batch):
-        step(batch)
-        sync()
-
-    return run
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -198,7 +181,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--device cuda: torch sees no CUDA device")
     name = torch.cuda.get_device_name() if device.type == "cuda" else "cpu"
     matched, nominal = next(((k, v) for k, v in NOMINAL_BF16_PEAK if k in name), (None, None))
-    measured_peak = matmul_peak_bf16(device, size=8192 if device.type == "cuda" else 512)
+    size = 8192 if device.type == "cuda" else 512
+    measured_peak = matmul_peak(size, dtype=torch.bfloat16, device=device)
     report = {
         "machine": machine(),
         "device": name,

@@ -321,16 +321,32 @@ def model_speed(config, tokens, special, repetitions: int) -> Ratio:
     )
 
 
-def matmul_peak(size: int = 1024, repeats: int = 20) -> float:
-    """FLOP/s of fp32 square matmuls with the current thread count: the machine's practical peak."""
-    a, b = torch.randn(size, size), torch.randn(size, size)
+def device_sync(device: torch.device) -> Callable[[], None]:
+    """What waits for the device's queued work (nothing to wait for on a CPU)."""
+    return torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+
+
+def matmul_peak(
+    size: int = 1024,
+    repeats: int = 20,
+    dtype: torch.dtype = torch.float32,
+    device: str | torch.device = "cpu",
+) -> float:
+    """FLOP/s of square matmuls (best of 5 timings), with the current thread count on a CPU:
+    the machine's practical peak for that dtype."""
+    device = torch.device(device)
+    a = torch.randn(size, size, device=device, dtype=dtype)
+    b = torch.randn(size, size, device=device, dtype=dtype)
+    sync = device_sync(device)
     for _ in range(3):
         a @ b
     best = 0.0
     for _ in range(5):
+        sync()
         start = time.perf_counter()
         for _ in range(repeats):
             a @ b
+        sync()
         best = max(best, 2 * size**3 * repeats / (time.perf_counter() - start))
     return best
 
