@@ -10,6 +10,7 @@ import sys
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
 from dualsweep.cli import main
 from dualsweep.config import load_run_config, run_key
@@ -269,7 +270,8 @@ def test_micro_batches_train_like_whole_batches(tmp_path):
     pd.testing.assert_frame_equal(without(a, TIMING), without(b, TIMING), rtol=1e-4, atol=1e-5)
 
 
-def test_an_unreadable_checkpoint_is_set_aside(tmp_path):
+def test_an_unreadable_checkpoint_is_set_aside_and_the_restart_equals_a_fresh_run(tmp_path):
+    fresh = train(tiny_run_config(), tmp_path / "fresh", log=lambda m: None)
     out = tmp_path / "run"
     out.mkdir()
     (out / "checkpoint.pt").write_bytes(b"truncated by a killed upload")
@@ -278,6 +280,13 @@ def test_an_unreadable_checkpoint_is_set_aside(tmp_path):
     assert summary.status == "finished"
     assert any("checkpoint unusable" in line and "starting from step 0" in line for line in logs)
     assert (out / "checkpoint.pt.unreadable").read_bytes() == b"truncated by a killed upload"
+    # The restart must start from the fresh run's initial weights: the whole curve and the
+    # final weights are bit-identical (the unreadable checkpoint consumed no random draws).
+    a, b = (pd.read_parquet(d / "curve.parquet") for d in (tmp_path / "fresh", out))
+    pd.testing.assert_frame_equal(without(a, TIMING), without(b, TIMING), check_exact=True)
+    assert summary.final_held_out_ar_loss == fresh.final_held_out_ar_loss
+    weights = [torch.load(d / "model.pt", weights_only=True) for d in (tmp_path / "fresh", out)]
+    assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
 
 
 def test_ctrl_c_records_the_run_and_says_how_to_resume(tmp_path, monkeypatch):

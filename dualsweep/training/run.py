@@ -162,6 +162,9 @@ def train(
         except Exception as e:  # noqa: BLE001 - a truncated or foreign checkpoint: start over
             aside = checkpoint_path.with_name(f"{CHECKPOINT_FILE}.unreadable")
             checkpoint_path.replace(aside)
+            # The first module's initialisation consumed the seeded generator: re-seed, so
+            # the restarted run starts from exactly the weights of a fresh run.
+            L.seed_everything(config.train.seed, verbose=False)
             module = DualObjectiveModule(
                 config, data.corpus.special, data.plan, held_out, checkpoint_path=checkpoint_path
             )
