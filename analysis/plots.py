@@ -2,7 +2,8 @@
 
     python -m analysis.plots tiny [--results results]
 
-writes results/<sweep>/figures/*.{png,pdf} and results/<sweep>/tables/*.{md,tex}.
+writes results/<sweep>/figures/*.{png,pdf}, results/<sweep>/tables/*.{md,tex} and
+results/<sweep>/REPORT.md (the paper's claims against the sweep; see analysis/report.py).
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ def targets(table: pd.DataFrame) -> dict[str, str]:
 def make_all(
     name: str, results_root: str | Path = RESULTS_ROOT, log: Callable[[str], None] = print
 ) -> list[Path]:
-    from analysis import figures
+    from analysis import figures, report
 
     started = time.perf_counter()
     results = load(name, results_root)
@@ -55,13 +56,13 @@ def make_all(
 
     grid = repetition_grid(table)
     trained_r = sorted(table["repetitions"].unique())
-    fits, samples, best_md, best_tex = {}, {}, [], []
+    fits, samples, at_trained_r, best_md, best_tex = {}, {}, {}, [], []
     for label, column in chosen.items():
         fit = fit_surface(table, metric(table, column))
         summary, sampled = best_alpha(fit, grid, return_samples=True)
         fits[label], samples[label] = fit, (summary, sampled)
         written += figures.surface(fit, summary, table, figure_dir)
-        at_trained = best_alpha(fit, trained_r)
+        at_trained = at_trained_r[column] = best_alpha(fit, trained_r)
         head = f"{column}: GP R^2 {fit.r2:.3f}, leave-one-out RMSE {fit.loo_rmse:.4g}, kernel {fit.kernel}"
         best_md.append(f"{head}\n\n" + format_best_alpha(at_trained, column))
         best_tex.append(f"% {head}\n" + format_best_alpha(at_trained, column, latex=True))
@@ -81,6 +82,10 @@ def make_all(
         written += figures.overfitting(results.curves, table, figure_dir)
     if {"score_prefix", "score_ar"} <= set(table.columns):
         written += figures.prefix_gain(table, figure_dir)
+    # Last: the report links the figures and tables written above.
+    written.append(
+        report.write_report(name, results_root, best_alphas=at_trained_r, results=results)
+    )
     log(f"{name}: {len(written)} files in {directory} ({time.perf_counter() - started:.1f}s)")
     return written
 

@@ -98,7 +98,7 @@ class BareLoop:
                     corruption.rows(start, start + micro),
                     self.special,
                 )
-            (part.loss * (len(part.sequence_losses) / B)).backward()
+            part.loss.backward()  # carries its rows' share of the batch loss
         torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.optim.grad_clip)
         for optimizer in self.optimizers:
             optimizer.step()

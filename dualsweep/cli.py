@@ -226,7 +226,9 @@ def build_parser() -> argparse.ArgumentParser:
         "in AR, MD (pseudo-log-likelihood) and prefix-LM modes; writes RUN_DIR/evals.parquet.",
     )
     evaluate.add_argument("run_dir")
-    evaluate.add_argument("--tasks", nargs="+", help="continuation, word_order or .jsonl files")
+    evaluate.add_argument(
+        "--tasks", nargs="+", help="continuation, word_order, cloze or .jsonl files"
+    )
     evaluate.add_argument("--modes", nargs="+", help="any of ar md prefix")
     evaluate.add_argument(
         "--set",

@@ -132,6 +132,49 @@ def ar_sequence_flags(alpha: float, first_index: int, count: int) -> np.ndarray:
     return np.diff(ar_so_far) > 0
 
 
+MIX_ALLOCATIONS = ("sequence", "step")
+
+
+def ar_rows_per_step(alpha: float, batch_size: int) -> int:
+    """AR rows of every batch under the per-step allocation: round(alpha * B), but at least
+    one row of each objective whenever 0 < alpha < 1 (so every step's gradient has both)."""
+    if alpha <= 0.0:
+        return 0
+    if alpha >= 1.0:
+        return batch_size
+    if batch_size < 2:
+        raise ValueError(f"a per-step mix needs at least 2 sequences per batch (got {batch_size})")
+    return min(max(round(alpha * batch_size), 1), batch_size - 1)
+
+
+def objective_allocation(
+    alpha: float, step: int, batch_size: int, rule: str = "sequence"
+) -> tuple[np.ndarray, np.ndarray]:
+    """Which rows of step `step`'s batch are AR (B,), and each row's weight in the batch loss (B,).
+
+    - `sequence`: whole sequences are AR or MD by `ar_sequence_flags` (the cumulative AR share
+      tracks alpha), every row weighs 1/B. Unbiased over training, but a step may hold one
+      objective only (alpha = 1/256, B = 16: one AR sequence every 16 steps).
+    - `step`: every batch holds n_AR = `ar_rows_per_step` AR rows (the first ones; the data
+      order is already shuffled) and B - n_AR MD rows, weighted so that the batch loss is
+      alpha * mean(AR rows) + (1 - alpha) * mean(MD rows): each step's gradient is then an
+      unbiased estimate of the paper's loss, the small-batch form of its per-device split.
+
+    The weights sum to 1 over the batch; at alpha 0 or 1 both rules give one objective, 1/B each.
+    """
+    if rule == "sequence":
+        is_ar = ar_sequence_flags(alpha, step * batch_size, batch_size)
+        return is_ar, np.full(batch_size, 1.0 / batch_size)
+    if rule != "step":
+        raise ValueError(f"unknown mix allocation {rule!r} (one of {', '.join(MIX_ALLOCATIONS)})")
+    n_ar = ar_rows_per_step(alpha, batch_size)
+    is_ar = np.arange(batch_size) < n_ar
+    if n_ar in (0, batch_size):
+        return is_ar, np.full(batch_size, 1.0 / batch_size)
+    weights = np.where(is_ar, alpha / n_ar, (1.0 - alpha) / (batch_size - n_ar))
+    return is_ar, weights
+
+
 @dataclass(frozen=True)
 class Corruption:
     """What the model sees for a batch: clean tokens for AR rows, masked tokens for MD rows."""
@@ -144,6 +187,8 @@ class Corruption:
     """Mask rate t per row (B,); 1 on AR rows, where it is unused."""
     is_ar: np.ndarray
     """Host-side objective flags (B,), so that batch composition is known without a device sync."""
+    weights: torch.Tensor
+    """Each row's weight in the whole batch's loss (B,), summing to 1 over the batch."""
 
     def rows(self, start: int, stop: int) -> Corruption:
         """The corruption of rows start..stop-1 (a micro-batch)."""
@@ -152,6 +197,7 @@ class Corruption:
             masked=None if self.masked is None else self.masked[start:stop],
             rates=self.rates[start:stop],
             is_ar=self.is_ar[start:stop],
+            weights=self.weights[start:stop],
         )
 
 
@@ -161,19 +207,23 @@ def corrupt_batch(
     special: SpecialTokens,
     generator: torch.Generator,
     *,
+    weights: np.ndarray | None = None,
     stratified: bool = False,
     min_mask_rate: float = 1e-3,
 ) -> Corruption:
     """Draw the MD corruption of a whole batch: rates and masks for the MD rows only.
 
     Drawn for the whole batch at once, so that splitting it into micro-batches afterwards
-    changes nothing. With no MD row (alpha = 1) nothing is drawn at all.
+    changes nothing. With no MD row (alpha = 1) nothing is drawn at all. `weights` are the
+    rows' weights in the batch loss (from `objective_allocation`; default 1/B each).
     """
     B = len(tokens)
+    weights = np.full(B, 1.0 / B) if weights is None else weights
+    row_weights = torch.from_numpy(np.asarray(weights, dtype=np.float32)).to(tokens.device)
     rates = torch.ones(B, device=tokens.device)
     n_md = int((~is_ar).sum())
     if n_md == 0:
-        return Corruption(inputs=tokens, masked=None, rates=rates, is_ar=is_ar)
+        return Corruption(inputs=tokens, masked=None, rates=rates, is_ar=is_ar, weights=row_weights)
     md_rows = torch.from_numpy(np.flatnonzero(~is_ar)).to(tokens.device)
     md_rates = sample_mask_rates(
         n_md, generator, stratified=stratified, min_rate=min_mask_rate, device=tokens.device
@@ -182,13 +232,14 @@ def corrupt_batch(
     ar_rows = torch.from_numpy(is_ar).to(tokens.device, non_blocking=True)
     maskable = maskable_positions(tokens, special) & ~ar_rows[:, None]
     inputs, masked = mask_tokens(tokens, rates, maskable, special.mask, generator)
-    return Corruption(inputs=inputs, masked=masked, rates=rates, is_ar=is_ar)
+    return Corruption(inputs=inputs, masked=masked, rates=rates, is_ar=is_ar, weights=row_weights)
 
 
 @dataclass(frozen=True)
 class MixedLoss:
     loss: torch.Tensor
-    """The scalar to minimise: the mean of per-sequence losses over the batch."""
+    """These rows' share of the batch loss: per-sequence losses times their batch weights, summed
+    (over micro-batches these add up to the whole batch's loss)."""
     sequence_losses: torch.Tensor
     """Per-sequence loss (B,) in nats/token: AR NLL, or the MD ELBO estimate."""
 
@@ -207,13 +258,15 @@ def dual_objective_loss(
     sequences attend causally on their clean tokens, MD sequences bidirectionally on their
     masked tokens (`corrupt_batch`), through per-sample attention masks in a single forward.
 
-    How the weights realise the mix: every sequence has weight 1/B and its own per-token
-    loss (AR NLL / n_targets, or MD masked NLL / (t * n_targets)). The expected batch loss
-    is then share_AR * E[L_AR] + (1 - share_AR) * E[L_MD], and the allocation keeps the
-    cumulative AR share of sequences within half a sequence of alpha, so over training the
-    gradient weights are exactly alpha and 1 - alpha (the paper's per-GPU allocation is the
-    same rule at the granularity of a device's batch). With alpha = 1 (all flags True) this
-    is the AR loss and no mask is drawn; with alpha = 0 it is the MD loss.
+    How the weights realise the mix: every sequence has its own per-token loss (AR NLL /
+    n_targets, or MD masked NLL / (t * n_targets)) and a weight from `objective_allocation`.
+    Under the `sequence` rule every row weighs 1/B, so the expected batch loss is
+    share_AR * E[L_AR] + (1 - share_AR) * E[L_MD], and the cumulative AR share of sequences
+    stays within half a sequence of alpha: over training the gradient weights are alpha and
+    1 - alpha. Under the `step` rule AR rows weigh alpha / n_AR and MD rows (1 - alpha) / n_MD,
+    so each batch's loss is alpha * mean(AR rows) + (1 - alpha) * mean(MD rows). With
+    alpha = 1 (all flags True) this is the AR loss and no mask is drawn; with alpha = 0 the
+    MD loss.
     """
     B, T = tokens.shape
     n_ar = int(corruption.is_ar.sum())
@@ -237,7 +290,8 @@ def dual_objective_loss(
         md = md_nll_sums(nll, targets, corruption.masked, corruption.rates)
         sums = torch.where(ar_rows, ar_nll_sums(nll, targets), md)
     sequence_losses = sums / n_targets
-    return MixedLoss(loss=sequence_losses.mean(), sequence_losses=sequence_losses)
+    loss = (sequence_losses * corruption.weights).sum()
+    return MixedLoss(loss=loss, sequence_losses=sequence_losses)
 
 
 @torch.no_grad()

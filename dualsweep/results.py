@@ -61,6 +61,7 @@ class RunSummary:
     best_held_out_md_elbo: float = math.nan
     final_held_out_md_elbo_stderr: float = math.nan
     train_time_s: float = math.nan  # time in training steps (evaluations excluded)
+    held_out_eval_time_s: float = math.nan  # time in the held-out curve evaluations
     wall_time_s: float = math.nan  # the whole run, data preparation included
     tokens_per_s: float = math.nan
     accelerator: str = ""  # what train.device resolved to: cpu or gpu

@@ -216,6 +216,7 @@ def test_make_plots_writes_every_figure_and_table(tmp_path, monkeypatch):
     markdown = (folder / "tables" / "best_alpha.md").read_text()
     assert "best alpha targeting score_ar vs score_md" in markdown
     assert "\\begin{tabular}" in (folder / "tables" / "main.tex").read_text()
+    assert "REPORT.md" in written and "**Verdict:" in (folder / "REPORT.md").read_text()
 
 
 def test_plots_without_results_says_so(tmp_path, capsys):
@@ -227,7 +228,7 @@ def test_plots_without_results_says_so(tmp_path, capsys):
 
 def test_analysis_needs_neither_torch_nor_ray():
     code = (
-        "import sys, analysis.plots, analysis.figures, analysis.surface;"
+        "import sys, analysis.plots, analysis.figures, analysis.surface, analysis.report;"
         "heavy = {'torch', 'lightning', 'ray'} & set(sys.modules); assert not heavy, heavy"
     )
     subprocess.run([sys.executable, "-c", code], check=True)

@@ -24,6 +24,7 @@ from dualsweep.objectives import (
     md_nll_sums,
     modelled,
     next_token_nll,
+    objective_allocation,
     sample_mask_rates,
 )
 
@@ -157,6 +158,62 @@ def test_allocation_tracks_alpha_within_one_sequence(alpha):
     assert np.array_equal(flags, halves)
 
 
+@pytest.mark.parametrize("alpha", PAPER_ALPHAS)
+def test_per_step_allocation_has_both_objectives_and_weights_alpha(alpha):
+    B = 16
+    is_ar, weights = objective_allocation(alpha, 7, B, "step")
+    n_ar = int(is_ar.sum())
+    if 0 < alpha < 1:
+        assert 1 <= n_ar <= B - 1  # both objectives in every batch, even at alpha = 1/256
+        assert n_ar == min(max(round(alpha * B), 1), B - 1)
+        # The AR rows carry exactly alpha of the batch loss, the MD rows 1 - alpha.
+        assert weights[is_ar].sum() == pytest.approx(alpha, abs=1e-12)
+        assert weights[~is_ar].sum() == pytest.approx(1 - alpha, abs=1e-12)
+        assert np.ptp(weights[is_ar]) == 0 and np.ptp(weights[~is_ar]) == 0
+    else:
+        assert n_ar == B * alpha and np.all(weights == 1 / B)
+    # The same split at every step: it depends on alpha and B only.
+    assert np.array_equal(objective_allocation(alpha, 123, B, "step")[0], is_ar)
+
+
+def test_per_step_allocation_by_hand():
+    # alpha = 1/4, B = 8: 2 AR rows of weight (1/4)/2, 6 MD rows of weight (3/4)/6.
+    is_ar, weights = objective_allocation(0.25, 0, 8, "step")
+    assert is_ar.tolist() == [True, True] + [False] * 6
+    assert weights.tolist() == [0.125, 0.125] + [0.125] * 6
+    # alpha = 1/64, B = 16: round(0.25) = 0 is raised to 1 AR row carrying 1/64 of the loss.
+    is_ar, weights = objective_allocation(1 / 64, 0, 16, "step")
+    assert is_ar.sum() == 1 and weights[0] == 1 / 64 and weights[1] == pytest.approx(63 / 64 / 15)
+    # alpha = 63/64, B = 16: round(15.75) = 16 is lowered to 15 AR rows, one MD row.
+    is_ar, weights = objective_allocation(63 / 64, 0, 16, "step")
+    assert (~is_ar).sum() == 1 and weights[-1] == pytest.approx(1 / 64)
+    # The sequence rule: 1/B per row, whichever objective.
+    is_ar, weights = objective_allocation(0.5, 3, 4, "sequence")
+    assert np.array_equal(is_ar, ar_sequence_flags(0.5, 12, 4)) and np.all(weights == 0.25)
+    with pytest.raises(ValueError, match="unknown mix allocation 'batch'"):
+        objective_allocation(0.5, 0, 4, "batch")
+
+
+def test_per_step_mixed_loss_is_alpha_mean_ar_plus_one_minus_alpha_mean_md(tiny_model):
+    tokens = torch.randint(4, 24, (8, 10), generator=gen())
+    alpha = 1 / 16
+    is_ar, weights = objective_allocation(alpha, 0, 8, "step")  # 1 AR row, 7 MD rows
+    corruption = corrupt_batch(tokens, is_ar, SPECIAL, gen(2), weights=weights)
+    out = dual_objective_loss(tiny_model, tokens, corruption, SPECIAL)
+    per_row = out.sequence_losses
+    expected = alpha * per_row[is_ar].mean() + (1 - alpha) * per_row[~is_ar].mean()
+    torch.testing.assert_close(out.loss, expected, rtol=1e-6, atol=0)
+    # Micro-batches: the parts' losses add up to the batch loss, their gradients to its gradient.
+    (whole_grad,) = torch.autograd.grad(out.loss, tiny_model.embed.weight)
+    parts = [
+        dual_objective_loss(tiny_model, tokens[s : s + 2], corruption.rows(s, s + 2), SPECIAL).loss
+        for s in range(0, 8, 2)
+    ]
+    torch.testing.assert_close(sum(parts), out.loss, rtol=1e-6, atol=0)
+    grad = sum(torch.autograd.grad(p, tiny_model.embed.weight)[0] for p in parts)
+    torch.testing.assert_close(grad, whole_grad, atol=1e-6, rtol=1e-5)
+
+
 def test_allocation_endpoints():
     assert ar_sequence_flags(1.0, 12345, 64).all()
     assert not ar_sequence_flags(0.0, 12345, 64).any()
@@ -180,7 +237,7 @@ def test_alpha_one_is_exactly_the_ar_loss_and_draws_nothing(tiny_model):
     )
     logits = tiny_model(tokens)
     expected = F.cross_entropy(logits[:, :-1].reshape(-1, 24), tokens[:, 1:].reshape(-1))
-    assert torch.equal(out.loss, expected) or torch.allclose(out.loss, expected, rtol=0, atol=1e-7)
+    torch.testing.assert_close(out.loss, expected, rtol=1e-6, atol=0)  # float32 rounding only
     assert torch.equal(g.get_state(), state)  # no MD work: no random draw
 
 
@@ -196,7 +253,7 @@ def test_alpha_zero_is_exactly_the_md_loss(tiny_model):
     )
     nll = next_token_nll(tiny_model(inputs, BIDIRECTIONAL), tokens)
     expected = (md_nll_sums(nll, modelled(tokens[:, 1:], SPECIAL), masked, rates) / 9).mean()
-    assert torch.equal(out.loss, expected)
+    torch.testing.assert_close(out.loss, expected, rtol=1e-6, atol=0)
 
 
 def test_mixed_batch_equals_each_objective_on_its_own_rows(tiny_model):
@@ -248,7 +305,7 @@ def test_micro_batches_see_the_same_corruption_and_gradient(tiny_model):
         part = dual_objective_loss(
             tiny_model, tokens[start : start + 4], corruption.rows(start, start + 4), SPECIAL
         )
-        grads.append(torch.autograd.grad(part.loss * 4 / 8, tiny_model.embed.weight)[0])
+        grads.append(torch.autograd.grad(part.loss, tiny_model.embed.weight)[0])
         losses.append(part.sequence_losses)
     torch.testing.assert_close(torch.cat(losses), whole.sequence_losses, atol=1e-6, rtol=1e-5)
     torch.testing.assert_close(grads[0] + grads[1], whole_grad, atol=1e-6, rtol=1e-5)

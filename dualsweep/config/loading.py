@@ -33,19 +33,29 @@ def run_config_from_dict(raw: Any) -> RunConfig:
     return build(RunConfig, raw)
 
 
-def _base_mapping(raw: dict, source: Path) -> dict:
-    """The base run config of a sweep mapping: inline, or a path relative to the sweep file."""
+def _base_mapping(raw: dict, source: Path, _seen: tuple[Path, ...] = ()) -> dict:
+    """The base run config of a sweep mapping: inline, or a path relative to the sweep file
+    (a run config, or another sweep file whose base is taken), then its `base_overrides`.
+
+    A companion sweep (seeds, a variant) names its parent sweep file, so the two share one
+    base config instead of two copies that can drift apart.
+    """
     base = raw["base"]
     if isinstance(base, str):
         base_path = (source.parent / base).resolve()
         if not base_path.is_file():
             fail("base", base, f"base config file not found ({base_path})")
+        if base_path in _seen or base_path == source.resolve():
+            fail("base", base, "sweep files name each other as base (a cycle)")
         base = read_yaml(base_path)
         if is_sweep_mapping(base):
-            fail("base", raw["base"], "points to a sweep file, not a run config")
+            base = _base_mapping(base, base_path, (*_seen, source.resolve()))
     if not isinstance(base, dict):
         fail("base", base, "must be a run config mapping or a path to one")
-    return base
+    overrides = raw.get("base_overrides") or {}
+    if not isinstance(overrides, dict):
+        fail("base_overrides", overrides, "must map field names to values")
+    return apply_overrides(base, overrides)
 
 
 def load_sweep(path: str | Path) -> SweepConfig:

@@ -168,6 +168,8 @@ class DataConfig:
 class ObjectiveConfig:
     alpha: float = 1.0
     """Weight of the autoregressive loss: alpha * L_AR + (1 - alpha) * L_MD (fractions like 63/64 allowed)."""
+    mix_allocation: Literal["sequence", "step"] = "step"
+    """How alpha splits a batch: step (every batch of a 0 < alpha < 1 mix holds both objectives, loss alpha * mean AR + (1 - alpha) * mean MD) or sequence (whole sequences assigned so the cumulative AR share tracks alpha, each weighing 1/B)."""
     mask_rate_sampling: Literal["uniform", "stratified"] = "uniform"
     """How masked-diffusion rates t are drawn: i.i.d. U(0,1), or stratified across a batch."""
     min_mask_rate: float = 1e-3
@@ -314,7 +316,7 @@ Mode = Literal["ar", "md", "prefix"]
 @dataclass(frozen=True, kw_only=True)
 class EvalConfig:
     tasks: tuple[str, ...] = field(default=("continuation", "word_order"), metadata=NOT_IDENTITY)
-    """Multiple-choice tasks run on the final model: built-in names (continuation, word_order) or .jsonl paths."""
+    """Multiple-choice tasks run on the final model: built-in names (continuation, word_order, cloze) or .jsonl paths."""
     modes: tuple[Mode, ...] = field(default=("ar", "md", "prefix"), metadata=NOT_IDENTITY)
     """Scoring modes: ar (log-likelihood), md (pseudo-log-likelihood), prefix (prefix-LM)."""
     md_mask_span: int = field(default=1, metadata=NOT_IDENTITY)
@@ -336,10 +338,10 @@ class EvalConfig:
             )
         for task in self.tasks:
             _check(
-                task in ("continuation", "word_order") or task.endswith(".jsonl"),
+                task in ("continuation", "word_order", "cloze") or task.endswith(".jsonl"),
                 "tasks",
                 task,
-                "each task must be continuation, word_order or a .jsonl file",
+                "each task must be continuation, word_order, cloze or a .jsonl file",
             )
 
 
@@ -373,6 +375,16 @@ class RunConfig:
             raise ConfigError(
                 f"model.vocab_size: a byte-level BPE over text needs at least {MIN_BPE_VOCAB} "
                 f"entries (256 bytes + 4 specials) (got {self.model.vocab_size})"
+            )
+        if (
+            self.objective.mix_allocation == "step"
+            and 0 < self.objective.alpha < 1
+            and self.train.batch_size < 2
+        ):
+            raise ConfigError(
+                f"train.batch_size: mix_allocation 'step' puts both objectives in every batch of "
+                f"a mix (alpha={self.objective.alpha:g}), which needs at least 2 sequences "
+                f"(got {self.train.batch_size}); raise batch_size or use mix_allocation 'sequence'"
             )
         batch_tokens = self.train.batch_size * self.model.seq_len
         if self.train.token_budget < batch_tokens:

@@ -68,6 +68,7 @@ SWEEP_KEYS = (
     "name",
     "description",
     "base",
+    "base_overrides",
     "grid",
     "design",
     "points",

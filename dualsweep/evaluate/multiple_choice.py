@@ -9,6 +9,7 @@ per-token mean (length-normalised, the `_per_token` columns), since choices diff
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -46,6 +47,8 @@ class TaskResult:
     n_items: int
     summed: Accuracy
     per_token: Accuracy
+    scoring_time_s: float = float("nan")
+    """Wall time of scoring every choice of the task in this mode."""
 
     def row(self) -> dict:
         return {
@@ -60,6 +63,7 @@ class TaskResult:
             "accuracy_per_token": self.per_token.accuracy,
             "normalized_score_per_token": self.per_token.normalized_score,
             "stderr_per_token": self.per_token.stderr,
+            "scoring_time_s": self.scoring_time_s,
         }
 
 
@@ -125,6 +129,7 @@ def evaluate_task(
     *,
     md_span: int = 1,
     batch_size: int = 32,
+    max_batch_tokens: int = 0,
     bootstrap: int = 1000,
     seed: int = 0,
 ) -> list[TaskResult]:
@@ -134,6 +139,7 @@ def evaluate_task(
     results = []
     for mode in modes:
         span = md_span if mode == "md" else 1
+        started = time.perf_counter()
         scores = score_continuations(
             model,
             flat,
@@ -141,6 +147,7 @@ def evaluate_task(
             mask_id=special.mask,
             pad_id=special.pad,
             batch_size=batch_size,
+            max_batch_tokens=max_batch_tokens,
             span=span,
         )
         per_item, start = [], 0
@@ -153,7 +160,13 @@ def evaluate_task(
         )
         results.append(
             TaskResult(
-                task.name, mode, strategy_name(mode, span), len(task.items), summed, per_token
+                task.name,
+                mode,
+                strategy_name(mode, span),
+                len(task.items),
+                summed,
+                per_token,
+                scoring_time_s=time.perf_counter() - started,
             )
         )
     return results

@@ -36,6 +36,7 @@ EVAL_COLUMNS = (
     "accuracy_per_token",
     "normalized_score_per_token",
     "stderr_per_token",
+    "scoring_time_s",
 )
 
 
@@ -103,27 +104,34 @@ def evaluate_run(
     *,
     device: str = "cpu",
     log: Callable[[str], None] = print,
-) -> tuple[pd.DataFrame, HeldOutLosses]:
-    """Evaluate a run folder; write and return its evals table, and its held-out losses."""
+    held_out: bool = True,
+) -> tuple[pd.DataFrame, HeldOutLosses | None]:
+    """Evaluate a run folder; write and return its evals table, and its held-out losses.
+
+    `held_out=False` skips the held-out losses (None is returned): a sweep already has them
+    from the run's last curve evaluation, the same numbers.
+    """
     started = time.perf_counter()
     run = load_run(run_dir, device)
     config = run.config
     evaluation = evaluation or config.evaluation
     import torch
 
-    sequences = run.corpus.validation_sequences(
-        config.model.seq_len, config.data.validation_sequences
-    )
-    held_out = held_out_losses(
-        run.model,
-        torch.from_numpy(sequences.astype(np.int64)),
-        run.corpus.special,
-        draws=config.objective.md_eval_draws,
-        seed=config.objective.held_out_seed,
-        batch_size=config.train.batch_size,
-        min_mask_rate=config.objective.min_mask_rate,
-        document_masking=config.data.document_masking,
-    )
+    losses = None
+    if held_out:
+        sequences = run.corpus.validation_sequences(
+            config.model.seq_len, config.data.validation_sequences
+        )
+        losses = held_out_losses(
+            run.model,
+            torch.from_numpy(sequences.astype(np.int64)),
+            run.corpus.special,
+            draws=config.objective.md_eval_draws,
+            seed=config.objective.held_out_seed,
+            batch_size=config.train.batch_size,
+            min_mask_rate=config.objective.min_mask_rate,
+            document_masking=config.data.document_masking,
+        )
     rows = []
     if evaluation.tasks and run.tokenizer is None:
         log(f"{run_dir}: no tokenizer.json (a token-shard corpus): multiple-choice tasks skipped")
@@ -136,7 +144,11 @@ def evaluate_run(
                 task,
                 evaluation.modes,
                 md_span=evaluation.md_mask_span,
-                batch_size=config.train.batch_size,
+                # Up to 64 short rows per pass, never more tokens than a training
+                # (micro-)batch: scoring rows are far shorter than training sequences.
+                batch_size=64,
+                max_batch_tokens=(config.train.micro_batch_size or config.train.batch_size)
+                * config.model.seq_len,
                 bootstrap=evaluation.bootstrap_samples,
                 seed=evaluation.task_seed,
             ):
@@ -144,7 +156,7 @@ def evaluate_run(
     evals = pd.DataFrame(rows, columns=list(EVAL_COLUMNS))
     write_parquet(evals, Path(run_dir) / EVALS_FILE)
     log(f"evaluated {len(evals)} task x mode rows in {time.perf_counter() - started:.1f}s")
-    return evals, held_out
+    return evals, losses
 
 
 def format_evals(evals: pd.DataFrame) -> str:

@@ -82,8 +82,14 @@ def score_continuations(
     pad_id: int,
     batch_size: int = 32,
     span: int = 1,
+    max_batch_tokens: int = 0,
 ) -> list[Score]:
-    """Score each (context ids, continuation ids) pair; contexts need at least one token."""
+    """Score each (context ids, continuation ids) pair; contexts need at least one token.
+
+    A forward pass holds at most `batch_size` rows and, when `max_batch_tokens` is set, at
+    most that many tokens (rows x the batch's widest row): many short rows share one pass,
+    while long rows never take more memory than a training batch would.
+    """
     device = next(model.parameters()).device
     seq_len = model.config.seq_len
     pairs = [fit_to_context(c, x, seq_len) for c, x in pairs]
@@ -95,9 +101,14 @@ def score_continuations(
     rows = sorted(_rows(pairs, mode, mask_id, span), key=lambda row: -len(row.tokens))
     log_probs = [0.0] * len(pairs)
     greedy = [True] * len(pairs)
-    for start in range(0, len(rows), batch_size):
-        batch = rows[start : start + batch_size]
-        width = max(len(r.tokens) for r in batch)
+    start = 0
+    while start < len(rows):
+        width = len(rows[start].tokens)  # the widest of its batch: rows are longest first
+        size = batch_size
+        if max_batch_tokens:
+            size = max(1, min(batch_size, max_batch_tokens // width))
+        batch = rows[start : start + size]
+        start += size
         tokens = torch.full((len(batch), width), pad_id, dtype=torch.long)
         for i, row in enumerate(batch):
             tokens[i, : len(row.tokens)] = torch.tensor(row.tokens)

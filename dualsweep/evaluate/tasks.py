@@ -7,8 +7,14 @@ so every model of a sweep answers the same items and a tiny model gets signal wi
 
 - `continuation`: the true next words of a held-out passage against spans of the same
   length drawn from other held-out documents;
-- `word_order`: a held-out sentence against the same sentence with two adjacent words
-  swapped (a minimal pair: same words, same length, one local order change).
+- `word_order`: two adjacent words of a held-out sentence in their order against the two
+  swapped (a minimal pair), read after up to 8 words of the sentence and before its next word;
+- `cloze`: a frequent word of a held-out sentence (the, of, is, ...) against three other
+  frequent words, with the same context on both sides.
+
+Items are distinct (no sentence position is asked twice), so the bootstrap standard error
+treats them as independent. `word_order` and `cloze` keep rows short (about 15 tokens), so
+thousands of items cost seconds; this is what lets a 1M-parameter sweep tell models apart.
 """
 
 from __future__ import annotations
@@ -20,7 +26,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-BUILTIN_TASKS = ("continuation", "word_order")
+BUILTIN_TASKS = ("continuation", "word_order", "cloze")
 
 
 class TaskError(ValueError):
@@ -128,33 +134,121 @@ def continuation_task(
     return Task(name="continuation", items=tuple(items))
 
 
-def word_order_task(
-    documents: Sequence[str], *, n_items: int, seed: int, min_words: int = 6, max_words: int = 30
-) -> Task:
-    """Choose the held-out sentence over the same sentence with two adjacent words swapped."""
-    rng = random.Random(seed)
+def _sentences(documents: Sequence[str], min_words: int, max_words: int) -> list[list[str]]:
+    """The held-out sentences of `min_words` to `max_words` words, as word lists."""
     sentences = []
     for document in documents:
         for sentence in _SENTENCE_END.split(document):
             words = _WORD.findall(sentence)
-            if min_words <= len(words) <= max_words and len(set(words)) > 1:
+            if min_words <= len(words) <= max_words:
                 sentences.append(words)
-    if not sentences:
+    return sentences
+
+
+def _sample(rng: random.Random, candidates: list, n_items: int, task: str) -> list:
+    """`n_items` distinct candidates (items are independent draws for the bootstrap error)."""
+    if len(candidates) < n_items:
+        raise TaskError(
+            f"{task}: the held-out documents give {len(candidates)} distinct items, fewer than "
+            f"evaluation.task_items={n_items}; lower task_items or hold out more documents "
+            "(data.validation_fraction)"
+        )
+    return rng.sample(candidates, n_items)
+
+
+def word_order_task(
+    documents: Sequence[str],
+    *,
+    n_items: int,
+    seed: int,
+    context_words: int = 8,
+    tail_words: int = 1,
+    min_words: int = 4,
+    max_words: int = 60,
+) -> Task:
+    """Choose a held-out word pair in its order over the same two words swapped.
+
+    A minimal pair (same words, same length, one local order change). The context is the
+    sentence's last `context_words` words before the pair; each choice is the pair (in one
+    order) and the `tail_words` words after it, so short rows keep scoring cheap in every mode
+    while the pair is read with context on both sides.
+    """
+    rng = random.Random(seed)
+    sentences = _sentences(documents, min_words, max_words)
+    candidates = [
+        (s, i)
+        for s, words in enumerate(sentences)
+        for i in range(len(words) - 1)
+        if words[i] != words[i + 1]  # swapping equal words changes nothing
+    ]
+    if not candidates:
         raise TaskError(f"word_order: no held-out sentence of {min_words}-{max_words} words")
     items = []
-    for _ in range(n_items):
-        words = rng.choice(sentences)
-        while True:  # two adjacent, different words (swapping equal words changes nothing)
-            i = rng.randrange(len(words) - 1)
-            if words[i] != words[i + 1]:
-                break
-        swapped = [*words[:i], words[i + 1], words[i], *words[i + 2 :]]
-        choices = [" ".join(words), " ".join(swapped)]
+    for s, i in _sample(rng, candidates, n_items, "word_order"):
+        words = sentences[s]
+        context = " ".join(words[max(0, i - context_words) : i])
+        tail = words[i + 2 : i + 2 + tail_words]
+        right = " ".join([words[i], words[i + 1], *tail])
+        wrong = " ".join([words[i + 1], words[i], *tail])
         label = rng.randrange(2)
-        if label == 1:
-            choices.reverse()
-        items.append(Item(context="", choices=tuple(choices), label=label))
+        choices = (right, wrong) if label == 0 else (wrong, right)
+        prefix = " " if context else ""
+        items.append(Item(context=context, choices=tuple(prefix + c for c in choices), label=label))
     return Task(name="word_order", items=tuple(items))
+
+
+_PLAIN_WORD = re.compile(r"[a-z]+")
+
+
+def cloze_task(
+    documents: Sequence[str],
+    *,
+    n_items: int,
+    seed: int,
+    n_choices: int = 4,
+    vocabulary: int = 32,
+    context_words: int = 8,
+    tail_words: int = 1,
+    min_context_words: int = 2,
+) -> Task:
+    """Choose the held-out word among `n_choices` of the `vocabulary` most frequent words.
+
+    Cloze over frequent words (the, of, is, to, a, ...): the answer is mostly a matter of
+    syntax and agreement, which a model of a million parameters can learn. The frequent words
+    are counted in the held-out documents themselves. Context: the sentence's last
+    `context_words` words before the blank (at least `min_context_words`); each choice is a
+    candidate word followed by the sentence's next `tail_words` words, so the blank is read
+    with context on both sides.
+    """
+    rng = random.Random(seed)
+    sentences = _sentences(documents, min_context_words + 1, 10**9)
+    counts: dict[str, int] = {}
+    for words in sentences:
+        for word in words:
+            if _PLAIN_WORD.fullmatch(word):
+                counts[word] = counts.get(word, 0) + 1
+    frequent = sorted(counts, key=lambda w: (-counts[w], w))[:vocabulary]
+    if len(frequent) < n_choices:
+        raise TaskError(f"cloze: fewer than {n_choices} distinct words in the held-out documents")
+    common = set(frequent)
+    candidates = [
+        (s, i)
+        for s, words in enumerate(sentences)
+        for i in range(min_context_words, len(words))
+        if words[i] in common
+    ]
+    items = []
+    for s, i in _sample(rng, candidates, n_items, "cloze"):
+        words = sentences[s]
+        true = words[i]
+        tail = words[i + 1 : i + 1 + tail_words]
+        others = rng.sample([w for w in frequent if w != true], n_choices - 1)
+        options = [true, *others]
+        rng.shuffle(options)
+        choices = tuple(" " + " ".join([w, *tail]) for w in options)
+        context = " ".join(words[max(0, i - context_words) : i])
+        items.append(Item(context=context, choices=choices, label=options.index(true)))
+    return Task(name="cloze", items=tuple(items))
 
 
 def builtin_task(name: str, held_out_documents: Sequence[str], *, n_items: int, seed: int) -> Task:
@@ -162,4 +256,6 @@ def builtin_task(name: str, held_out_documents: Sequence[str], *, n_items: int, 
         return continuation_task(held_out_documents, n_items=n_items, seed=seed)
     if name == "word_order":
         return word_order_task(held_out_documents, n_items=n_items, seed=seed)
+    if name == "cloze":
+        return cloze_task(held_out_documents, n_items=n_items, seed=seed)
     raise TaskError(f"{name}: not a built-in task ({', '.join(BUILTIN_TASKS)}) nor a .jsonl file")

@@ -86,7 +86,7 @@ def _evaluate(config, trial_dir, log) -> None:
     error_file = trial_dir / EVAL_ERROR_FILE
     device = "cuda" if resolve_device(config)[0] == "gpu" else "cpu"
     try:
-        evaluate_run(trial_dir, config.evaluation, device=device, log=log)
+        evaluate_run(trial_dir, config.evaluation, device=device, log=log, held_out=False)
     except Exception as e:  # noqa: BLE001 - recorded, then raised for Tune to retry
         error_file.write_text(f"{type(e).__name__}: {e}")
         raise TrialFailed(f"evaluation failed: {type(e).__name__}: {e}") from e

@@ -22,9 +22,9 @@ from dualsweep.evaluate import held_out_losses
 from dualsweep.model import Transformer
 from dualsweep.objectives import (
     SpecialTokens,
-    ar_sequence_flags,
     corrupt_batch,
     dual_objective_loss,
+    objective_allocation,
 )
 from dualsweep.schedules import wsd_multiplier
 from dualsweep.training.optim import build_optimizers, set_lr_multiplier
@@ -57,6 +57,7 @@ class DualObjectiveModule(L.LightningModule):
         self.curve: list[dict] = []
         self.held_out_tokens = 0  # target tokens of the held-out evaluation
         self.train_time_s = 0.0
+        self.held_out_eval_time_s = 0.0
         self.checkpoint_path = checkpoint_path
         self.last_checkpoint_step: int | None = None
         self._optimizer_states: list[dict] | None = None
@@ -91,19 +92,22 @@ class DualObjectiveModule(L.LightningModule):
             self._generator = torch.Generator(device=tokens.device)
         self._generator.manual_seed(step_seed(cfg.train.seed, step))
         B = len(tokens)
-        is_ar = ar_sequence_flags(cfg.objective.alpha, step * B, B)
+        is_ar, weights = objective_allocation(
+            cfg.objective.alpha, step, B, cfg.objective.mix_allocation
+        )
         corruption = corrupt_batch(
             tokens,
             is_ar,
             self.special,
             self._generator,
+            weights=weights,
             stratified=cfg.objective.mask_rate_sampling == "stratified",
             min_mask_rate=cfg.objective.min_mask_rate,
         )
         # Gradient accumulation over micro-batches: the same draws and the same gradient as
-        # the whole batch at once (each micro-batch's mean loss weighted by its share).
+        # the whole batch at once (each part's loss carries its rows' batch weights).
         micro = cfg.train.micro_batch_size or B
-        parts = []
+        parts, batch_loss = [], 0.0
         for start in range(0, B, micro):
             part = dual_objective_loss(
                 self.model,
@@ -112,8 +116,9 @@ class DualObjectiveModule(L.LightningModule):
                 self.special,
                 document_masking=cfg.data.document_masking,
             )
-            self.manual_backward(part.loss * (len(part.sequence_losses) / B))
+            self.manual_backward(part.loss)
             parts.append(part.sequence_losses.detach())
+            batch_loss = batch_loss + part.loss.detach()
         losses = torch.cat(parts)
         ar_rows = torch.from_numpy(is_ar).to(tokens.device, non_blocking=True)
         if cfg.optim.grad_clip > 0:
@@ -124,7 +129,7 @@ class DualObjectiveModule(L.LightningModule):
 
         n_ar = int(is_ar.sum())
         w = self._window
-        w["loss"] = w["loss"] + losses.mean()
+        w["loss"] = w["loss"] + batch_loss
         w["ar"] = w["ar"] + (losses * ar_rows).sum()
         w["md"] = w["md"] + (losses * ~ar_rows).sum()
         w["n_ar"] += n_ar
@@ -195,7 +200,9 @@ class DualObjectiveModule(L.LightningModule):
         if done > 0:  # Lightning's progress bar only takes values logged inside a step
             self.log("held_out_ar_loss", result.ar_loss, prog_bar=True, logger=False)
         # Evaluation time is not training time: restart the throughput window after it.
-        self._window_started += time.perf_counter() - started
+        spent = time.perf_counter() - started
+        self._window_started += spent
+        self.held_out_eval_time_s += spent
 
     def _record(self, row: dict) -> None:
         """Merge `row` into the curve row of the same step and send it to the loggers."""
@@ -236,6 +243,7 @@ class DualObjectiveModule(L.LightningModule):
             "curve": self.curve,
             "held_out_tokens": self.held_out_tokens,
             "train_time_s": self.train_time_s,
+            "held_out_eval_time_s": self.held_out_eval_time_s,
         }
         tmp = self.checkpoint_path.with_name(f".{self.checkpoint_path.name}.tmp")
         torch.save(state, tmp)
@@ -253,4 +261,5 @@ class DualObjectiveModule(L.LightningModule):
         self.curve = state["curve"]
         self.held_out_tokens = state["held_out_tokens"]
         self.train_time_s = state["train_time_s"]
+        self.held_out_eval_time_s = state.get("held_out_eval_time_s", 0.0)
         return state["steps_done"]

@@ -242,6 +242,7 @@ def train(
         best_held_out_md_elbo=best("held_out_md_elbo"),
         final_held_out_md_elbo_stderr=final("held_out_md_elbo_stderr"),
         train_time_s=module.train_time_s,
+        held_out_eval_time_s=module.held_out_eval_time_s,
         wall_time_s=time.perf_counter() - started,
         tokens_per_s=tokens / module.train_time_s if module.train_time_s > 0 else math.nan,
         accelerator=accelerator,

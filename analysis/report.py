@@ -1,0 +1,217 @@
+"""results/<sweep>/REPORT.md: the paper's claims beside what the sweep measured.
+
+What belongs here: the report's header (size, budget, timing, provenance) and links, putting
+the sections of `analysis.claims` in order, and writing the file. `make plots` calls
+`write_report` with the GP best-alpha summaries it already fitted, so the report costs no
+refit. Every number comes from the Parquet tables of the sweep and of its optional companion
+`<name>-seeds` (same results root: other seeds at some of the sweep's points, for the noise
+thresholds); none is typed in by hand except the paper's own (`claims.PAPER_470M`).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from analysis import claims
+from analysis.data import AnalysisError, trial_table
+from dualsweep.results import RESULTS_ROOT, RUNS_FILE, SweepResults, load, sweep_dir
+
+REPORT_FILE = "REPORT.md"
+SEEDS_SUFFIX = "-seeds"
+
+
+def _duration(seconds: float) -> str:
+    if not np.isfinite(seconds):
+        return "–"
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    return f"{seconds / 60:.1f} min" if seconds < 7200 else f"{seconds / 3600:.2f} h"
+
+
+def _range(runs: pd.DataFrame, column: str, unit: str) -> str:
+    values = pd.to_numeric(runs[column], errors="coerce").dropna() if column in runs else []
+    if not len(values):
+        return "not recorded"
+    low, mid, high = values.min(), values.median(), values.max()
+    return f"median {mid:,.0f} {unit} (min {low:,.0f}, max {high:,.0f})"
+
+
+def _distinct(runs: pd.DataFrame, column: str) -> str:
+    """The column's value, or each value with its number of runs where they differ."""
+    values = runs[column].dropna() if column in runs else pd.Series(dtype=object)
+    values = values[values.astype(str) != ""]
+    if values.empty:
+        return "not recorded"
+    counts = values.value_counts()
+
+    def show(v) -> str:
+        return f"{v:,}" if isinstance(v, (int, np.integer)) else str(v)
+
+    if len(counts) == 1:
+        return show(counts.index[0])
+    return ", ".join(f"{show(v)} ({n} runs)" for v, n in counts.items())
+
+
+def header(name: str, runs: pd.DataFrame, table: pd.DataFrame) -> claims.Section:
+    """Section 1: the sweep's size, budget, timing and provenance (its finished runs)."""
+    done = runs[runs["run_key"].isin(table["run_key"])]
+
+    def times(column: str) -> pd.Series:
+        values = done[column] if column in done else pd.Series(pd.NaT, index=done.index)
+        return pd.to_datetime(values, utc=True, errors="coerce", format="ISO8601")
+
+    started, finished = times("started_at"), times("finished_at")
+    wall = (finished.max() - started.min()).total_seconds() if len(done) else np.nan
+    allocation = _distinct(done, "mix_allocation")
+    lines = [
+        f"# Sweep `{name}`: the paper's claims against what it measured",
+        "",
+        "Written by `analysis/report.py` (`make plots`) from the sweep's Parquet tables; "
+        "regenerate it rather than editing it.",
+        "",
+        f"- finished runs: {len(table)} (other rows in `runs.parquet`: {len(runs) - len(done)})",
+        f"- model size (`n_parameters`): {_distinct(done, 'n_parameters')}",
+        f"- training tokens per run: {_distinct(done, 'tokens')}",
+        f"- sweep wall time: {_duration(wall)} (last `finished_at` minus first `started_at`, "
+        "each run's last attempt)",
+        f"- wall time per run: {_range(done, 'wall_time_s', 's')}",
+        f"- training throughput: {_range(done, 'tokens_per_s', 'tokens/s')}",
+        f"- mix allocation: {allocation}",
+        f"- code version: {_distinct(done, 'code_version')}",
+        "",
+    ]
+    return lines, {"finished_runs": len(table), "sweep_wall_time_s": wall}
+
+
+def links(files: Sequence[str]) -> claims.Section:
+    """Section 9: relative links to the figures and tables beside the report."""
+    lines = ["## 9. Figures and tables", ""]
+    shown = [f for f in sorted(files) if f.endswith((".png", ".md"))]
+    for f in shown:
+        pdf = f.removesuffix(".png") + ".pdf"
+        lines.append(
+            f"- [{f}]({f})" + (f" ([pdf]({pdf}))" if f.endswith(".png") and pdf in files else "")
+        )
+    return lines + ([""] if shown else ["None written yet.", ""]), {"files": shown}
+
+
+def build_report(
+    name: str,
+    results: SweepResults,
+    best_alphas: Mapping[str, pd.DataFrame],
+    *,
+    seeds: SweepResults | None = None,
+    files: Sequence[str] = (),
+) -> tuple[str, dict]:
+    """REPORT.md's text and the numbers it states, by section.
+
+    `best_alphas`: metric column -> `analysis.surface.best_alpha` summary at the trained R.
+    `seeds`: the companion seeds sweep, if any. `files`: figure and table paths relative to
+    the sweep's folder, for the links.
+    """
+    table = trial_table(results)
+    if table.empty:
+        raise AnalysisError(f"sweep {name!r} has no finished runs yet")
+    seeds_table = trial_table(seeds) if seeds is not None else None
+    spread = (
+        claims.seed_spread(table, seeds_table)
+        if seeds_table is not None and len(seeds_table)
+        else None
+    )
+    limits = claims.noise_limits(spread)
+    sections = {
+        "header": header(name, results.runs, table),
+        "overfitting": claims.overfitting(table, limits),
+        "mix_beats_pure": claims.mix_beats_pure(table, limits),
+        "best_alpha_falls": claims.best_alpha_falls(best_alphas),
+        "ar_vs_md_targets": claims.ar_vs_md_targets(best_alphas),
+    }
+    numbers = {key: stated for key, (_, stated) in sections.items()}
+    seeds_path = f"results/{name}{SEEDS_SUFFIX}/{RUNS_FILE}"
+    sections["seed_noise"] = claims.seed_noise(spread, limits, _claimed(numbers), seeds_path)
+    sections["prefix_vs_ar"] = claims.prefix_vs_ar(table)
+    sections["paper_numbers"] = claims.paper_numbers(table)
+    sections["links"] = links(files)
+    numbers = {key: stated for key, (_, stated) in sections.items()}
+    lines = sections.pop("header")[0] + glance(numbers)
+    for part, _ in sections.values():
+        lines += part
+    return "\n".join(lines).rstrip() + "\n", numbers
+
+
+def glance(numbers: dict) -> list[str]:
+    """The verdicts of sections 2-5 in one list, each pointing at its section."""
+    found = [("2", "pure AR overfits with repetition", numbers["overfitting"])]
+    found += [
+        ("3", f"a mix beats both pure objectives at every R, `{c}`", stated)
+        for c, stated in numbers["mix_beats_pure"].items()
+    ]
+    found += [
+        ("4", f"best alpha falls as R grows, `{c}`", stated)
+        for c, stated in numbers["best_alpha_falls"].items()
+    ]
+    found += [
+        ("5", f"best alpha similar for AR and MD targets, `{pair}`", stated)
+        for pair, stated in numbers["ar_vs_md_targets"].items()
+    ]
+    lines = ["Verdicts (rules and numbers in the sections below):", ""]
+    lines += [f"- {what}: **{stated['verdict']}** (section {n})" for n, what, stated in found]
+    return lines + [""]
+
+
+def _claimed(numbers: dict) -> list[tuple[str, str, dict[float, float]]]:
+    """The differences sections 2-3 claim, for the seed-noise check of section 6."""
+    found = []
+    overfit = numbers["overfitting"]
+    if "gap" in overfit:
+        high = overfit["highest_r"]
+        gap = {high: overfit["gap"][high]}
+        found.append(("pure AR final − best loss at the highest R", "final_held_out_ar_loss", gap))
+    for column, stated in numbers["mix_beats_pure"].items():
+        margins = {row["repetitions"]: row["margin"] for row in stated["rows"] if row["compared"]}
+        found.append(("best-mix margin over the better pure objective", column, margins))
+    return found
+
+
+def load_seeds(name: str, results_root: str | Path = RESULTS_ROOT) -> SweepResults | None:
+    """The companion sweep `<name>-seeds`, or None where it has no runs table."""
+    seeds = f"{name}{SEEDS_SUFFIX}"
+    return (
+        load(seeds, results_root)
+        if (sweep_dir(seeds, results_root) / RUNS_FILE).is_file()
+        else None
+    )
+
+
+def write_report(
+    name: str,
+    results_root: str | Path = RESULTS_ROOT,
+    *,
+    best_alphas: Mapping[str, pd.DataFrame],
+    results: SweepResults | None = None,
+) -> Path:
+    """Write results/<name>/REPORT.md (atomically) and return its path."""
+    directory = sweep_dir(name, results_root)
+    files = [
+        p.relative_to(directory).as_posix()
+        for folder in ("figures", "tables")
+        for p in sorted((directory / folder).glob("*"))
+        if p.is_file()
+    ]
+    text, _ = build_report(
+        name,
+        results if results is not None else load(name, results_root),
+        best_alphas,
+        seeds=load_seeds(name, results_root),
+        files=files,
+    )
+    path = directory / REPORT_FILE
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+    return path

@@ -1,0 +1,249 @@
+"""REPORT.md: its numbers equal pandas on the tables, and its verdicts follow the stated rules.
+
+A 3 alpha x 3 R sweep (plus a seeds sweep) built so each answer is known by hand: pure AR's
+final loss ends 1.0 nats above its best at R = 16; the mix wins on the AR loss and the AR
+score beyond noise, wins on the MD score within noise, and loses on the MD ELBO.
+"""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from analysis import claims, report
+from analysis.data import trial_table
+from dualsweep.results import SweepResults, write_parquet
+
+ALPHAS = (0.0, 0.5, 1.0)
+REPETITIONS = (1, 4, 16)
+# alpha -> per-R values (R = 1, 4, 16)
+FINAL_AR = {0.0: (3.3, 3.3, 3.4), 0.5: (2.8, 2.9, 3.1), 1.0: (3.0, 3.2, 4.0)}
+BEST_AR = {0.0: (3.3, 3.3, 3.4), 0.5: (2.8, 2.9, 3.1), 1.0: (3.0, 3.1, 3.0)}
+MD_ELBO = {0.0: (3.0, 3.0, 3.0), 0.5: (3.2, 3.2, 3.2), 1.0: (3.5, 3.5, 3.5)}
+SCORES = {  # mode -> alpha -> score at every R
+    "ar": {0.0: 20.0, 0.5: 30.0, 1.0: 25.0},  # the mix wins by 5, 2 SE = 2
+    "md": {0.0: 20.0, 0.5: 21.0, 1.0: 10.0},  # the mix wins by 1, within 2 SE
+    "prefix": {0.0: 23.0, 0.5: 32.0, 1.0: 25.5},
+}
+TASK_STDERR = 1.0  # each of two tasks: a mean's error sqrt(2) / 2, a margin's 1.0
+
+
+def run_row(key: str, alpha: float, r: int, seed: int, shift: float = 0.0) -> dict:
+    i = REPETITIONS.index(r)
+    return {
+        "sweep": "syn",
+        "run_key": key,
+        "alpha": alpha,
+        "repetitions": r,
+        "seed": seed,
+        "status": "finished",
+        "in_sweep": True,
+        "n_parameters": 12345,
+        "tokens": 65536,
+        "mix_allocation": "step",
+        "final_held_out_ar_loss": FINAL_AR[alpha][i] + shift,
+        "best_held_out_ar_loss": BEST_AR[alpha][i] + shift,
+        "final_held_out_md_elbo": MD_ELBO[alpha][i] + shift,
+        "best_held_out_md_elbo": MD_ELBO[alpha][i] + shift,
+        "final_held_out_md_elbo_stderr": 0.01,
+        "wall_time_s": 100.0 + 10 * len(key),
+        "tokens_per_s": 1000.0 * (1 + i),
+        "started_at": f"2025-01-01T00:{10 * i:02d}:00+00:00",
+        "finished_at": f"2025-01-01T00:{10 * i + 5:02d}:00+00:00",
+        "code_version": "0.1.0+gabc",
+    }
+
+
+def eval_rows(key: str, alpha: float, shift: float = 0.0) -> list[dict]:
+    rows = []
+    for mode, by_alpha in SCORES.items():
+        for task, offset in (("continuation", 1.0), ("word_order", -1.0)):
+            score = by_alpha[alpha] + offset + shift
+            rows.append(
+                {
+                    "run_key": key,
+                    "task": task,
+                    "mode": mode,
+                    "normalized_score": score,
+                    "stderr": TASK_STDERR,
+                    "normalized_score_per_token": score,
+                    "stderr_per_token": TASK_STDERR,
+                }
+            )
+    return rows
+
+
+def write_sweep(root, name: str, runs: list[dict], evals: list[dict]) -> None:
+    folder = root / name
+    write_parquet(pd.DataFrame(runs), folder / "runs.parquet")
+    write_parquet(pd.DataFrame(evals), folder / "evals.parquet")
+
+
+@pytest.fixture
+def results_root(tmp_path):
+    runs, evals = [], []
+    for alpha in ALPHAS:
+        for r in REPETITIONS:
+            key = f"a{alpha}-r{r}"
+            runs.append(run_row(key, alpha, r, seed=0))
+            evals += eval_rows(key, alpha)
+    runs.append({**runs[0], "run_key": "broken", "status": "failed"})
+    write_sweep(tmp_path, "syn", runs, evals)
+    # Seeds 1 and 2 at two points of R = 16: losses +-0.05 (mix) and +-0.02 (AR), scores +-1.
+    seeds, seed_evals = [], []
+    for alpha, step in ((0.5, 0.05), (1.0, 0.02)):
+        for seed, sign in ((1, 1), (2, -1)):
+            key = f"a{alpha}-r16-s{seed}"
+            seeds.append(run_row(key, alpha, 16, seed=seed, shift=sign * step))
+            seed_evals += eval_rows(key, alpha, shift=sign * 1.0)
+    write_sweep(tmp_path, "syn-seeds", seeds, seed_evals)
+    return tmp_path
+
+
+def summary(medians, q05, q95) -> pd.DataFrame:
+    r = np.array(REPETITIONS, dtype=float)
+    frame = pd.DataFrame({"repetitions": r, "alpha_median": medians})
+    frame["alpha_q05"], frame["alpha_q95"], frame["p_interior"] = q05, q95, 0.9
+    frame["ar_repetitions_median"] = frame["alpha_median"] * r
+    return frame
+
+
+BEST_ALPHAS = {  # score_ar: falls, end intervals apart, apart from score_md at R=1; score_md: flat
+    "score_ar": summary([0.9, 0.5, 0.25], [0.85, 0.3, 0.1], [0.95, 0.7, 0.4]),
+    "score_md": summary([0.5, 0.5, 0.5], [0.2, 0.2, 0.2], [0.8, 0.8, 0.8]),
+}
+
+
+def section(text: str, heading: str) -> str:
+    """The text from `heading` to the next heading of the same or a higher level."""
+    start = text.index(heading) + len(heading)
+    end = re.search(r"^## " if heading.startswith("## ") else r"^##+ ", text[start:], re.M)
+    return text[start - len(heading) : start + end.start()] if end else text[start - len(heading) :]
+
+
+def cells(text: str, first: str) -> list[str]:
+    """The cells of the table row whose first cell is `first`."""
+    line = next(x for x in text.splitlines() if x.startswith(f"| {first} |"))
+    return [c.strip() for c in line.strip("|").split("|")]
+
+
+def number(cell: str) -> float:
+    return float(cell.split(" ± ")[0].split(" (")[0])
+
+
+def verdict(text: str) -> str:
+    return re.search(r"\*\*Verdict: ([a-z ]+)\.\*\*", text).group(1)
+
+
+def test_report_numbers_equal_pandas_and_verdicts_follow_rules(results_root):
+    path = report.write_report("syn", results_root, best_alphas=BEST_ALPHAS)
+    text = path.read_text()
+    runs = pd.read_parquet(results_root / "syn" / "runs.parquet")
+    table = trial_table(report.load("syn", results_root))
+    finished = runs[runs["status"] == "finished"]
+
+    assert "finished runs: 9 " in text
+    span = (
+        pd.to_datetime(finished["finished_at"]).max() - pd.to_datetime(finished["started_at"]).min()
+    )
+    assert f"sweep wall time: {span.total_seconds() / 60:.1f} min" in text
+    assert f"median {finished['tokens_per_s'].median():,.0f} tokens/s" in text
+    assert "mix allocation: step" in text and "model size (`n_parameters`): 12,345" in text
+
+    # Seed noise: threshold = 2 x the largest SD over seeded points (main run = seed 0).
+    seeds = trial_table(report.load("syn-seeds", results_root))
+    at = table.merge(seeds[["alpha", "repetitions"]].drop_duplicates())
+    sd = pd.concat([at, seeds]).groupby(["alpha", "repetitions"]).std(numeric_only=True)
+    noise = section(text, "## 6.")
+    for column in ("final_held_out_ar_loss", "score_ar"):
+        digits = 3 if column.endswith("loss") else 1
+        assert f"`{column}` {2 * sd[column].max():.{digits}f}" in noise
+    assert 2 * sd["final_held_out_ar_loss"].max() == pytest.approx(0.1)
+
+    overfit = section(text, "## 2.")
+    ar = table[table["alpha"] == 1].set_index("repetitions")
+    row = cells(overfit, "16")
+    assert number(row[1]) == pytest.approx(ar.loc[16, "final_held_out_ar_loss"])
+    assert number(row[3]) == pytest.approx(
+        ar.loc[16, "final_held_out_ar_loss"] - ar.loc[16, "best_held_out_ar_loss"]
+    )
+    assert verdict(overfit) == "reproduced" and "(0.100 nats, 2 × the largest seed SD)" in overfit
+
+    mixes = section(text, "## 3.")
+    score_ar = section(mixes, "### `score_ar`")
+    at_16 = table[table["repetitions"] == 16].set_index("alpha")
+    row = cells(score_ar, "16")
+    assert row[1] == "1/2" and number(row[2]) == pytest.approx(at_16.loc[0.5, "score_ar"])
+    assert number(row[5]) == pytest.approx(
+        at_16.loc[0.5, "score_ar"] - at_16["score_ar"].drop(0.5).max()
+    )
+    assert row[5].endswith("± 1.0")  # hypot of two sqrt(2)/2 errors
+    assert verdict(score_ar) == "reproduced"
+    assert verdict(section(mixes, "### `score_md`")) == "partly"  # wins by 1 < 2 SE
+    assert verdict(section(mixes, "### `final_held_out_ar_loss`")) == "reproduced"
+    assert verdict(section(mixes, "### `final_held_out_md_elbo`")) == "not reproduced"
+
+    falls = section(text, "## 4.")
+    assert verdict(section(falls, "### `score_ar`")) == "reproduced"
+    assert verdict(section(falls, "### `score_md`")) == "not reproduced"
+    assert "R=16: 4 [1.6, 6.4]" in falls
+    targets = section(text, "## 5.")
+    assert "overlap at 2 of 3 R" in targets and verdict(targets) == "partly"
+
+    prefix = section(text, "## 7.")
+    d = table["score_prefix"] - table["score_ar"]
+    row = cells(prefix, "all models")
+    assert row[1] == "9" and number(row[2]) == pytest.approx(round(d.mean(), 1))
+    assert row[2].endswith(f"± {d.std() / 3:.1f}")
+
+    paper = section(text, "## 8.")
+    row = cells(paper, "32")  # nearest trained R to 32 is 16
+    assert row[4] == "16" and number(row[7]) == pytest.approx(5.0)
+
+
+def test_missing_seeds_sweep_falls_back(results_root):
+    (results_root / "syn-seeds" / "runs.parquet").unlink()
+    text = report.write_report("syn", results_root, best_alphas={}).read_text()
+    assert "No seeds sweep with repeated points (`results/syn-seeds/runs.parquet`)" in text
+    assert "(0.050 nats, fallback: no seed SD measured)" in section(text, "## 2.")
+    assert verdict(section(text, "## 2.")) == "reproduced"  # 1.0 > 0.05
+    assert "No surface was fitted." in section(text, "## 4.")
+
+
+def test_small_gap_is_not_overfitting():
+    rows = [run_row(f"k{r}", 1.0, r, 0) for r in REPETITIONS]
+    for row in rows:
+        row["final_held_out_ar_loss"], row["best_held_out_ar_loss"] = 3.0, 2.99  # flat in R
+    table = trial_table(SweepResults(pd.DataFrame(rows), pd.DataFrame(), pd.DataFrame()))
+    lines, numbers = claims.overfitting(table, claims.noise_limits(None))
+    assert numbers["verdict"] == "not reproduced"
+    assert numbers["gap"][16] == pytest.approx(0.01)
+
+
+def test_make_plots_writes_the_report(results_root, monkeypatch):
+    from analysis import figures, plots
+
+    for name in ("surface", "best_alpha_density", "overfitting", "prefix_gain"):
+        monkeypatch.setattr(figures, name, lambda *a, **k: [])  # figures are tested elsewhere
+    (results_root / "syn" / "figures").mkdir()
+    (results_root / "syn" / "figures" / "overfitting.png").write_bytes(b"png")
+    written = plots.make_all("syn", results_root, log=lambda m: None)
+    path = results_root / "syn" / "REPORT.md"
+    assert path in written
+    text = path.read_text()
+    assert "- [figures/overfitting.png](figures/overfitting.png)" in text
+    assert "- [tables/main.md](tables/main.md)" in text
+    assert "### `score_prefix`" in section(text, "## 4.")
+
+
+def test_an_r_without_both_pure_objectives_is_not_compared(results_root):
+    results = report.load("syn", results_root)
+    runs = results.runs[results.runs["run_key"] != "a0.0-r16"]  # no pure MD at R = 16
+    table = trial_table(SweepResults(runs, results.curves, results.evals))
+    _, numbers = claims.mix_beats_pure(table, claims.noise_limits(None))
+    rows = {row["repetitions"]: row for row in numbers["score_ar"]["rows"]}
+    assert not rows[16]["compared"] and rows[4]["compared"]
+    assert numbers["score_ar"]["compared"] == 2 and numbers["score_ar"]["verdict"] == "reproduced"
