@@ -6,7 +6,7 @@ SWEEP ?= tiny
 STORAGE ?= runs
 PY := $(VENV)/bin/python
 
-.PHONY: install test test-slow lint format smoke sweep plan plots bench bench-gpu clean
+.PHONY: install test test-slow lint format smoke sweep study plan plots bench bench-gpu clean
 
 install:
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -35,6 +35,14 @@ smoke:
 # Run (or resume) a sweep: embedded Ray by default, a cluster when RAY_ADDRESS is set.
 sweep:
 	$(VENV)/bin/dualsweep sweep sweeps/$(SWEEP).yaml --storage $(STORAGE)
+
+# The committed laptop study: the 50-point tiny sweep, its seed and allocation companions
+# (about 30 minutes in all on 2 cores), then every figure, table and results/tiny/REPORT.md.
+study:
+	$(VENV)/bin/dualsweep sweep sweeps/tiny.yaml --storage $(STORAGE)
+	$(VENV)/bin/dualsweep sweep sweeps/tiny-seeds.yaml --storage $(STORAGE)
+	$(VENV)/bin/dualsweep sweep sweeps/tiny-allocation.yaml --storage $(STORAGE)
+	$(PY) -m analysis.plots tiny
 
 plan:
 	$(VENV)/bin/dualsweep plan sweeps/$(SWEEP).yaml

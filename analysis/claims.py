@@ -6,12 +6,14 @@ printed beside the verdict, and the seed-noise thresholds those rules use. Assem
 report and writing it belong to `analysis.report`.
 
 Verdicts: "reproduced", "partly", "not reproduced", or "not tested" where the sweep lacks
-the runs a rule needs. Values of a point trained with several seeds are their mean, as in
+the runs a rule needs; the allocation comparison (section 7) says which rule is better where,
+and the evaluation-cost targets (section 10) are "met", "not met" or "not recorded". Values of a point trained with several seeds are their mean, as in
 `analysis.tables.main_table`.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 
 import numpy as np
@@ -26,6 +28,8 @@ FALLBACK_LOSS_THRESHOLD = 0.05  # nats: the loss noise threshold when no seeds s
 PAPER_ALPHA_R = 16  # the paper's heavy-repetition rule: alpha x R ~ 16 at the optimum
 # The paper's 470M table, downstream average: (R, dual model = best mix, pure AR).
 PAPER_470M = ((1, 26.9, 26.1), (32, 23.9, 22.0), (128, 19.1, 9.4))
+EVAL_SHARE_TARGET = 15.0  # %: evaluation should take at most this share of a trial's time
+SCORE_STDERR_TARGET = 2.0  # points: target for the task-averaged scores' standard error
 TARGET_PAIRS = (("final_held_out_ar_loss", "final_held_out_md_elbo"), ("score_ar", "score_md"))
 
 Section = tuple[list[str], dict]
@@ -399,7 +403,152 @@ def ar_vs_md_targets(best_alphas: Mapping[str, pd.DataFrame]) -> Section:
     return lines + ([] if numbers else ["No pair of surfaces was fitted.", ""]), numbers
 
 
-# -- 7. prefix-LM vs AR scoring --------------------------------------------------------
+# -- 7. mix allocation: per step vs per sequence ---------------------------------------
+POINT = ["alpha", "repetitions"]
+
+
+def _point_label(alpha: float, r: float) -> str:
+    return f"α {fmt_alpha(alpha)}, R={r:g}"
+
+
+def allocation_step_side(
+    main: pd.DataFrame, seeds: pd.DataFrame | None, points: pd.DataFrame
+) -> pd.DataFrame:
+    """The step rule's runs at `points`: the main sweep's and the seeds sweep's, pooled.
+
+    Both tables hold only `mix_allocation: step` runs. A run in both, or a seed trained twice,
+    counts once, the main sweep's copy first (as in `seed_spread`).
+    """
+    parts = [t.merge(points, on=POINT) for t in (main, seeds) if t is not None and len(t)]
+    if not parts:
+        return main.iloc[:0]
+    both = pd.concat(parts, ignore_index=True).drop_duplicates("run_key")
+    return both.drop_duplicates([*POINT, "seed"])
+
+
+def _allocation_row(step: pd.DataFrame, sequence: pd.DataFrame, point, column: str) -> dict:
+    alpha, r = point
+
+    def at(table: pd.DataFrame) -> pd.Series:
+        return table.loc[(table["alpha"] == alpha) & (table["repetitions"] == r), column]
+
+    # paired() is mean, SD (ddof 1) / sqrt(n) and n of the values given: here, the seeds.
+    (m1, se1, n1), (m2, se2, n2) = paired(at(step)), paired(at(sequence))
+    diff, se = m1 - m2, float(np.hypot(se1, se2))
+    compared = bool(np.isfinite(diff) and np.isfinite(se))
+    beyond = compared and bool(abs(diff) >= 2 * se)
+    step_lower = diff < 0
+    better = ("step" if step_lower == (column in LOSSES) else "sequence") if beyond else None
+    return {
+        "alpha": float(alpha),
+        "repetitions": r,
+        "step": m1,
+        "step_stderr": se1,
+        "step_seeds": n1,
+        "sequence": m2,
+        "sequence_stderr": se2,
+        "sequence_seeds": n2,
+        "difference": diff,
+        "difference_stderr": se,
+        "compared": compared,
+        "beyond_noise": beyond,
+        "better": better,
+    }
+
+
+def _allocation_metric(step: pd.DataFrame, sequence: pd.DataFrame, column: str) -> Section:
+    points = sorted(
+        sequence[POINT].drop_duplicates().itertuples(index=False), key=lambda p: (p[1], p[0])
+    )
+    rows = [_allocation_row(step, sequence, point, column) for point in points]
+    lower = column in LOSSES
+    lines = [f"### `{column}` ({'lower' if lower else 'higher'} is better)", ""]
+
+    def judged(row) -> str:
+        if not row["compared"]:
+            return "not compared"
+        return f"yes: {row['better']} better" if row["beyond_noise"] else "no"
+
+    lines += table_lines(
+        ["α", "R", "step", "seeds step", "sequence", "seeds sequence", "step − sequence"]
+        + ["beyond 2 SE"],
+        [
+            [fmt_alpha(row["alpha"]), f"{row['repetitions']:g}"]
+            + [fmt_se(row["step"], row["step_stderr"], column), str(row["step_seeds"])]
+            + [fmt_se(row["sequence"], row["sequence_stderr"], column)]
+            + [str(row["sequence_seeds"])]
+            + [fmt_se(row["difference"], row["difference_stderr"], column, signed=True)]
+            + [judged(row)]
+            for row in rows
+        ],
+    )
+    compared = [row for row in rows if row["compared"]]
+    where = {
+        rule: [
+            _point_label(row["alpha"], row["repetitions"]) for row in rows if row["better"] == rule
+        ]
+        for rule in ("step", "sequence")
+    }
+    if not compared:
+        verdict = "not tested"
+    elif not any(where.values()):
+        verdict = "no difference beyond noise"
+    else:
+        verdict = "; ".join(f"{rule} better at {', '.join(w)}" for rule, w in where.items() if w)
+    rule = (
+        "no difference beyond noise if |step − sequence| < 2 SE at every compared point (SE = "
+        "sqrt(SE_step² + SE_sequence²), each the seeds' SD (ddof 1) / sqrt(n)); otherwise the "
+        f"rule with the {'lower' if lower else 'higher'} mean wherever the difference is at "
+        "least 2 SE; not tested if no point has two seeds on each side."
+    )
+    lines += [
+        f"Compared at {len(compared)} of {len(rows)} points; beyond 2 SE at "
+        f"{sum(row['beyond_noise'] for row in compared)}.",
+        "",
+    ]
+    numbers = {"rows": rows, "compared": len(compared), "verdict": verdict}
+    return lines + verdict_lines(verdict, rule), numbers
+
+
+def allocation(
+    main: pd.DataFrame,
+    seeds: pd.DataFrame | None,
+    sequence: pd.DataFrame | None,
+    used: str,
+    name: str,
+    allocation_path: str,
+) -> Section:
+    """Section 7: the step rule against the sequence rule at the allocation sweep's points.
+
+    `main`, `seeds`: trial tables of the sweep and its seeds sweep, `mix_allocation: step` runs
+    only; `sequence`: the allocation sweep's `mix_allocation: sequence` runs (None: no such
+    sweep); `used`: the main sweep's `mix_allocation`.
+    """
+    lines = ["## 7. Mix allocation: per step vs per sequence", ""]
+    if sequence is None:
+        return lines + [f"No allocation sweep (`{allocation_path}`).", ""], {"available": False}
+    if sequence.empty:
+        lines += [f"The allocation sweep (`{allocation_path}`) has no finished sequence runs.", ""]
+        return lines, {"available": False}
+    points = sequence[POINT].drop_duplicates()
+    step = allocation_step_side(main, seeds, points)
+    lines += [
+        "The same points trained with each rule of `mix_allocation`: `step` (every batch of a "
+        "mix holds both objectives; the sweep's runs and its seeds sweep's) and `sequence` "
+        f"(whole sequences AR or MD; `{allocation_path}`). Mean ± standard error over seeds "
+        "(SD / sqrt(n)); the difference's error is sqrt(SE_step² + SE_sequence²).",
+        "",
+    ]
+    numbers = {"available": True, "metrics": {}}
+    for column in (*LOSSES, *SCORES):
+        if column in step and column in sequence and sequence[column].notna().any():
+            part, numbers["metrics"][column] = _allocation_metric(step, sequence, column)
+            lines += part
+    lines += [f"The `{name}` sweep's runs use `mix_allocation`: {used}.", ""]
+    return lines, numbers | {"used": used}
+
+
+# -- 8. prefix-LM vs AR scoring --------------------------------------------------------
 def paired(differences: pd.Series) -> tuple[float, float, int]:
     """Mean, paired standard error (SD / sqrt n) and n of per-model differences."""
     d = differences.dropna()
@@ -408,8 +557,8 @@ def paired(differences: pd.Series) -> tuple[float, float, int]:
 
 
 def prefix_vs_ar(table: pd.DataFrame) -> Section:
-    """Section 7: score_prefix − score_ar over models, per R, per alpha group and overall."""
-    lines = ["## 7. Prefix-LM vs AR scoring", ""]
+    """Section 8: score_prefix − score_ar over models, per R, per alpha group and overall."""
+    lines = ["## 8. Prefix-LM vs AR scoring", ""]
     if not {"score_prefix", "score_ar"} <= set(table.columns):
         return lines + ["Not evaluated: the sweep has no `prefix` and `ar` scores.", ""], {}
     d = table["score_prefix"] - table["score_ar"]
@@ -436,10 +585,10 @@ def prefix_vs_ar(table: pd.DataFrame) -> Section:
     return lines, {label: {"mean": mean, "stderr": se, "n": n} for label, (mean, se, n) in rows}
 
 
-# -- 8. the paper's numbers ------------------------------------------------------------
+# -- 9. the paper's numbers ------------------------------------------------------------
 def paper_numbers(table: pd.DataFrame) -> Section:
-    """Section 8: the paper's 470M downstream averages beside our best mix vs pure AR."""
-    lines = ["## 8. The paper's numbers beside ours", ""]
+    """Section 9: the paper's 470M downstream averages beside our best mix vs pure AR."""
+    lines = ["## 9. The paper's numbers beside ours", ""]
     if "score_ar" not in table:
         return lines + ["Not evaluated: the sweep has no `score_ar`.", ""], {}
     main = main_table(table, [metric(table, "score_ar")]).dropna(subset=["best_mix", "pure_ar"])
@@ -476,3 +625,122 @@ def paper_numbers(table: pd.DataFrame) -> Section:
         "",
     ]
     return lines, {"rows": rows, "positive": positive, "grows": grows}
+
+
+# -- 10. evaluation cost ---------------------------------------------------------------
+def evaluation_share(runs: pd.DataFrame, evals: pd.DataFrame) -> pd.DataFrame:
+    """Per trial (index run_key) with every time recorded: the evaluation's share of its time.
+
+    Evaluation time = `held_out_eval_time_s` (inside `wall_time_s`) + the sum of the trial's
+    `scoring_time_s` (multiple-choice scoring, after `wall_time_s`); trial time =
+    `wall_time_s` + that sum; `share_pct` = 100 × evaluation / trial time.
+    """
+    needed = {"run_key", "wall_time_s", "held_out_eval_time_s"}
+    if not needed <= set(runs.columns) or not {"run_key", "scoring_time_s"} <= set(evals.columns):
+        return pd.DataFrame(columns=["eval_time_s", "trial_time_s", "share_pct"])
+    scoring = evals.groupby("run_key")["scoring_time_s"].agg(
+        lambda s: float(s.sum()) if s.notna().all() else np.nan
+    )
+    t = runs.set_index("run_key")[["wall_time_s", "held_out_eval_time_s"]].apply(
+        pd.to_numeric, errors="coerce"
+    )
+    t = t.join(scoring.rename("scoring_time_s")).dropna()
+    t["eval_time_s"] = t["held_out_eval_time_s"] + t["scoring_time_s"]
+    t["trial_time_s"] = t["wall_time_s"] + t["scoring_time_s"]
+    t["share_pct"] = 100 * t["eval_time_s"] / t["trial_time_s"]
+    return t
+
+
+def _eval_time(runs: pd.DataFrame, evals: pd.DataFrame) -> Section:
+    shares = evaluation_share(runs, evals)
+    lines = ["### Evaluation time", ""]
+    rule = (
+        f"met if the median share of evaluation in a trial's time is at most "
+        f"{EVAL_SHARE_TARGET:g}%; not met otherwise (the max is stated beside it)."
+    )
+    if shares.empty:
+        lines += [
+            "Not recorded: needs `held_out_eval_time_s` in runs.parquet and `scoring_time_s` "
+            "in evals.parquet.",
+            "",
+        ]
+        return lines + verdict_lines("not recorded", rule), {"verdict": "not recorded"}
+    lines += [
+        "Evaluation time per trial = `held_out_eval_time_s` (held-out curve evaluations, inside "
+        "`wall_time_s`) + the sum of its `scoring_time_s` (multiple-choice scoring, after "
+        "`wall_time_s`); trial time = `wall_time_s` + that sum. Over "
+        f"{len(shares)} of {len(runs)} finished trials"
+        + (" (the others lack a recorded time):" if len(shares) < len(runs) else ":"),
+        "",
+    ]
+    quantities = (
+        ("evaluation share of trial time", "share_pct", "%"),
+        ("evaluation time", "eval_time_s", " s"),
+        ("held-out curve evaluations", "held_out_eval_time_s", " s"),
+        ("multiple-choice scoring", "scoring_time_s", " s"),
+        ("trial time", "trial_time_s", " s"),
+    )
+    lines += table_lines(
+        ["per trial", "median", "min", "max"],
+        [
+            [label] + [f"{getattr(shares[c], f)():.1f}{unit}" for f in ("median", "min", "max")]
+            for label, c, unit in quantities
+        ],
+    )
+    median, high = float(shares["share_pct"].median()), float(shares["share_pct"].max())
+    verdict = "met" if median <= EVAL_SHARE_TARGET else "not met"
+    lines += [
+        f"Target: at most {EVAL_SHARE_TARGET:g}% of a trial's time. Median share {median:.1f}%, "
+        f"max {high:.1f}% ({'within' if high <= EVAL_SHARE_TARGET else 'above'} the target).",
+        "",
+    ]
+    numbers = {
+        "trials": len(shares),
+        "share_pct": shares["share_pct"].to_dict(),
+        "share_median": median,
+        "share_min": float(shares["share_pct"].min()),
+        "share_max": high,
+        "eval_time_median_s": float(shares["eval_time_s"].median()),
+        "verdict": verdict,
+    }
+    return lines + verdict_lines(verdict, rule), numbers
+
+
+def _score_stderr(table: pd.DataFrame) -> Section:
+    lines = ["### Standard error of the task-averaged scores", ""]
+    rule = (
+        f"met if the mean standard error over trials is at most {SCORE_STDERR_TARGET:g} points "
+        "in every mode; not met otherwise."
+    )
+    found = {
+        m.group(1): table[c].dropna()
+        for c in table.columns
+        if (m := re.fullmatch(r"score_([a-z]+)_stderr", c)) and table[c].notna().any()
+    }
+    if not found:
+        lines += ["Not recorded: the sweep has no scores with standard errors.", ""]
+        return lines + verdict_lines("not recorded", rule), {"verdict": "not recorded"}
+    lines += [
+        "`score_<mode>_stderr`: the bootstrap error of each task's score, combined over tasks "
+        "(sqrt(sum of squares) / tasks); target about 2 points or less.",
+        "",
+    ]
+    lines += table_lines(
+        ["mode", "trials", "mean SE", "max SE"],
+        [[mode, str(len(v)), f"{v.mean():.2f}", f"{v.max():.2f}"] for mode, v in found.items()],
+    )
+    means = {mode: float(v.mean()) for mode, v in found.items()}
+    verdict = "met" if all(v <= SCORE_STDERR_TARGET for v in means.values()) else "not met"
+    return lines + verdict_lines(verdict, rule), {"stderr": means, "verdict": verdict}
+
+
+def evaluation_cost(runs: pd.DataFrame, evals: pd.DataFrame, table: pd.DataFrame) -> Section:
+    """Section 10: evaluation's share of each trial's time and the scores' standard errors.
+
+    `runs`: the finished trials' rows of runs.parquet; `evals`: evals.parquet; `table`: their
+    trial table.
+    """
+    time_lines, time = _eval_time(runs, evals)
+    stderr_lines, stderr = _score_stderr(table)
+    lines = ["## 10. Evaluation cost", "", *time_lines, *stderr_lines]
+    return lines, {"time": time, "stderr": stderr}

@@ -3,9 +3,12 @@
 What belongs here: the report's header (size, budget, timing, provenance) and links, putting
 the sections of `analysis.claims` in order, and writing the file. `make plots` calls
 `write_report` with the GP best-alpha summaries it already fitted, so the report costs no
-refit. Every number comes from the Parquet tables of the sweep and of its optional companion
-`<name>-seeds` (same results root: other seeds at some of the sweep's points, for the noise
-thresholds); none is typed in by hand except the paper's own (`claims.PAPER_470M`).
+refit. Every number comes from the Parquet tables of the sweep and of its optional companions
+in the same results root: `<name>-seeds` (other seeds at some of the sweep's points, for the
+noise thresholds and the step side of the allocation comparison) and `<name>-allocation`
+(`mix_allocation: sequence` runs at some points); none is typed in by hand except the paper's
+own (`claims.PAPER_470M`) and the targets (`claims.EVAL_SHARE_TARGET`,
+`claims.SCORE_STDERR_TARGET`).
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from dualsweep.results import RESULTS_ROOT, RUNS_FILE, SweepResults, load, sweep
 
 REPORT_FILE = "REPORT.md"
 SEEDS_SUFFIX = "-seeds"
+ALLOCATION_SUFFIX = "-allocation"
 
 
 def _duration(seconds: float) -> str:
@@ -79,7 +83,8 @@ def header(name: str, runs: pd.DataFrame, table: pd.DataFrame) -> claims.Section
         f"- training tokens per run: {_distinct(done, 'tokens')}",
         f"- sweep wall time: {_duration(wall)} (last `finished_at` minus first `started_at`, "
         "each run's last attempt)",
-        f"- wall time per run: {_range(done, 'wall_time_s', 's')}",
+        f"- wall time per run (`wall_time_s`, the `train()` call; multiple-choice scoring "
+        f"comes after): {_range(done, 'wall_time_s', 's')}",
         f"- training throughput: {_range(done, 'tokens_per_s', 'tokens/s')}",
         f"- mix allocation: {allocation}",
         f"- code version: {_distinct(done, 'code_version')}",
@@ -89,8 +94,8 @@ def header(name: str, runs: pd.DataFrame, table: pd.DataFrame) -> claims.Section
 
 
 def links(files: Sequence[str]) -> claims.Section:
-    """Section 9: relative links to the figures and tables beside the report."""
-    lines = ["## 9. Figures and tables", ""]
+    """Section 11: relative links to the figures and tables beside the report."""
+    lines = ["## 11. Figures and tables", ""]
     shown = [f for f in sorted(files) if f.endswith((".png", ".md"))]
     for f in shown:
         pdf = f.removesuffix(".png") + ".pdf"
@@ -106,13 +111,14 @@ def build_report(
     best_alphas: Mapping[str, pd.DataFrame],
     *,
     seeds: SweepResults | None = None,
+    allocation: SweepResults | None = None,
     files: Sequence[str] = (),
 ) -> tuple[str, dict]:
     """REPORT.md's text and the numbers it states, by section.
 
     `best_alphas`: metric column -> `analysis.surface.best_alpha` summary at the trained R.
-    `seeds`: the companion seeds sweep, if any. `files`: figure and table paths relative to
-    the sweep's folder, for the links.
+    `seeds`, `allocation`: the companion seeds and allocation sweeps, if any. `files`: figure
+    and table paths relative to the sweep's folder, for the links.
     """
     table = trial_table(results)
     if table.empty:
@@ -134,8 +140,18 @@ def build_report(
     numbers = {key: stated for key, (_, stated) in sections.items()}
     seeds_path = f"results/{name}{SEEDS_SUFFIX}/{RUNS_FILE}"
     sections["seed_noise"] = claims.seed_noise(spread, limits, _claimed(numbers), seeds_path)
+    done = results.runs[results.runs["run_key"].isin(table["run_key"])]
+    sections["allocation"] = claims.allocation(
+        trial_table(_with_allocation(results, "step")),
+        trial_table(_with_allocation(seeds, "step")) if seeds is not None else None,
+        trial_table(_with_allocation(allocation, "sequence")) if allocation is not None else None,
+        _distinct(done, "mix_allocation"),
+        name,
+        f"results/{name}{ALLOCATION_SUFFIX}/{RUNS_FILE}",
+    )
     sections["prefix_vs_ar"] = claims.prefix_vs_ar(table)
     sections["paper_numbers"] = claims.paper_numbers(table)
+    sections["evaluation_cost"] = claims.evaluation_cost(done, results.evals, table)
     sections["links"] = links(files)
     numbers = {key: stated for key, (_, stated) in sections.items()}
     lines = sections.pop("header")[0] + glance(numbers)
@@ -144,8 +160,16 @@ def build_report(
     return "\n".join(lines).rstrip() + "\n", numbers
 
 
+def _with_allocation(results: SweepResults, value: str) -> SweepResults:
+    """The results' runs trained with `mix_allocation` `value` (all where it is not recorded)."""
+    runs = results.runs
+    if "mix_allocation" in runs:
+        runs = runs[runs["mix_allocation"] == value]
+    return SweepResults(runs, results.curves, results.evals)
+
+
 def glance(numbers: dict) -> list[str]:
-    """The verdicts of sections 2-5 in one list, each pointing at its section."""
+    """The verdicts of sections 2-5, 7 and 10 in one list, each pointing at its section."""
     found = [("2", "pure AR overfits with repetition", numbers["overfitting"])]
     found += [
         ("3", f"a mix beats both pure objectives at every R, `{c}`", stated)
@@ -158,6 +182,15 @@ def glance(numbers: dict) -> list[str]:
     found += [
         ("5", f"best alpha similar for AR and MD targets, `{pair}`", stated)
         for pair, stated in numbers["ar_vs_md_targets"].items()
+    ]
+    found += [
+        ("7", f"mix allocation, step vs sequence, `{c}`", stated)
+        for c, stated in numbers["allocation"].get("metrics", {}).items()
+    ]
+    cost = numbers["evaluation_cost"]
+    found += [
+        ("10", f"evaluation at most {claims.EVAL_SHARE_TARGET:g}% of a trial's time", cost["time"]),
+        ("10", "task-averaged scores' standard error about 2 points or less", cost["stderr"]),
     ]
     lines = ["Verdicts (rules and numbers in the sections below):", ""]
     lines += [f"- {what}: **{stated['verdict']}** (section {n})" for n, what, stated in found]
@@ -178,14 +211,21 @@ def _claimed(numbers: dict) -> list[tuple[str, str, dict[float, float]]]:
     return found
 
 
-def load_seeds(name: str, results_root: str | Path = RESULTS_ROOT) -> SweepResults | None:
-    """The companion sweep `<name>-seeds`, or None where it has no runs table."""
-    seeds = f"{name}{SEEDS_SUFFIX}"
+def load_companion(
+    name: str, suffix: str, results_root: str | Path = RESULTS_ROOT
+) -> SweepResults | None:
+    """The companion sweep `<name><suffix>`, or None where it has no runs table."""
+    companion = f"{name}{suffix}"
     return (
-        load(seeds, results_root)
-        if (sweep_dir(seeds, results_root) / RUNS_FILE).is_file()
+        load(companion, results_root)
+        if (sweep_dir(companion, results_root) / RUNS_FILE).is_file()
         else None
     )
+
+
+def load_seeds(name: str, results_root: str | Path = RESULTS_ROOT) -> SweepResults | None:
+    """The companion sweep `<name>-seeds`, or None where it has no runs table."""
+    return load_companion(name, SEEDS_SUFFIX, results_root)
 
 
 def write_report(
@@ -208,6 +248,7 @@ def write_report(
         results if results is not None else load(name, results_root),
         best_alphas,
         seeds=load_seeds(name, results_root),
+        allocation=load_companion(name, ALLOCATION_SUFFIX, results_root),
         files=files,
     )
     path = directory / REPORT_FILE

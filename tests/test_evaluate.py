@@ -19,6 +19,7 @@ from dualsweep.evaluate.tasks import (
     Item,
     Task,
     TaskError,
+    cloze_task,
     continuation_task,
     load_task,
     word_order_task,
@@ -167,6 +168,8 @@ def test_a_model_that_ignores_its_input_scores_chance():
         assert scoring.stderr == pytest.approx(binomial, rel=0.2)
 
 
+from .conftest import WORDS  # noqa: E402
+
 DOCS = [  # 30 documents of six 10-word sentences, every word distinct
     " ".join(" ".join(f"w{i}_{s}_{j}" for j in range(10)) + "." for s in range(6))
     for i in range(30)
@@ -174,17 +177,52 @@ DOCS = [  # 30 documents of six 10-word sentences, every word distinct
 
 
 def test_builtin_tasks_are_seeded_and_come_from_the_given_documents():
-    for build in (continuation_task, word_order_task):
-        a, b = build(DOCS, n_items=50, seed=3), build(DOCS, n_items=50, seed=3)
-        assert a == b and a != build(DOCS, n_items=50, seed=4)
+    plain = [  # plain lower-case words, as cloze asks for
+        " ".join(
+            " ".join(WORDS[(i * 7 + s * 3 + j) % len(WORDS)] for j in range(10)) + "."
+            for s in range(6)
+        )
+        for i in range(30)
+    ]
+    for build, docs in ((continuation_task, DOCS), (word_order_task, DOCS), (cloze_task, plain)):
+        a, b = build(docs, n_items=50, seed=3), build(docs, n_items=50, seed=3)
+        assert a == b and a != build(docs, n_items=50, seed=4)
     for item in continuation_task(DOCS, n_items=50, seed=0).items:
         true = item.context + item.choices[item.label]
         assert any(true in doc for doc in DOCS)  # context and true continuation are contiguous
         assert len(set(item.choices)) == 4
-    for item in word_order_task(DOCS, n_items=50, seed=0).items:
+    items = word_order_task(DOCS, n_items=200, seed=0).items
+    assert len(set(items)) == 200  # distinct sentence positions
+    for item in items:
         right, wrong = item.choices[item.label], item.choices[1 - item.label]
-        assert any(right in doc for doc in DOCS) and not any(wrong in doc for doc in DOCS)
-        assert sorted(right.split()) == sorted(wrong.split())
+        assert any(item.context + right in doc for doc in DOCS)  # contiguous held-out text
+        assert not any(item.context + wrong in doc for doc in DOCS)
+        assert len(item.context.split()) <= 8
+        a, b, *tail = right.split()  # the pair, then the next word unless the sentence ended
+        assert len(tail) <= 1 and wrong.split() == [b, a, *tail]
+
+
+def test_cloze_asks_frequent_words_in_their_sentence():
+    docs = [
+        "the cat sat on the mat. a dog ran to the park. the end of the day is near.",
+        "it is the best of all. we go to a shop and the shop is open. this is a test.",
+    ] * 3
+    task = cloze_task(docs, n_items=20, seed=1, vocabulary=6, n_choices=3)
+    counts = {}
+    for d in docs:
+        for w in d.replace(".", " ").split():
+            counts[w] = counts.get(w, 0) + 1
+    assert all(len(item.choices) == 3 and len(set(item.choices)) == 3 for item in task.items)
+    for item in task.items:
+        right = item.choices[item.label]
+        assert any(item.context + right in d for d in docs)
+        words = [c.split()[0] for c in item.choices]
+        # every candidate is one of the 6 most frequent words; the rest of the choice is shared
+        top = sorted(counts, key=lambda w: (-counts[w], w))[:6]
+        assert set(words) <= set(top)
+        assert len({tuple(c.split()[1:]) for c in item.choices}) == 1
+    with pytest.raises(TaskError, match="fewer than evaluation.task_items=1000"):
+        cloze_task(docs, n_items=1000, seed=1)
 
 
 def test_task_files(tmp_path):

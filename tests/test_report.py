@@ -2,7 +2,9 @@
 
 A 3 alpha x 3 R sweep (plus a seeds sweep) built so each answer is known by hand: pure AR's
 final loss ends 1.0 nats above its best at R = 16; the mix wins on the AR loss and the AR
-score beyond noise, wins on the MD score within noise, and loses on the MD ELBO.
+score beyond noise, wins on the MD score within noise, and loses on the MD ELBO. An allocation
+sweep trains the `sequence` rule at alpha 1/2 (R = 4 and 16): at R = 16 it is 0.1 nats lower
+on the AR loss (within noise) and 10 points lower on the AR score (beyond noise).
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ SCORES = {  # mode -> alpha -> score at every R
     "prefix": {0.0: 23.0, 0.5: 32.0, 1.0: 25.5},
 }
 TASK_STDERR = 1.0  # each of two tasks: a mean's error sqrt(2) / 2, a margin's 1.0
+SCORING_TIME = {"ar": 1.0, "md": 2.0, "prefix": 1.5}  # s per task; continuation +0.25 s
 
 
 def run_row(key: str, alpha: float, r: int, seed: int, shift: float = 0.0) -> dict:
@@ -50,6 +53,7 @@ def run_row(key: str, alpha: float, r: int, seed: int, shift: float = 0.0) -> di
         "best_held_out_md_elbo": MD_ELBO[alpha][i] + shift,
         "final_held_out_md_elbo_stderr": 0.01,
         "wall_time_s": 100.0 + 10 * len(key),
+        "held_out_eval_time_s": 5.0 + i,
         "tokens_per_s": 1000.0 * (1 + i),
         "started_at": f"2025-01-01T00:{10 * i:02d}:00+00:00",
         "finished_at": f"2025-01-01T00:{10 * i + 5:02d}:00+00:00",
@@ -71,6 +75,7 @@ def eval_rows(key: str, alpha: float, shift: float = 0.0) -> list[dict]:
                     "stderr": TASK_STDERR,
                     "normalized_score_per_token": score,
                     "stderr_per_token": TASK_STDERR,
+                    "scoring_time_s": SCORING_TIME[mode] + (task == "continuation") * 0.25,
                 }
             )
     return rows
@@ -100,6 +105,17 @@ def results_root(tmp_path):
             seeds.append(run_row(key, alpha, 16, seed=seed, shift=sign * step))
             seed_evals += eval_rows(key, alpha, shift=sign * 1.0)
     write_sweep(tmp_path, "syn-seeds", seeds, seed_evals)
+    # The sequence rule at alpha 1/2, seeds 0-2: losses -0.1 + (0, +0.1, -0.1), AR-side
+    # scores -10 + (0, +2, -2); a `step` run in the allocation sweep must be left out.
+    alloc, alloc_evals = [], []
+    for r in (4, 16):
+        for seed, loss, score in ((0, -0.1, -10.0), (1, 0.0, -8.0), (2, -0.2, -12.0)):
+            key = f"seq-r{r}-s{seed}"
+            alloc.append({**run_row(key, 0.5, r, seed, loss), "mix_allocation": "sequence"})
+            alloc_evals += eval_rows(key, 0.5, score)
+    alloc.append({**run_row("odd", 0.5, 16, 5, 9.0), "mix_allocation": "step"})
+    alloc_evals += eval_rows("odd", 0.5, 50.0)
+    write_sweep(tmp_path, "syn-allocation", alloc, alloc_evals)
     return tmp_path
 
 
@@ -193,21 +209,101 @@ def test_report_numbers_equal_pandas_and_verdicts_follow_rules(results_root):
     targets = section(text, "## 5.")
     assert "overlap at 2 of 3 R" in targets and verdict(targets) == "partly"
 
-    prefix = section(text, "## 7.")
+    prefix = section(text, "## 8.")
     d = table["score_prefix"] - table["score_ar"]
     row = cells(prefix, "all models")
     assert row[1] == "9" and number(row[2]) == pytest.approx(round(d.mean(), 1))
     assert row[2].endswith(f"± {d.std() / 3:.1f}")
 
-    paper = section(text, "## 8.")
+    paper = section(text, "## 9.")
     row = cells(paper, "32")  # nearest trained R to 32 is 16
     assert row[4] == "16" and number(row[7]) == pytest.approx(5.0)
 
 
+def build(root, **drop) -> tuple[str, dict]:
+    """The report's text and numbers, without `drop` (table -> columns) in the main sweep."""
+    results = report.load("syn", root)
+    runs = results.runs.drop(columns=drop.get("runs", []))
+    evals = results.evals.drop(columns=drop.get("evals", []))
+    return report.build_report(
+        "syn",
+        SweepResults(runs, results.curves, evals),
+        {},
+        seeds=report.load_seeds("syn", root),
+        allocation=report.load_companion("syn", report.ALLOCATION_SUFFIX, root),
+    )
+
+
+def test_evaluation_share_equals_pandas(results_root):
+    text, numbers = build(results_root)
+    runs = pd.read_parquet(results_root / "syn" / "runs.parquet").set_index("run_key")
+    evals = pd.read_parquet(results_root / "syn" / "evals.parquet")
+    runs = runs[runs["status"] == "finished"]
+    scoring = evals.groupby("run_key")["scoring_time_s"].sum()
+    shares = 100 * (runs["held_out_eval_time_s"] + scoring) / (runs["wall_time_s"] + scoring)
+    stated = numbers["evaluation_cost"]["time"]
+    key = "a0.5-r16"  # by hand: 7 s held-out + 9.75 s scoring over 180 s + 9.75 s
+    assert stated["share_pct"][key] == pytest.approx(shares[key])
+    assert shares[key] == pytest.approx(100 * (7 + 9.75) / (180 + 9.75))
+    assert stated["share_median"] == pytest.approx(shares.median()) and stated["trials"] == 9
+    assert stated["eval_time_median_s"] == pytest.approx(9.75 + 6)
+    cost = section(text, "## 10.")
+    assert f"Median share {shares.median():.1f}%, max {shares.max():.1f}% (within" in cost
+    assert verdict(section(cost, "### Evaluation time")) == "met"  # about 9% <= 15%
+    assert cells(cost, "ar") == ["ar", "9", "0.71", "0.71"]  # sqrt(2) / 2 per trial
+    assert numbers["evaluation_cost"]["stderr"]["verdict"] == "met"
+    assert "- evaluation at most 15% of a trial's time: **met** (section 10)" in text
+
+
+def test_allocation_difference_equals_hand_computation(results_root):
+    text, numbers = build(results_root)
+    part = section(text, "## 7.")
+    loss = numbers["allocation"]["metrics"]["final_held_out_ar_loss"]
+    row = next(r for r in loss["rows"] if r["repetitions"] == 16)
+    # step: 3.1, 3.15, 3.05 (SD 0.05); sequence: 3.0, 3.1, 2.9 (SD 0.1); 3 seeds each.
+    assert (row["step_seeds"], row["sequence_seeds"]) == (3, 3)
+    assert row["difference"] == pytest.approx(0.1)
+    assert row["difference_stderr"] == pytest.approx(np.sqrt(0.05**2 / 3 + 0.1**2 / 3))
+    table = section(part, "### `final_held_out_ar_loss`")
+    line = next(x for x in table.splitlines() if x.startswith("| 1/2 | 16 |"))
+    assert line.endswith("| +0.100 ± 0.065 | no |")
+    assert "| 1/2 | 4 | 2.900 | 1 | 2.800 ± 0.058 | 3 | +0.100 | not compared |" in table
+    assert loss["verdict"] == "no difference beyond noise" and loss["compared"] == 1  # R=4: 1 seed
+    score = numbers["allocation"]["metrics"]["score_ar"]
+    row = next(r for r in score["rows"] if r["repetitions"] == 16)
+    # step: 30, 31, 29 (SD 1); sequence: 20, 22, 18 (SD 2).
+    assert row["difference"] == pytest.approx(10.0)
+    assert row["difference_stderr"] == pytest.approx(np.sqrt(1 / 3 + 4 / 3))
+    assert score["verdict"] == "step better at α 1/2, R=16"
+    assert "mix allocation, step vs sequence, `score_ar`: **step better at α 1/2, R=16**" in text
+    assert "The `syn` sweep's runs use `mix_allocation`: step." in part
+
+
+def test_missing_columns_say_not_recorded(results_root):
+    text, numbers = build(
+        results_root, runs=["held_out_eval_time_s", "mix_allocation"], evals=["scoring_time_s"]
+    )
+    cost = section(text, "## 10.")
+    assert "Not recorded: needs `held_out_eval_time_s`" in cost
+    assert numbers["evaluation_cost"]["time"]["verdict"] == "not recorded"
+    assert numbers["evaluation_cost"]["stderr"]["verdict"] == "met"
+    table = trial_table(report.load("syn", results_root))
+    no_stderr = table.drop(columns=[c for c in table if c.endswith("_stderr")])
+    lines, stated = claims.evaluation_cost(pd.DataFrame(), pd.DataFrame(), no_stderr)
+    assert "Not recorded: the sweep has no scores with standard errors." in lines
+    assert stated["stderr"]["verdict"] == stated["time"]["verdict"] == "not recorded"
+    assert "- mix allocation: not recorded" in text
+    part = section(text, "## 7.")  # without the column the main runs count as step runs
+    assert "The `syn` sweep's runs use `mix_allocation`: not recorded." in part
+    assert numbers["allocation"]["metrics"]["final_held_out_ar_loss"]["compared"] == 1
+
+
 def test_missing_seeds_sweep_falls_back(results_root):
     (results_root / "syn-seeds" / "runs.parquet").unlink()
+    (results_root / "syn-allocation" / "runs.parquet").unlink()
     text = report.write_report("syn", results_root, best_alphas={}).read_text()
     assert "No seeds sweep with repeated points (`results/syn-seeds/runs.parquet`)" in text
+    assert "No allocation sweep (`results/syn-allocation/runs.parquet`)." in section(text, "## 7.")
     assert "(0.050 nats, fallback: no seed SD measured)" in section(text, "## 2.")
     assert verdict(section(text, "## 2.")) == "reproduced"  # 1.0 > 0.05
     assert "No surface was fitted." in section(text, "## 4.")

@@ -385,3 +385,21 @@ def test_sweep_on_a_ray_cluster_via_ray_address(tmp_path):
         assert (load("cluster", tmp_path / "results").runs["status"] == "finished").all()
     finally:
         subprocess.run([ray, "stop", "--force"], capture_output=True, timeout=120)
+
+
+def test_a_changed_item_count_or_md_span_counts_as_not_evaluated(tmp_path):
+    from dualsweep.config import EvalConfig
+    from dualsweep.sweep.trials import evaluated
+
+    evaluation = EvalConfig(tasks=("cloze",), modes=("ar", "md"), task_items=350, md_mask_span=0)
+    rows = [("cloze", "ar", "next_token", 350), ("cloze", "md", "all_masked", 350)]
+    frame = pd.DataFrame(rows, columns=["task", "mode", "strategy", "n_items"])
+    frame.to_parquet(tmp_path / "evals.parquet")
+    assert evaluated(tmp_path, evaluation)
+    # Scored with 500 items, or MD one token at a time: stale, so the sweep evaluates again.
+    assert not evaluated(tmp_path, EvalConfig(**{**vars(evaluation), "task_items": 500}))
+    assert not evaluated(tmp_path, EvalConfig(**{**vars(evaluation), "md_mask_span": 1}))
+    # A task file's item count is the file's own: it is not compared with task_items.
+    frame.assign(task="mine").to_parquet(tmp_path / "evals.parquet")
+    mine = EvalConfig(tasks=("mine.jsonl",), modes=("ar", "md"), task_items=7, md_mask_span=0)
+    assert evaluated(tmp_path, mine)

@@ -17,15 +17,8 @@ import numpy as np
 import torch
 
 from dualsweep.evaluate.scoring import Score, score_continuations
-from dualsweep.evaluate.tasks import Task
+from dualsweep.evaluate.tasks import Task, strategy_name
 from dualsweep.objectives import SpecialTokens
-
-
-def strategy_name(mode: str, span: int) -> str:
-    """How choice tokens were scored: next-token reading, or the MD masking strategy."""
-    if mode != "md":
-        return "next_token"
-    return "pll" if span == 1 else ("all_masked" if span == 0 else f"span_{span}")
 
 
 @dataclass(frozen=True)

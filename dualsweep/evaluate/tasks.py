@@ -251,6 +251,13 @@ def cloze_task(
     return Task(name="cloze", items=tuple(items))
 
 
+def strategy_name(mode: str, span: int) -> str:
+    """How choice tokens were scored: next-token reading, or the MD masking strategy."""
+    if mode != "md":
+        return "next_token"
+    return "pll" if span == 1 else ("all_masked" if span == 0 else f"span_{span}")
+
+
 def builtin_task(name: str, held_out_documents: Sequence[str], *, n_items: int, seed: int) -> Task:
     if name == "continuation":
         return continuation_task(held_out_documents, n_items=n_items, seed=seed)

@@ -92,11 +92,23 @@ def expected_evals(evaluation: EvalConfig) -> set[tuple[str, str]]:
 
 
 def evaluated(trial_dir: Path, evaluation: EvalConfig) -> bool:
+    """The trial's evals hold every configured task and mode, scored as configured now: the
+    built-in tasks with `task_items` items and MD mode with `md_mask_span` (a changed setting
+    evaluates again rather than leaving stale rows)."""
+    from dualsweep.evaluate.tasks import BUILTIN_TASKS, strategy_name
+
     path = trial_dir / EVALS_FILE
     if not path.is_file():
         return not evaluation.tasks
-    evals = pd.read_parquet(path, columns=["task", "mode"])
-    return expected_evals(evaluation) <= set(zip(evals["task"], evals["mode"], strict=True))
+    evals = pd.read_parquet(path, columns=["task", "mode", "strategy", "n_items"])
+    current = evals[
+        (
+            evals["strategy"]
+            == evals["mode"].map(lambda m: strategy_name(m, evaluation.md_mask_span))
+        )
+        & (~evals["task"].isin(BUILTIN_TASKS) | (evals["n_items"] == evaluation.task_items))
+    ]
+    return expected_evals(evaluation) <= set(zip(current["task"], current["mode"], strict=True))
 
 
 def collect(storage: TrialStorage, results_dir: Path, configs: dict[str, RunConfig]) -> None:
