@@ -128,14 +128,12 @@ def surface(
     )
     fig.colorbar(image, ax=ax, label=fit.metric.label)
     x = np.log2(best["repetitions"])
-    ax.fill_between(
-        x,
-        logit_alpha(best["alpha_q05"]),
-        logit_alpha(best["alpha_q95"]),
-        color="white",
-        alpha=0.3,
-        label="best alpha, 90% interval",
-    )
+    # The band is drawn as its two edges over a faint fill, so the surface stays readable
+    # under it (an opaque band hid the colours where the answer is).
+    low, high = logit_alpha(best["alpha_q05"]), logit_alpha(best["alpha_q95"])
+    ax.fill_between(x, low, high, color="white", alpha=0.12, lw=0)
+    ax.plot(x, low, color="white", lw=1, ls="--", label="best alpha, 90% interval")
+    ax.plot(x, high, color="white", lw=1, ls="--")
     ax.plot(
         x,
         logit_alpha(best["alpha_median"]),

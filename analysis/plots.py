@@ -17,9 +17,9 @@ from pathlib import Path
 import pandas as pd
 
 from analysis.data import AnalysisError, metric, trial_table
-from analysis.surface import best_alpha, fit_surface, repetition_grid
+from analysis.surface import MIN_POINTS, best_alpha, fit_surface, repetition_grid
 from analysis.tables import format_best_alpha, format_main_table, main_table
-from dualsweep.results import RESULTS_ROOT, load, sweep_dir
+from dualsweep.results import RESULTS_ROOT, ResultsError, load, sweep_dir
 
 
 def targets(table: pd.DataFrame) -> dict[str, str]:
@@ -41,6 +41,12 @@ def make_all(
     table = trial_table(results)
     if table.empty:
         raise AnalysisError(f"sweep {name!r} has no finished runs yet")
+    points = table[["repetitions", "alpha"]].drop_duplicates()
+    if len(points) < MIN_POINTS:  # checked before writing anything: no partial output
+        raise AnalysisError(
+            f"sweep {name!r} has {len(points)} finished (alpha, R) points; a surface needs at "
+            f"least {MIN_POINTS}"
+        )
     directory = sweep_dir(name, results_root)
     figure_dir, table_dir = directory / "figures", directory / "tables"
     table_dir.mkdir(parents=True, exist_ok=True)
@@ -83,8 +89,12 @@ def make_all(
     if {"score_prefix", "score_ar"} <= set(table.columns):
         written += figures.prefix_gain(table, figure_dir)
     # Last: the report links the figures and tables written above.
+    # The repository's README quotes the verdicts in a generated block, when it has one.
+    readme = Path(results_root).resolve().parent / "README.md"
     written.append(
-        report.write_report(name, results_root, best_alphas=at_trained_r, results=results)
+        report.write_report(
+            name, results_root, best_alphas=at_trained_r, results=results, readme=readme
+        )
     )
     log(f"{name}: {len(written)} files in {directory} ({time.perf_counter() - started:.1f}s)")
     return written
@@ -124,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         for path in make_all(args.sweep, args.results):
             print(f"  {path}")
-    except (FileNotFoundError, AnalysisError) as e:
+    except (FileNotFoundError, AnalysisError, ResultsError) as e:
         print(f"plots: {e}", file=sys.stderr)
         return 2
     return 0

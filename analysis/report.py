@@ -14,6 +14,7 @@ own (`claims.PAPER_470M`) and the targets (`claims.EVAL_SHARE_TARGET`,
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -61,16 +62,33 @@ def _distinct(runs: pd.DataFrame, column: str) -> str:
     return ", ".join(f"{show(v)} ({n} runs)" for v, n in counts.items())
 
 
-def header(name: str, runs: pd.DataFrame, table: pd.DataFrame) -> claims.Section:
-    """Section 1: the sweep's size, budget, timing and provenance (its finished runs)."""
-    done = runs[runs["run_key"].isin(table["run_key"])]
+def sweep_wall_time(runs: pd.DataFrame, evals: pd.DataFrame) -> float:
+    """Seconds from the first run's start to the last run's end, its scoring included.
+
+    A run's end is its `finished_at` (the end of training and held-out evaluation) plus its
+    multiple-choice `scoring_time_s` (done right after), as the rows record no later time.
+    """
+    if runs.empty:
+        return np.nan
 
     def times(column: str) -> pd.Series:
-        values = done[column] if column in done else pd.Series(pd.NaT, index=done.index)
+        values = runs[column] if column in runs else pd.Series(pd.NaT, index=runs.index)
         return pd.to_datetime(values, utc=True, errors="coerce", format="ISO8601")
 
-    started, finished = times("started_at"), times("finished_at")
-    wall = (finished.max() - started.min()).total_seconds() if len(done) else np.nan
+    scoring = pd.Series(0.0, index=runs.index)
+    if not evals.empty and "scoring_time_s" in evals:
+        per_run = evals.groupby("run_key")["scoring_time_s"].sum()
+        scoring = runs["run_key"].map(per_run).fillna(0.0)
+    ends = times("finished_at") + pd.to_timedelta(scoring, unit="s")
+    return float((ends.max() - times("started_at").min()).total_seconds())
+
+
+def header(
+    name: str, runs: pd.DataFrame, table: pd.DataFrame, evals: pd.DataFrame | None = None
+) -> claims.Section:
+    """Section 1: the sweep's size, budget, timing and provenance (its finished runs)."""
+    done = runs[runs["run_key"].isin(table["run_key"])]
+    wall = sweep_wall_time(done, evals if evals is not None else pd.DataFrame())
     allocation = _distinct(done, "mix_allocation")
     lines = [
         f"# Sweep `{name}`: the paper's claims against what it measured",
@@ -81,8 +99,8 @@ def header(name: str, runs: pd.DataFrame, table: pd.DataFrame) -> claims.Section
         f"- finished runs: {len(table)} (other rows in `runs.parquet`: {len(runs) - len(done)})",
         f"- model size (`n_parameters`): {_distinct(done, 'n_parameters')}",
         f"- training tokens per run: {_distinct(done, 'tokens')}",
-        f"- sweep wall time: {_duration(wall)} (last `finished_at` minus first `started_at`, "
-        "each run's last attempt)",
+        f"- sweep wall time: {_duration(wall)} (first `started_at` to the last run's "
+        "`finished_at` plus its scoring time; each run's last attempt)",
         f"- wall time per run (`wall_time_s`, the `train()` call; multiple-choice scoring "
         f"comes after): {_range(done, 'wall_time_s', 's')}",
         f"- training throughput: {_range(done, 'tokens_per_s', 'tokens/s')}",
@@ -131,7 +149,7 @@ def build_report(
     )
     limits = claims.noise_limits(spread)
     sections = {
-        "header": header(name, results.runs, table),
+        "header": header(name, results.runs, table, results.evals),
         "overfitting": claims.overfitting(table, limits),
         "mix_beats_pure": claims.mix_beats_pure(table, limits),
         "best_alpha_falls": claims.best_alpha_falls(best_alphas),
@@ -228,14 +246,53 @@ def load_seeds(name: str, results_root: str | Path = RESULTS_ROOT) -> SweepResul
     return load_companion(name, SEEDS_SUFFIX, results_root)
 
 
+def readme_block(name: str, numbers: dict) -> list[str]:
+    """The verdict list for the README's generated block: the report's glance, linked to it."""
+    report = f"results/{name}/{REPORT_FILE}"
+    lines = [  # the glance without its heading, "(section N)" made a link to the report
+        re.sub(r"\(section (\d+)\)$", rf"([{REPORT_FILE} §\1]({report}))", line)
+        for line in glance(numbers)[2:]
+    ]
+    return [
+        f"Verdicts of `make plots {name}` on the committed tables, rules and numbers in "
+        f"[{report}]({report}):",
+        "",
+        *lines,
+    ]
+
+
+def update_readme(readme: Path, name: str, lines: Sequence[str]) -> bool:
+    """Replace the README's generated block for sweep `name`, if it has one; True if it did.
+
+    The block sits between `<!-- results:NAME -->` and `<!-- /results:NAME -->`, so the
+    README quotes the report's verdicts as written by code, never copied by hand.
+    """
+    if not readme.is_file():
+        return False
+    text = readme.read_text()
+    start, end = f"<!-- results:{name} -->", f"<!-- /results:{name} -->"
+    if start not in text or end not in text:
+        return False
+    head, rest = text.split(start, 1)
+    _, tail = rest.split(end, 1)
+    updated = head + start + "\n" + "\n".join(lines).rstrip() + "\n" + end + tail
+    if updated != text:
+        tmp = readme.with_name(f".{readme.name}.tmp{os.getpid()}")
+        tmp.write_text(updated)
+        os.replace(tmp, readme)
+    return True
+
+
 def write_report(
     name: str,
     results_root: str | Path = RESULTS_ROOT,
     *,
     best_alphas: Mapping[str, pd.DataFrame],
     results: SweepResults | None = None,
+    readme: Path | None = None,
 ) -> Path:
-    """Write results/<name>/REPORT.md (atomically) and return its path."""
+    """Write results/<name>/REPORT.md (atomically) and return its path; with `readme`, also
+    refresh that README's generated block of this sweep's verdicts (see `update_readme`)."""
     directory = sweep_dir(name, results_root)
     files = [
         p.relative_to(directory).as_posix()
@@ -243,7 +300,7 @@ def write_report(
         for p in sorted((directory / folder).glob("*"))
         if p.is_file()
     ]
-    text, _ = build_report(
+    text, numbers = build_report(
         name,
         results if results is not None else load(name, results_root),
         best_alphas,
@@ -255,4 +312,6 @@ def write_report(
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     tmp.write_text(text)
     os.replace(tmp, path)
+    if readme is not None:
+        update_readme(readme, name, readme_block(name, numbers))
     return path

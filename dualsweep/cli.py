@@ -1,6 +1,8 @@
 """The `dualsweep` command line. Heavy packages are imported inside the commands that need them.
 
-Exit codes: 0 success, 1 a run failed, 2 a bad config or data (nothing was written).
+Exit codes: 0 success, 1 a run failed or a fault (an unwritable folder, a full disk), 2 a bad
+config, data or input file (nothing was written), 130 interrupted. Every error is one line
+naming the file or field; `--debug` (or DUALSWEEP_DEBUG=1) adds the full traceback.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ import sys
 from pathlib import Path
 
 from dualsweep.config import ConfigError, load_run_config, load_sweep, parse_override
-from dualsweep.paths import SUMMARY_FILE
+from dualsweep.paths import CHECKPOINT_FILE, RUN_MARKER_FILE, SUMMARY_FILE
 
 EXIT_FAILED = 1
 EXIT_USAGE = 2
@@ -26,9 +28,40 @@ def _overrides(args: argparse.Namespace) -> dict:
     return overrides
 
 
+def writable_folder(path: Path, option: str) -> None:
+    """Refuse, before any work, a path that is a file or whose nearest existing folder is read-only."""
+    if path.exists() and not path.is_dir():
+        raise ConfigError(f"{option}: {path} is a file, not a folder")
+    existing = path
+    while not existing.exists():
+        existing = existing.parent
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ConfigError(f"{option}: cannot write to {existing} (permission denied)")
+
+
+def check_run_folder(out: Path, *, force: bool, resume: bool) -> None:
+    """`--out` must be new, empty, or a dualsweep run folder: never a folder of other files."""
+    writable_folder(out, "--out")
+    if not out.is_dir() or not any(out.iterdir()):
+        return
+    ours = any((out / name).exists() for name in (RUN_MARKER_FILE, SUMMARY_FILE, CHECKPOINT_FILE))
+    if not ours:
+        held = ", ".join(sorted(p.name for p in out.iterdir())[:5])
+        raise ConfigError(
+            f"--out: {out} holds files that are not a dualsweep run ({held}); "
+            "choose a new or empty folder (nothing there is overwritten)"
+        )
+    if (out / CHECKPOINT_FILE).exists() and not (resume or force):
+        raise ConfigError(
+            f"--out: {out} holds an interrupted run's checkpoint; use --resume to continue it, "
+            "or --force to start over"
+        )
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     config = load_run_config(args.config, _overrides(args))
     out = Path(args.out)
+    check_run_folder(out, force=args.force, resume=args.resume)
     if (out / SUMMARY_FILE).exists() and not args.force:
         import pandas as pd
 
@@ -64,11 +97,23 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def cmd_sweep(args: argparse.Namespace) -> int:
     sweep = load_sweep(args.sweep_file)  # validated before anything is created or launched
+    from dualsweep.data.sources import check_source
     from dualsweep.sweep.runner import run_sweep
+
+    writable_folder(Path(args.results), "--results")
+    if "://" not in args.storage:
+        writable_folder(Path(args.storage), "--storage")
+    check_source(sweep.base.data)  # a missing corpus fails here, not in every trial
 
     address = args.address or os.environ.get("RAY_ADDRESS") or None
     try:
-        outcome = run_sweep(sweep, results_root=args.results, storage=args.storage, address=address)
+        outcome = run_sweep(
+            sweep,
+            results_root=args.results,
+            storage=args.storage,
+            address=address,
+            rebuild_tables=args.rebuild_tables,
+        )
     except (ConnectionError, RuntimeError) as e:  # no cluster, or another driver on this sweep
         print(f"dualsweep: error: {e}", file=sys.stderr)
         return EXIT_FAILED
@@ -91,6 +136,11 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     run_dir = Path(args.run_dir)
     if not (run_dir / "config.yaml").is_file():
         raise ConfigError(f"{run_dir}: not a run folder (no config.yaml)")
+    if args.device.startswith("cuda"):
+        import torch
+
+        if not torch.cuda.is_available():
+            raise ConfigError(f"--device: {args.device!r} requested but torch sees no CUDA device")
     config = load_run_config(run_dir / "config.yaml")
     overrides = dict(parse_override(text) for text in args.set or [])
     if args.tasks:
@@ -137,13 +187,13 @@ def cmd_fit(args: argparse.Namespace) -> int:
     from analysis.data import AnalysisError, metric, trial_table
     from analysis.surface import best_alpha, fit_surface
     from analysis.tables import format_best_alpha
-    from dualsweep.results import load
+    from dualsweep.results import ResultsError, load
 
     try:
         table = trial_table(load(args.sweep, args.results))
         chosen = metric(table, args.metric)
         fit = fit_surface(table, chosen, noise=args.noise)
-    except (FileNotFoundError, AnalysisError) as e:
+    except (FileNotFoundError, AnalysisError, ResultsError) as e:
         raise ConfigError(str(e)) from None
     print(
         f"{chosen.column} over {len(fit.y)} runs: R^2 {fit.r2:.4f}, leave-one-out RMSE {fit.loo_rmse:.4g}, "
@@ -170,6 +220,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="dualsweep",
         description="Data-constrained scaling studies of dual-objective (AR + masked-diffusion) language models.",
+    )
+    parser.add_argument(
+        "--debug",
+        action="store_true",
+        help="print the full traceback of an error (also DUALSWEEP_DEBUG=1)",
     )
     commands = parser.add_subparsers(dest="command", required=True)
 
@@ -216,6 +271,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sweep.add_argument(
         "--results", default="results", help="root of the results tables; default: results"
+    )
+    sweep.add_argument(
+        "--rebuild-tables",
+        action="store_true",
+        help="set the sweep's tables aside (*.parquet.replaced) and write them again from the "
+        "trial folders (after a damaged or lost table)",
     )
     sweep.set_defaults(handler=cmd_sweep)
 
@@ -286,11 +347,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     plan.add_argument("sweep_file")
     plan.add_argument(
-        "--mfu", type=float, default=0.4, help="model FLOP utilisation assumed (default 0.4)"
+        "--mfu",
+        type=_fraction,
+        default=0.4,
+        help="model FLOP utilisation assumed, in (0, 1] (default 0.4)",
     )
     plan.add_argument(
         "--peak-tflops",
-        type=float,
+        type=_positive,
         default=989.0,
         help="accelerator peak TFLOP/s (default 989: H100 SXM dense bf16)",
     )
@@ -298,16 +362,48 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _positive(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be positive (got {text})")
+    return value
+
+
+def _fraction(text: str) -> float:
+    value = float(text)
+    if not 0 < value <= 1:
+        raise argparse.ArgumentTypeError(f"must be in (0, 1] (got {text})")
+    return value
+
+
+def _bad_input_errors() -> tuple[type[Exception], ...]:
+    """Errors that mean a bad input file (exit 2), imported lazily with their modules."""
+    from dualsweep.data.sources import DataError
+    from dualsweep.evaluate.tasks import TaskError
+    from dualsweep.results import ResultsError
+
+    return (ConfigError, DataError, TaskError, ResultsError)
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    debug = args.debug or os.environ.get("DUALSWEEP_DEBUG", "") not in ("", "0")
     try:
         return args.handler(args)
-    except ConfigError as e:
-        print(f"dualsweep: error: {e}", file=sys.stderr)
-        return EXIT_USAGE
     except KeyboardInterrupt as e:
         print(f"dualsweep: {e or 'interrupted'}", file=sys.stderr)
         return 130
+    except Exception as e:  # noqa: BLE001 - one line per error; --debug for the traceback
+        if debug:
+            import traceback
+
+            traceback.print_exc()
+        bad_input = isinstance(e, _bad_input_errors())
+        message = str(e) if bad_input else f"{type(e).__name__}: {e}"
+        hint = "" if debug or bad_input else " (run with --debug for the traceback)"
+        print(f"dualsweep: error: {message}{hint}", file=sys.stderr)
+        return EXIT_USAGE if bad_input else EXIT_FAILED
 
 
 if __name__ == "__main__":

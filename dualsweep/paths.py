@@ -19,6 +19,7 @@ MODEL_FILE = "model.pt"  # the final weights (a state_dict)
 TOKENIZER_FILE = "tokenizer.json"  # a copy of the corpus's tokenizer (text corpora)
 EVALS_FILE = "evals.parquet"  # multiple-choice results of the final model
 TRAIN_LOG_FILE = "train.log"  # a sweep trial's log lines
+RUN_MARKER_FILE = ".dualsweep-run"  # written first: this folder is a run (its key inside)
 
 
 def default_cache_dir() -> Path:

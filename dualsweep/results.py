@@ -130,6 +130,22 @@ CURVES_FILE = "curves.parquet"
 EVALS_TABLE = "evals.parquet"
 
 
+class ResultsError(ValueError):
+    """A results table cannot be read (damaged, truncated or empty); the message says how to rebuild it."""
+
+
+def read_table(path: Path) -> pd.DataFrame:
+    """A results table, or a ResultsError naming the file and how to rebuild it."""
+    try:
+        return pd.read_parquet(path)
+    except Exception as e:  # noqa: BLE001 - pyarrow raises several types for a damaged file
+        raise ResultsError(
+            f"{path}: unreadable Parquet table ({type(e).__name__}: {str(e)[:120]}); the trial "
+            "folders hold everything it had: `dualsweep sweep SWEEP_FILE --rebuild-tables` "
+            "writes it again from them"
+        ) from None
+
+
 @dataclass(frozen=True)
 class SweepResults:
     runs: pd.DataFrame
@@ -144,7 +160,7 @@ def sweep_dir(name: str, root: str | Path = RESULTS_ROOT) -> Path:
 def upsert(path: Path, rows: pd.DataFrame) -> pd.DataFrame:
     """Replace every row of `path` whose run_key appears in `rows` by `rows` (idempotent)."""
     if path.is_file():
-        old = pd.read_parquet(path)
+        old = read_table(path)
         old = old[~old["run_key"].isin(set(rows["run_key"]))]
         if len(old):
             rows = pd.concat([old, rows], ignore_index=True)
@@ -167,10 +183,10 @@ def load(name: str, root: str | Path = RESULTS_ROOT) -> SweepResults:
         )
 
     def optional(path: Path) -> pd.DataFrame:
-        return pd.read_parquet(path) if path.is_file() else pd.DataFrame()
+        return read_table(path) if path.is_file() else pd.DataFrame()
 
     return SweepResults(
-        runs=pd.read_parquet(runs_path),
+        runs=read_table(runs_path),
         curves=optional(curves_path),
         evals=optional(directory / EVALS_TABLE),
     )

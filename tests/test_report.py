@@ -162,9 +162,11 @@ def test_report_numbers_equal_pandas_and_verdicts_follow_rules(results_root):
     finished = runs[runs["status"] == "finished"]
 
     assert "finished runs: 9 " in text
-    span = (
-        pd.to_datetime(finished["finished_at"]).max() - pd.to_datetime(finished["started_at"]).min()
-    )
+    # First start to the last end, where a run ends after its scoring (finished_at + scoring).
+    scoring = pd.read_parquet(results_root / "syn" / "evals.parquet")
+    scoring = finished["run_key"].map(scoring.groupby("run_key")["scoring_time_s"].sum())
+    ends = pd.to_datetime(finished["finished_at"]) + pd.to_timedelta(scoring, unit="s")
+    span = ends.max() - pd.to_datetime(finished["started_at"]).min()
     assert f"sweep wall time: {span.total_seconds() / 60:.1f} min" in text
     assert f"median {finished['tokens_per_s'].median():,.0f} tokens/s" in text
     assert "mix allocation: step" in text and "model size (`n_parameters`): 12,345" in text
@@ -343,3 +345,28 @@ def test_an_r_without_both_pure_objectives_is_not_compared(results_root):
     rows = {row["repetitions"]: row for row in numbers["score_ar"]["rows"]}
     assert not rows[16]["compared"] and rows[4]["compared"]
     assert numbers["score_ar"]["compared"] == 2 and numbers["score_ar"]["verdict"] == "reproduced"
+
+
+def test_the_readme_block_is_replaced_and_nothing_else(tmp_path):
+    readme = tmp_path / "README.md"
+    before, after = "# Title\n\ntext before\n", "\ntext after\n"
+    readme.write_text(f"{before}<!-- results:tiny -->\nold line\n<!-- /results:tiny -->{after}")
+    numbers = {
+        "overfitting": {"verdict": "reproduced"},
+        "mix_beats_pure": {"score_ar": {"verdict": "partly"}},
+        "best_alpha_falls": {},
+        "ar_vs_md_targets": {},
+        "allocation": {},
+        "evaluation_cost": {"time": {"verdict": "met"}, "stderr": {"verdict": "not met"}},
+    }
+    assert report.update_readme(readme, "tiny", report.readme_block("tiny", numbers))
+    text = readme.read_text()
+    assert text.startswith(before) and text.endswith(after) and "old line" not in text
+    link = "([REPORT.md §2](results/tiny/REPORT.md))"
+    assert f"- pure AR overfits with repetition: **reproduced** {link}" in text
+    assert "a mix beats both pure objectives at every R, `score_ar`: **partly**" in text
+    # Without the markers (or the file), nothing is written.
+    other = tmp_path / "OTHER.md"
+    other.write_text("no block here\n")
+    assert not report.update_readme(other, "tiny", ["x"]) and other.read_text() == "no block here\n"
+    assert not report.update_readme(tmp_path / "missing.md", "tiny", ["x"])

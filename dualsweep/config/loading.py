@@ -22,9 +22,15 @@ def read_yaml(path: str | Path) -> Any:
     if not path.is_file():
         raise ConfigError(f"{path}: config file not found")
     try:
-        return yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as e:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (yaml.YAMLError, UnicodeDecodeError) as e:
         raise ConfigError(f"{path}: not valid YAML: {e}") from None
+    if raw is None:  # empty or comments only: refused rather than read as "all defaults"
+        raise ConfigError(
+            f"{path}: the file is empty (or only comments); a run config needs sections "
+            f"({', '.join(SECTIONS)}), a sweep file a base and points"
+        )
+    return raw
 
 
 def run_config_from_dict(raw: Any) -> RunConfig:

@@ -40,6 +40,12 @@ def _files(config: DataConfig, suffixes: tuple[str, ...]) -> list[Path]:
 SUFFIXES = {"text_dir": (".txt",), "jsonl": (".jsonl",), "shards": (".npy", ".bin")}
 
 
+def check_source(config: DataConfig) -> None:
+    """Fail at once (DataError) when a file source's path is missing or holds no such files."""
+    if config.source in SUFFIXES:
+        _files(config, SUFFIXES[config.source])
+
+
 def fingerprint(config: DataConfig) -> dict:
     """What identifies the source's content without reading it all."""
     if config.source == "builtin":
@@ -68,7 +74,7 @@ def text_documents(config: DataConfig) -> Iterator[str]:
         yield from builtin_documents()
     elif config.source == "text_dir":
         for path in _files(config, SUFFIXES["text_dir"]):
-            yield path.read_text(encoding="utf-8", errors="replace")
+            yield _read_text(path)
     elif config.source == "jsonl":
         yield from _jsonl_documents(config)
     elif config.source == "hf":
@@ -77,22 +83,55 @@ def text_documents(config: DataConfig) -> Iterator[str]:
         raise ValueError(f"{config.source!r} is not a text source")
 
 
+def _read_text(path: Path) -> str:
+    """A text file's content; a binary or non-UTF-8 file is refused, never read as garbage.
+
+    Refused rather than skipped: a skipped file would silently change the corpus (and its
+    split and subsets) between two runs that name the same folder.
+    """
+    data = path.read_bytes()
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise DataError(
+            f"{path}: not UTF-8 text (byte 0x{data[e.start]:02x} at offset {e.start}); convert "
+            "it to UTF-8 or remove it from data.path"
+        ) from None
+    if "\x00" in text:
+        raise DataError(
+            f"{path}: holds NUL bytes (a binary file named .txt?); remove it from data.path"
+        )
+    return text
+
+
+def _utf8_lines(path: Path) -> Iterator[tuple[int, str]]:
+    """(line number, line) of a file read line by line (files can be large), UTF-8 or refused."""
+    with path.open("rb") as f:
+        for line_number, raw in enumerate(f, 1):
+            try:
+                yield line_number, raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                raise DataError(
+                    f"{path}:{line_number}: not UTF-8 text (byte 0x{raw[e.start]:02x}); convert "
+                    "the file to UTF-8"
+                ) from None
+
+
 def _jsonl_documents(config: DataConfig) -> Iterator[str]:
     for path in _files(config, SUFFIXES["jsonl"]):
-        with path.open(encoding="utf-8") as f:
-            for line_number, line in enumerate(f, 1):
-                if not line.strip():
-                    continue
-                try:
-                    record = json.loads(line)
-                except json.JSONDecodeError as e:
-                    raise DataError(f"{path}:{line_number}: not valid JSON ({e.msg})") from None
-                text = record.get(config.text_field) if isinstance(record, dict) else None
-                if not isinstance(text, str):
-                    raise DataError(
-                        f"{path}:{line_number}: no string field data.text_field={config.text_field!r}"
-                    )
-                yield text
+        for line_number, line in _utf8_lines(path):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise DataError(f"{path}:{line_number}: not valid JSON ({e.msg})") from None
+            text = record.get(config.text_field) if isinstance(record, dict) else None
+            if not isinstance(text, str):
+                raise DataError(
+                    f"{path}:{line_number}: no string field data.text_field={config.text_field!r}"
+                )
+            yield text
 
 
 def _hf_documents(config: DataConfig) -> Iterator[str]:

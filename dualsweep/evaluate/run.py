@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from dualsweep.config import EvalConfig, RunConfig, load_run_config, run_key
+from dualsweep.config import ConfigError, EvalConfig, RunConfig, load_run_config, run_key
 from dualsweep.evaluate.heldout import HeldOutLosses, held_out_losses
 from dualsweep.evaluate.multiple_choice import evaluate_task
 from dualsweep.evaluate.tasks import BUILTIN_TASKS, Task, builtin_task, load_task
@@ -58,10 +58,17 @@ def load_run(run_dir: str | Path, device: str = "cpu") -> LoadedRun:
 
     run_dir = Path(run_dir)
     if not (run_dir / MODEL_FILE).is_file():
-        raise FileNotFoundError(f"{run_dir}: no model.pt (is this a finished run folder?)")
+        raise ConfigError(f"{run_dir}: no model.pt (is this a finished run folder?)")
     config = load_run_config(run_dir / CONFIG_FILE)
     model = Transformer(config.model)
-    model.load_state_dict(torch.load(run_dir / MODEL_FILE, map_location=device, weights_only=True))
+    try:
+        weights = torch.load(run_dir / MODEL_FILE, map_location=device, weights_only=True)
+        model.load_state_dict(weights)
+    except Exception as e:  # noqa: BLE001 - truncated, empty, foreign or mismatched weights
+        raise ConfigError(
+            f"{run_dir / MODEL_FILE}: unreadable model weights ({type(e).__name__}: "
+            f"{str(e).splitlines()[0][:120] if str(e) else 'no detail'}); train the run again"
+        ) from None
     model.to(device).eval()
     tokenizer_path = run_dir / TOKENIZER_FILE
     tokenizer = load_tokenizer(tokenizer_path) if tokenizer_path.is_file() else None
@@ -117,6 +124,8 @@ def evaluate_run(
     evaluation = evaluation or config.evaluation
     import torch
 
+    # Tasks first: a missing or malformed task file fails before any scoring.
+    tasks = tasks_for(run, evaluation) if evaluation.tasks and run.tokenizer is not None else []
     losses = None
     if held_out:
         sequences = run.corpus.validation_sequences(
@@ -135,8 +144,8 @@ def evaluate_run(
     rows = []
     if evaluation.tasks and run.tokenizer is None:
         log(f"{run_dir}: no tokenizer.json (a token-shard corpus): multiple-choice tasks skipped")
-    elif evaluation.tasks:
-        for task in tasks_for(run, evaluation):
+    else:
+        for task in tasks:
             for result in evaluate_task(
                 run.model,
                 run.tokenizer,

@@ -132,13 +132,22 @@ def run_sweep(
     storage: str | Path = DEFAULT_STORAGE,
     address: str | None = None,
     log: Callable[[str], None] = print,
+    rebuild_tables: bool = False,
 ) -> SweepOutcome:
+    """Run (or finish) a sweep; with `rebuild_tables`, first set the existing tables aside
+    (`<table>.parquet.replaced`) and write them again from the trial folders."""
     started = time.monotonic()
     configs = {run_key(c): c for c in sweep.trials()}
     results_dir = sweep_dir(sweep.name, results_root)
     trials = TrialStorage(storage, sweep.name)
     results_dir.mkdir(parents=True, exist_ok=True)
     with _sweep_lock(results_dir):
+        for stale in results_dir.glob(".*.parquet.tmp*"):  # a write killed halfway
+            stale.unlink(missing_ok=True)
+        if rebuild_tables:
+            for table in results_dir.glob("*.parquet"):
+                table.replace(table.with_name(f"{table.name}.replaced"))
+            log(f"[{sweep.name}] tables set aside (*.parquet.replaced); rebuilding them")
         collect(trials, results_dir, configs)  # what a killed driver left behind
         done_before = complete_keys(results_dir) & set(configs)
         pending = [key for key in configs if key not in done_before]

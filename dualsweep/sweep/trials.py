@@ -18,7 +18,15 @@ import pandas as pd
 
 from dualsweep.config import EvalConfig, RunConfig
 from dualsweep.paths import CURVE_FILE, EVALS_FILE, SUMMARY_FILE, exclusive_lock
-from dualsweep.results import CURVES_FILE, EVALS_TABLE, RUNS_FILE, RunSummary, upsert, write_parquet
+from dualsweep.results import (
+    CURVES_FILE,
+    EVALS_TABLE,
+    RUNS_FILE,
+    RunSummary,
+    read_table,
+    upsert,
+    write_parquet,
+)
 from dualsweep.sweep.storage import TrialStorage
 
 ATTEMPTS_FILE = "attempts.jsonl"
@@ -80,7 +88,7 @@ def mark_current(results_dir: Path, keys) -> None:
     """Flag the rows of the sweep file's current trials (`in_sweep`); others are kept, unflagged."""
     path = results_dir / RUNS_FILE
     if path.is_file():
-        runs = pd.read_parquet(path)
+        runs = read_table(path)
         runs["in_sweep"] = runs["run_key"].isin(set(keys))
         write_parquet(runs, path)
 
@@ -151,6 +159,6 @@ def complete_keys(results_dir: Path) -> set[str]:
     path = results_dir / RUNS_FILE
     if not path.is_file():
         return set()
-    runs = pd.read_parquet(path)
+    runs = read_table(path)
     evaluated_ = runs["evaluated"].fillna(False).astype(bool) if "evaluated" in runs else False
     return set(runs.loc[(runs["status"] == "finished") & evaluated_, "run_key"])

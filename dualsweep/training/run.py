@@ -25,12 +25,13 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
-from dualsweep.config import ConfigError, RunConfig, to_plain
+from dualsweep.config import ConfigError, RunConfig, run_key, to_plain
 from dualsweep.paths import (
     CHECKPOINT_FILE,
     CONFIG_FILE,
     CURVE_FILE,
     MODEL_FILE,
+    RUN_MARKER_FILE,
     SUMMARY_FILE,
     TOKENIZER_FILE,
 )
@@ -147,6 +148,7 @@ def train(
         )
 
     out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / RUN_MARKER_FILE).write_text(run_key(config) + "\n")  # marks the folder as a run
     (out_dir / CONFIG_FILE).write_text(yaml.safe_dump(to_plain(config), sort_keys=False))
     if data.corpus.meta["tokenizer"]:  # the run folder is self-contained for evaluation
         shutil.copyfile(data.corpus.meta["tokenizer"], out_dir / TOKENIZER_FILE)

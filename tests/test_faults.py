@@ -1,0 +1,352 @@
+"""Fault injection: every bad input and fault ends in one clear line and the right exit code.
+
+Exit 2 is a bad input (config, data, task or results file), 1 a fault; nothing partial is
+left behind. The fast cases run in `make test`; the ones that need a sweep carry the `slow`
+marker (`make test-slow`). A damaged checkpoint is in test_train.py (the restart equals a
+fresh run bit for bit).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+from dualsweep.cli import main
+from dualsweep.config import DataConfig, to_plain
+from dualsweep.data import DataError
+from dualsweep.data.sources import text_documents
+
+from .conftest import REPO, tiny_run_config
+from .test_sweep import _processes_with
+
+SMOKE = REPO / "sweeps" / "smoke.yaml"
+
+
+def error_line(capsys) -> str:
+    """The command's stderr, which must be exactly one line."""
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1, err
+    return err
+
+
+def write_config(path: Path, **flat) -> Path:
+    path.write_text(yaml.safe_dump(to_plain(tiny_run_config(**flat))))
+    return path
+
+
+# -- configs and run folders -----------------------------------------------------------
+@pytest.mark.parametrize("content", ["", "# only a comment\n", "\n\n"])
+def test_an_empty_config_file_is_refused(tmp_path, capsys, content):
+    config = tmp_path / "empty.yaml"
+    config.write_text(content)
+    assert main(["train", "--config", str(config), "--out", str(tmp_path / "run")]) == 2
+    assert "the file is empty" in error_line(capsys)
+    assert not (tmp_path / "run").exists()
+
+
+def test_an_out_folder_of_other_files_is_never_overwritten(tmp_path, capsys):
+    out = tmp_path / "mine"
+    (out / "logs").mkdir(parents=True)
+    (out / "config.yaml").write_text("my own notes\n")
+    (out / "logs" / "metrics.csv").write_text("a,b\n1,2\n")
+    config = write_config(tmp_path / "c.yaml")
+    for extra in ([], ["--force"], ["--resume"]):
+        assert main(["train", "--config", str(config), "--out", str(out), *extra]) == 2
+        assert "not a dualsweep run" in error_line(capsys)
+    assert (out / "config.yaml").read_text() == "my own notes\n"
+    assert (out / "logs" / "metrics.csv").read_text() == "a,b\n1,2\n"
+
+
+def test_an_out_path_that_is_a_file(tmp_path, capsys):
+    out = tmp_path / "file"
+    out.write_text("x")
+    config = write_config(tmp_path / "c.yaml")
+    assert main(["train", "--config", str(config), "--out", str(out)]) == 2
+    assert f"--out: {out} is a file" in error_line(capsys)
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes anywhere")
+def test_an_unwritable_out_is_found_before_any_work(tmp_path, capsys):
+    locked = tmp_path / "locked"
+    locked.mkdir(mode=0o555)
+    config = write_config(tmp_path / "c.yaml")
+    assert main(["train", "--config", str(config), "--out", str(locked / "run")]) == 2
+    assert "permission denied" in error_line(capsys)
+
+
+def test_a_left_checkpoint_needs_resume_or_force(tmp_path, capsys):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / ".dualsweep-run").write_text("key\n")
+    (out / "checkpoint.pt").write_bytes(b"state")
+    config = write_config(tmp_path / "c.yaml")
+    assert main(["train", "--config", str(config), "--out", str(out)]) == 2
+    assert "interrupted run's checkpoint; use --resume" in error_line(capsys)
+
+
+# -- evaluation inputs -----------------------------------------------------------------
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory) -> Path:
+    from dualsweep.training import train
+
+    run = tmp_path_factory.mktemp("faults") / "run"
+    assert train(tiny_run_config(), run, log=lambda m: None).status == "finished"
+    return run
+
+
+@pytest.mark.parametrize("damage", ["truncated", "empty", "missing", "foreign"])
+def test_evaluate_a_damaged_model_file(finished_run, tmp_path, capsys, damage):
+    run = tmp_path / "run"
+    shutil.copytree(finished_run, run)
+    model = run / "model.pt"
+    if damage == "truncated":
+        model.write_bytes(model.read_bytes()[:1000])
+    elif damage == "empty":
+        model.write_bytes(b"")
+    elif damage == "missing":
+        model.unlink()
+    else:
+        import torch
+
+        torch.save({"other": torch.zeros(2)}, model)
+    assert main(["evaluate", str(run)]) == 2
+    line = error_line(capsys)
+    assert ("no model.pt" if damage == "missing" else "model.pt: unreadable model weights") in line
+
+
+def test_evaluate_with_a_bad_task_file_or_device(finished_run, tmp_path, capsys):
+    assert main(["evaluate", str(finished_run), "--tasks", str(tmp_path / "nope.jsonl")]) == 2
+    assert "task file not found" in error_line(capsys)
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"context": "a", "choices": ["b"], "label": 0}\n')
+    assert main(["evaluate", str(finished_run), "--tasks", str(bad)]) == 2
+    assert f"{bad}:1: choices must be a list" in error_line(capsys)
+    import torch
+
+    if not torch.cuda.is_available():
+        assert main(["evaluate", str(finished_run), "--device", "cuda"]) == 2
+        assert "torch sees no CUDA device" in error_line(capsys)
+    assert not (finished_run / "evals.parquet").exists()  # nothing partial written
+
+
+# -- results tables --------------------------------------------------------------------
+def write_results(root: Path, name: str = "s") -> Path:
+    """A 4-point sweep table, enough for a surface."""
+    rows = [
+        {
+            "run_key": f"k{i}",
+            "sweep": name,
+            "alpha": a,
+            "repetitions": r,
+            "seed": 0,
+            "status": "finished",
+            "in_sweep": True,
+            "final_held_out_ar_loss": 5.0 + i / 10,
+            "best_held_out_ar_loss": 5.0,
+            "final_held_out_md_elbo": 5.5,
+            "best_held_out_md_elbo": 5.5,
+            "final_held_out_md_elbo_stderr": 0.01,
+        }
+        for i, (a, r) in enumerate([(0.0, 1), (1.0, 1), (0.5, 4), (1.0, 4), (0.25, 16)])
+    ]
+    directory = root / name
+    directory.mkdir(parents=True)
+    pd.DataFrame(rows).to_parquet(directory / "runs.parquet")
+    return directory
+
+
+@pytest.mark.parametrize("damage", ["truncated", "empty", "garbage"])
+def test_fit_and_plots_on_a_damaged_table(tmp_path, capsys, damage):
+    from analysis.plots import main as plots
+
+    table = write_results(tmp_path) / "runs.parquet"
+    data = table.read_bytes()
+    table.write_bytes(
+        {"truncated": data[: len(data) // 2], "empty": b"", "garbage": b"x" * 99}[damage]
+    )
+    assert main(["fit", "s", "--results", str(tmp_path)]) == 2
+    line = error_line(capsys)
+    assert f"{table}: unreadable Parquet table" in line and "--rebuild-tables" in line
+    assert plots(["s", "--results", str(tmp_path)]) == 2
+    assert "unreadable Parquet table" in error_line(capsys)
+    assert not (tmp_path / "s" / "tables").exists() and not (tmp_path / "s" / "figures").exists()
+
+
+def test_plots_with_too_few_points_write_nothing(tmp_path, capsys):
+    from analysis.plots import main as plots
+
+    directory = write_results(tmp_path)
+    runs = pd.read_parquet(directory / "runs.parquet").head(3)
+    runs.to_parquet(directory / "runs.parquet")
+    assert plots(["s", "--results", str(tmp_path)]) == 2
+    assert "3 finished (alpha, R) points" in error_line(capsys)
+    assert sorted(p.name for p in directory.iterdir()) == ["runs.parquet"]
+
+
+# -- command-line values and sweep paths -----------------------------------------------
+@pytest.mark.parametrize(
+    "flags", [["--mfu", "0"], ["--mfu", "-1"], ["--mfu", "1.5"], ["--peak-tflops", "0"]]
+)
+def test_plan_refuses_non_positive_rates(capsys, flags):
+    with pytest.raises(SystemExit) as exit_:
+        main(["plan", str(REPO / "sweeps" / "paper.yaml"), *flags])
+    assert exit_.value.code == 2
+    assert flags[0] in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("option", ["--results", "--storage"])
+def test_sweep_paths_that_are_files_start_nothing(tmp_path, capsys, option):
+    a_file = tmp_path / "file"
+    a_file.write_text("x")
+    args = ["sweep", str(SMOKE), "--results", str(tmp_path / "r"), "--storage", str(tmp_path / "t")]
+    args[args.index(option) + 1] = str(a_file)
+    assert main(args) == 2
+    assert f"{option}: {a_file} is a file" in error_line(capsys)
+
+
+def test_a_sweep_over_a_missing_data_folder_starts_nothing(tmp_path, capsys):
+    raw = yaml.safe_load(SMOKE.read_text())
+    raw["base"]["data"] = {"source": "text_dir", "path": str(tmp_path / "no-such-corpus")}
+    sweep = tmp_path / "sweep.yaml"
+    sweep.write_text(yaml.safe_dump(raw))
+    args = ["sweep", str(sweep), "--results", str(tmp_path / "r"), "--storage", str(tmp_path / "t")]
+    assert main(args) == 2
+    assert "no-such-corpus" in error_line(capsys)
+    assert not (tmp_path / "r").exists() and not (tmp_path / "t").exists()
+
+
+def test_an_unexpected_error_is_one_line_and_debug_shows_the_traceback(monkeypatch, capsys):
+    import dualsweep.cli as cli
+
+    def broken(args):
+        raise RuntimeError("disk on fire")
+
+    monkeypatch.setattr(cli, "cmd_plan", broken)
+    assert main(["plan", str(SMOKE)]) == 1
+    assert error_line(capsys) == (
+        "dualsweep: error: RuntimeError: disk on fire (run with --debug for the traceback)"
+    )
+    assert main(["--debug", "plan", str(SMOKE)]) == 1
+    assert "Traceback (most recent call last)" in capsys.readouterr().err
+
+
+# -- text sources ----------------------------------------------------------------------
+def test_binary_or_non_utf8_text_is_refused_not_read_as_garbage(tmp_path):
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    (corpus / "a.txt").write_text("fine text")
+    (corpus / "b.txt").write_bytes(b"caf\xe9 latin-1")
+    with pytest.raises(DataError, match=r"b\.txt: not UTF-8 text \(byte 0xe9 at offset 3\)"):
+        list(text_documents(DataConfig(source="text_dir", path=str(corpus))))
+    (corpus / "b.txt").write_bytes(b"\x00\x01\x02binary")
+    with pytest.raises(DataError, match=r"b\.txt: holds NUL bytes"):
+        list(text_documents(DataConfig(source="text_dir", path=str(corpus))))
+    jsonl = tmp_path / "docs.jsonl"
+    jsonl.write_bytes(b'{"text": "ok"}\n{"text": "caf\xe9"}\n')
+    with pytest.raises(DataError, match=r"docs\.jsonl:2: not UTF-8 text"):
+        list(text_documents(DataConfig(source="jsonl", path=str(jsonl))))
+
+
+# -- sweeps: kill -9 at random points, damaged tables (slow) ---------------------------
+def assert_one_row_per_key(results: Path, name: str) -> None:
+    directory = results / name
+    keys = {
+        "runs.parquet": ["run_key"],
+        "curves.parquet": ["run_key", "step"],
+        "evals.parquet": ["run_key", "task", "mode"],
+    }
+    for table, key in keys.items():
+        if (directory / table).is_file():
+            frame = pd.read_parquet(directory / table)
+            assert not frame.duplicated(key).any(), table
+
+
+@pytest.mark.slow
+def test_kill_9_at_random_points_then_a_damaged_table(tmp_path, capsys):
+    import random
+    import signal
+    import subprocess
+    import sys
+    import time
+    import uuid
+
+    from dualsweep.config import load_sweep, run_key
+    from dualsweep.results import load
+
+    raw = yaml.safe_load(SMOKE.read_text())
+    raw["name"] = "faults"
+    raw["base"]["train"].update({"token_budget": 262144, "checkpoint_interval": 32})
+    path = tmp_path / "faults.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    keys = [run_key(c) for c in load_sweep(path).trials()]
+    storage, results = tmp_path / "runs", tmp_path / "results"
+    command = [sys.executable, "-m", "dualsweep", "sweep", str(path)]
+    command += ["--storage", str(storage), "--results", str(results)]
+
+    def attempts() -> dict[str, int]:
+        found = {}
+        for key in keys:
+            log = storage / "faults" / key / "attempts.jsonl"
+            found[key] = len(log.read_text().split()) if log.is_file() else 0
+        return found
+
+    def finished() -> set[str]:
+        done = set()
+        for key in keys:
+            summary = storage / "faults" / key / "summary.parquet"
+            if summary.is_file() and pd.read_parquet(summary)["status"].iloc[0] == "finished":
+                done.add(key)
+        return done
+
+    rng = random.Random(0)
+    frozen: dict[str, int] = {}  # a finished trial's attempts never change again
+    for _ in range(3):
+        marker = f"DUALSWEEP_TEST_{uuid.uuid4().hex}"
+        driver = subprocess.Popen(
+            command,
+            env={**os.environ, marker: "1"},
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        time.sleep(rng.uniform(4, 20))
+        driver.send_signal(signal.SIGKILL)
+        driver.wait()
+        for pid in _processes_with(marker):  # Ray's processes outlive a killed driver
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        assert_one_row_per_key(results, "faults")
+        now = attempts()
+        assert all(now[key] == count for key, count in frozen.items())
+        frozen |= {key: now[key] for key in finished()}
+
+    assert main(command[3:]) == 0  # the re-run finishes the sweep
+    capsys.readouterr()
+    assert_one_row_per_key(results, "faults")
+    runs = load("faults", results).runs
+    assert sorted(runs["run_key"]) == sorted(keys) and (runs["status"] == "finished").all()
+    assert all(attempts()[key] == count for key, count in frozen.items())
+
+    # A damaged runs.parquet (and a temporary file left by a killed write): refused with the
+    # way out, then rebuilt from the trial folders, the damaged table set aside.
+    table = results / "faults" / "runs.parquet"
+    before = pd.read_parquet(table).drop(columns=["in_sweep"])
+    table.write_bytes(table.read_bytes()[:200])
+    (results / "faults" / ".curves.parquet.tmp123").write_bytes(b"half")
+    assert main(command[3:]) == 2
+    assert "--rebuild-tables" in capsys.readouterr().err
+    assert main([*command[3:], "--rebuild-tables"]) == 0
+    after = pd.read_parquet(table).drop(columns=["in_sweep"])
+    pd.testing.assert_frame_equal(
+        before.sort_values("run_key").reset_index(drop=True),
+        after.sort_values("run_key").reset_index(drop=True),
+    )
+    assert (results / "faults" / "runs.parquet.replaced").is_file()
+    assert not (results / "faults" / ".curves.parquet.tmp123").exists()
+

@@ -1,0 +1,90 @@
+"""The committed laptop study (results/tiny*): made by the committed sweep files, and its
+REPORT.md says what its tables hold.
+
+These read the committed Parquet tables only (no training): the report is regenerated from
+them into a temporary folder and must equal the committed one, and its numbers are checked
+against pandas computations on the same tables.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+
+import pandas as pd
+import pytest
+
+from analysis import report
+from analysis.plots import make_all
+from dualsweep.config import load_sweep, run_key
+from dualsweep.results import load
+
+from .conftest import REPO
+
+RESULTS = REPO / "results"
+SWEEPS = ("tiny", "tiny-seeds", "tiny-allocation")
+
+
+@pytest.mark.parametrize("name", SWEEPS)
+def test_each_committed_sweep_is_its_sweep_file_finished(name):
+    sweep = load_sweep(REPO / "sweeps" / f"{name}.yaml")
+    runs = load(name, RESULTS).runs
+    runs = runs[runs["in_sweep"]]
+    assert sorted(runs["run_key"]) == sorted(run_key(c) for c in sweep.trials())
+    assert (runs["status"] == "finished").all() and runs["evaluated"].all()
+    evals = load(name, RESULTS).evals
+    assert (evals["n_items"] == sweep.base.evaluation.task_items).all()
+
+
+def test_the_tiny_design_trains_both_pure_objectives_at_every_r_in_30_minutes():
+    results = load("tiny", RESULTS)
+    runs = results.runs
+    assert len(runs) == 50
+    for r, at_r in runs.groupby("repetitions"):
+        assert {0.0, 1.0} <= set(at_r["alpha"]), r
+    assert report.sweep_wall_time(runs, results.evals) <= 30 * 60
+
+
+@pytest.fixture(scope="module")
+def regenerated(tmp_path_factory):
+    """`make plots tiny` on a copy of the committed tables."""
+    root = tmp_path_factory.mktemp("results")
+    for name in SWEEPS:
+        shutil.copytree(RESULTS / name, root / name)
+        for generated in ("figures", "tables", "REPORT.md"):
+            target = root / name / generated
+            if target.is_dir():
+                shutil.rmtree(target)
+            else:
+                target.unlink(missing_ok=True)
+    make_all("tiny", root, log=lambda line: None)
+    return root
+
+
+def test_the_committed_report_is_what_the_code_writes_from_the_tables(regenerated):
+    assert (regenerated / "tiny" / "REPORT.md").read_text() == (
+        RESULTS / "tiny" / "REPORT.md"
+    ).read_text()
+
+
+def test_the_report_numbers_are_the_tables_numbers():
+    text = (RESULTS / "tiny" / "REPORT.md").read_text()
+    results = load("tiny", RESULTS)
+    runs = results.runs
+    assert f"finished runs: {len(runs)} " in text
+
+    # Overfitting: pure AR's final and best held-out loss at each R, as the table rows say.
+    ar = runs[runs["alpha"] == 1].set_index("repetitions").sort_index()
+    for r, row in ar.iterrows():
+        final, best = row["final_held_out_ar_loss"], row["best_held_out_ar_loss"]
+        cells = f"| {r} | {final:.3f} | {best:.3f} | {final - best:+.3f} |"
+        assert cells in text, cells
+
+    # Evaluation cost: the median share of a trial's time spent evaluating.
+    scoring = runs["run_key"].map(results.evals.groupby("run_key")["scoring_time_s"].sum())
+    share = 100 * (runs["held_out_eval_time_s"] + scoring) / (runs["wall_time_s"] + scoring)
+    assert f"Median share {share.median():.1f}%" in text
+
+    # Sweep wall time, first start to the last run's end.
+    wall = report.sweep_wall_time(runs, results.evals) / 60
+    assert re.search(rf"sweep wall time: {wall:.1f} min", text)
