@@ -87,13 +87,25 @@ def seed_spread(table: pd.DataFrame, seeds: pd.DataFrame) -> pd.DataFrame:
     return spread[spread["n_seeds"] >= 2].reset_index()
 
 
+SEED_RULE = "2√2 × the pooled seed SD"
+
+
+def pooled_sd(spread: pd.DataFrame, column: str) -> float:
+    """The seed SD pooled over the seeded points: sqrt(sum (n - 1) SD^2 / sum (n - 1))."""
+    rows = spread[["n_seeds", column]].dropna()
+    dof = rows["n_seeds"] - 1
+    return float(np.sqrt((dof * rows[column] ** 2).sum() / dof.sum()))
+
+
 def noise_limits(spread: pd.DataFrame | None) -> dict[str, tuple[float, str]]:
-    """Per metric, twice the largest seed SD; losses without one fall back to 0.05 nats."""
+    """Per metric, the difference seed noise alone reaches between two single-seed runs:
+    their difference has SD sqrt(2) x sigma, and 2 of those is 2 sqrt(2) x sigma, with sigma
+    the seed SD pooled over the seeded points. Losses without one fall back to 0.05 nats."""
     limits = {}
     if spread is not None:
         for c in (*LOSSES, *SCORES):
             if c in spread and spread[c].notna().any():
-                limits[c] = (2 * float(spread[c].max()), "2 × the largest seed SD")
+                limits[c] = (2 * np.sqrt(2) * pooled_sd(spread, c), SEED_RULE)
     for c in LOSSES:
         limits.setdefault(c, (FALLBACK_LOSS_THRESHOLD, "fallback: no seed SD measured"))
     return limits
@@ -118,7 +130,7 @@ def seed_noise(
             "",
         ]
         return lines, {"available": False}
-    measured = {c: v for c, (v, source) in limits.items() if source.startswith("2 ×")}
+    measured = {c: v for c, (v, source) in limits.items() if source == SEED_RULE}
     lines += table_lines(
         ["α", "R", "seeds", *(f"SD `{c}`" for c in measured)],
         [
@@ -128,7 +140,8 @@ def seed_noise(
         ],
     )
     lines += [
-        "Threshold, 2 × the largest SD: "
+        "Threshold: the difference two single-seed runs reach by seed noise alone, "
+        "2√2 × the seed SD pooled over these points (sqrt(sum (n − 1) SD² / sum (n − 1))): "
         + ", ".join(f"`{c}` {fmt(v, c)}" for c, v in measured.items())
         + ".",
         "",

@@ -13,6 +13,7 @@ import matplotlib
 matplotlib.use("Agg")  # files only; no display needed
 
 import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.ticker  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
@@ -96,6 +97,7 @@ def overfitting(curves: pd.DataFrame, table: pd.DataFrame, directory: Path) -> l
                 )
         ax.set_title(f"R = {int(r)}")
         ax.set_xlabel("training tokens seen")
+        ax.xaxis.set_major_formatter(matplotlib.ticker.EngFormatter(sep=""))  # 400k, not 400000
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
     for ax in axes[:, 0]:

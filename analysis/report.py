@@ -14,7 +14,6 @@ own (`claims.PAPER_470M`) and the targets (`claims.EVAL_SHARE_TARGET`,
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -246,19 +245,64 @@ def load_seeds(name: str, results_root: str | Path = RESULTS_ROOT) -> SweepResul
     return load_companion(name, SEEDS_SUFFIX, results_root)
 
 
+def _measured(section: str, stated: dict) -> str:
+    """The one number (or few) behind a verdict, for the README's claims table."""
+    if section == "overfitting" and "gap" in stated:
+        high, low = stated["highest_r"], stated["lowest_r"]
+        return (
+            f"pure AR final − best at R={high:g}: {stated['gap'][high]:+.3f} nats; "
+            f"final vs R={low:g}: {stated['rise'][high]:+.3f}"
+        )
+    if section == "mix_beats_pure" and "wins" in stated:
+        return (
+            f"best mix wins at {stated['wins']}/{stated['compared']} R, beyond noise at "
+            f"{stated['significant']}"
+        )
+    if section == "best_alpha_falls" and "median_lowest_r" in stated:
+        return (
+            f"median best α {stated['median_lowest_r']:.3g} at the lowest R, "
+            f"{stated['median_highest_r']:.3g} at the highest"
+        )
+    if section == "ar_vs_md_targets" and "overlap" in stated:
+        return f"90% intervals overlap at {stated['overlap']}/{stated['compared']} R"
+    if section == "time" and "share_median" in stated:
+        return f"median {stated['share_median']:.1f}% (max {stated['share_max']:.1f}%)"
+    if section == "stderr" and "stderr" in stated:
+        return ", ".join(f"{mode} {se:.2f}" for mode, se in stated["stderr"].items())
+    return ""
+
+
 def readme_block(name: str, numbers: dict) -> list[str]:
-    """The verdict list for the README's generated block: the report's glance, linked to it."""
+    """The claims table of the README's generated block: each verdict, its numbers, a link."""
     report = f"results/{name}/{REPORT_FILE}"
-    lines = [  # the glance without its heading, "(section N)" made a link to the report
-        re.sub(r"\(section (\d+)\)$", rf"([{REPORT_FILE} §\1]({report}))", line)
-        for line in glance(numbers)[2:]
+    rows = [("2", "pure AR overfits with repetition", "overfitting", numbers["overfitting"])]
+    for key, n, what in (
+        ("mix_beats_pure", "3", "a mix beats both pure objectives at every R"),
+        ("best_alpha_falls", "4", "best α falls as R grows"),
+        ("ar_vs_md_targets", "5", "best α similar for AR and MD targets"),
+    ):
+        rows += [(n, f"{what}: `{c}`", key, stated) for c, stated in numbers[key].items()]
+    rows += [
+        ("7", f"mix allocation, step vs sequence: `{c}`", "allocation", stated)
+        for c, stated in numbers["allocation"].get("metrics", {}).items()
     ]
-    return [
-        f"Verdicts of `make plots {name}` on the committed tables, rules and numbers in "
-        f"[{report}]({report}):",
+    cost = numbers["evaluation_cost"]
+    rows += [
+        ("10", "evaluation ≤ 15% of a trial's time", "time", cost["time"]),
+        ("10", "task-averaged score standard error ≈ 2 points or less", "stderr", cost["stderr"]),
+    ]
+    lines = [
+        f"Claims of the paper against this sweep, written by `make plots` from the committed "
+        f"tables (rules, intervals and seed noise in [{report}]({report})):",
         "",
-        *lines,
+        "| § | claim | verdict | measured |",
+        "|---|---|---|---|",
     ]
+    lines += [
+        f"| [{n}]({report}) | {what} | **{stated['verdict']}** | {_measured(key, stated)} |"
+        for n, what, key, stated in rows
+    ]
+    return lines
 
 
 def update_readme(readme: Path, name: str, lines: Sequence[str]) -> bool:

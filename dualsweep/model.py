@@ -150,8 +150,11 @@ class Transformer(nn.Module):
         tokens: torch.Tensor,
         prefix_lengths: torch.Tensor | int = CAUSAL,
         document_ids: torch.Tensor | None = None,
+        at: tuple[torch.Tensor, torch.Tensor] | None = None,
     ) -> torch.Tensor:
-        """Logits (B, T, V) for tokens (B, T).
+        """Logits (B, T, V) for tokens (B, T); with `at` = (rows, positions), only the logits
+        (N, V) at those N places, so that scoring a few tokens per row pays for no other
+        position's output head (a large share of the compute with a large vocabulary).
 
         `prefix_lengths`: an int for the whole batch (CAUSAL, BIDIRECTIONAL or a prefix length)
         or a (B,) tensor, one mode per sample. The whole-batch causal and bidirectional cases
@@ -174,7 +177,9 @@ class Transformer(nn.Module):
         x = self.embed(tokens)  # (B, T, C)
         for block in self.blocks:
             x = block(x, cos, sin, mask, is_causal)
-        return self.head(self.final_norm(x))  # (B, T, V)
+        if at is not None:
+            x = x[at]  # (N, C): only the places asked for
+        return self.head(self.final_norm(x))  # (B, T, V), or (N, V)
 
     def num_parameters(self, non_embedding: bool = False) -> int:
         """Parameters counted once (a tied head is not counted twice)."""

@@ -181,6 +181,7 @@ def test_alpha_labels():
     ]
 
 
+@pytest.mark.slow  # all figures of a synthetic sweep; tests/test_tiny_study.py covers make_all on real tables
 def test_make_plots_writes_every_figure_and_table(tmp_path, monkeypatch):
     from analysis import plots
 

@@ -72,7 +72,11 @@ def test_gpu_check_script_runs_on_cpu_and_its_numbers_are_consistent(tmp_path):
         )
     assert size["mfu"]["alpha_half"] is None  # no nominal peak for a CPU
     assert 0 < size["dual_overhead"] and 0 < size["model_speed"] and "compile" not in size
-    assert "| tiny | 1.3M |" in "\n".join(gpu.markdown(report))
+    from dualsweep.model import Transformer
+
+    parameters = Transformer(config.model).num_parameters()  # the tiny sweep's model
+    assert size["parameters"] == parameters
+    assert f"| tiny | {parameters / 1e6:.1f}M |" in "\n".join(gpu.markdown(report))
 
 
 def test_across_processes_reports_the_median_process_whole():

@@ -41,12 +41,13 @@ class BagOfVisibleTokens(nn.Module):
         self.W = nn.Parameter(torch.randn(V, V, generator=g))
         self.U = nn.Parameter(0.5 * torch.randn(V, V, generator=g))
 
-    def forward(self, tokens, prefix_lengths=CAUSAL, document_ids=None):
+    def forward(self, tokens, prefix_lengths=CAUSAL, document_ids=None, at=None):
         B, n = tokens.shape
         if isinstance(prefix_lengths, int):
             prefix_lengths = torch.full((B,), min(prefix_lengths, n))
         visible = attention_mask(prefix_lengths, n, document_ids)[:, 0].float() * (1 - torch.eye(n))
-        return self.W[tokens] + visible @ self.U[tokens]
+        logits = self.W[tokens] + visible @ self.U[tokens]
+        return logits if at is None else logits[at]
 
 
 def reference_log_prob(model, context, continuation, mode, span=1):
@@ -144,8 +145,9 @@ def test_a_model_that_ignores_its_input_scores_chance():
             self.config = SimpleNamespace(seq_len=T)
             self.bias = nn.Parameter(torch.randn(V, generator=torch.Generator().manual_seed(1)))
 
-        def forward(self, tokens, prefix_lengths=CAUSAL, document_ids=None):
-            return self.bias.expand(*tokens.shape, V)
+        def forward(self, tokens, prefix_lengths=CAUSAL, document_ids=None, at=None):
+            logits = self.bias.expand(*tokens.shape, V)
+            return logits if at is None else logits[at]
 
     rng = np.random.default_rng(0)
     items = []

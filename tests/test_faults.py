@@ -349,4 +349,3 @@ def test_kill_9_at_random_points_then_a_damaged_table(tmp_path, capsys):
     )
     assert (results / "faults" / "runs.parquet.replaced").is_file()
     assert not (results / "faults" / ".curves.parquet.tmp123").exists()
-

@@ -118,3 +118,17 @@ def test_tied_and_untied_heads():
 def test_too_long_a_sequence_is_refused(model):
     with pytest.raises(ValueError, match="exceeds seq_len"):
         model(torch.zeros(1, T + 1, dtype=torch.long))
+
+
+def test_logits_at_chosen_places_equal_the_full_logits_there():
+    torch.manual_seed(0)
+    model = Transformer(
+        ModelConfig(vocab_size=40, n_layers=2, d_model=16, n_heads=2, ffn_hidden=32, seq_len=12)
+    )
+    tokens = torch.randint(0, 40, (3, 12))
+    rows, positions = torch.tensor([0, 0, 2, 1]), torch.tensor([3, 11, 0, 5])
+    for prefix in (CAUSAL, BIDIRECTIONAL, torch.tensor([4, 0, 12])):
+        full = model(tokens, prefix)
+        chosen = model(tokens, prefix, at=(rows, positions))
+        assert chosen.shape == (4, 40)
+        torch.testing.assert_close(chosen, full[rows, positions], rtol=1e-5, atol=1e-6)

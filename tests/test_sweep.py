@@ -149,6 +149,7 @@ def _wait_for(condition, timeout: float, what: str) -> None:
         time.sleep(0.25)
 
 
+@pytest.mark.slow  # a sweep of its own: `make test-slow`
 def test_kill_9_of_the_driver_then_rerun(tmp_path):
     # One trial at a time, each long enough to be caught mid-way, with checkpoints.
     path = write_sweep(
@@ -201,6 +202,7 @@ def test_kill_9_of_the_driver_then_rerun(tmp_path):
         assert "resuming from step" in (storage / "killed" / key / "train.log").read_text()
 
 
+@pytest.mark.slow  # a sweep of its own: `make test-slow`
 def test_ctrl_c_of_the_driver_exits_130_and_says_how_to_finish(tmp_path):
     path = write_sweep(
         tmp_path / "stopped.yaml",
@@ -237,6 +239,7 @@ def test_ctrl_c_of_the_driver_exits_130_and_says_how_to_finish(tmp_path):
     assert outcome.finished == 2 and outcome.failed == []
 
 
+@pytest.mark.slow  # a sweep of its own: `make test-slow`
 def test_failed_trials_are_recorded_retried_and_do_not_stop_others(tmp_path):
     # The first 20 documents of the built-in corpus hold ~24K training tokens: R = 1 needs
     # 65,536 unique tokens and fails in data preparation; R = 4 and R = 16 need far fewer.
@@ -266,6 +269,7 @@ def test_failed_trials_are_recorded_retried_and_do_not_stop_others(tmp_path):
     assert (runs.loc[[4, 16], "attempts"] == 1).all()
 
 
+@pytest.mark.slow  # a sweep of its own: `make test-slow`
 def test_a_diverging_trial_is_recorded_with_its_error(tmp_path):
     path = write_sweep(
         tmp_path / "nan.yaml",
@@ -336,6 +340,7 @@ def test_plan_of_the_paper_sweep_by_hand(capsys):
     assert "shapes: d_model, ffn_hidden and vocab_size are multiples of 64 and head_dim of 8" in out
 
 
+@pytest.mark.slow  # a sweep of its own: `make test-slow`
 def test_storage_uri_mirrors_trial_folders(tmp_path, monkeypatch):
     # A file:// URI goes through the same pyarrow filesystem code as s3:// or gs://.
     monkeypatch.setenv("DUALSWEEP_CACHE", str(tmp_path / "node-cache"))  # the node's staging area

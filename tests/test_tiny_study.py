@@ -11,7 +11,6 @@ from __future__ import annotations
 import re
 import shutil
 
-import pandas as pd
 import pytest
 
 from analysis import report
@@ -65,6 +64,17 @@ def test_the_committed_report_is_what_the_code_writes_from_the_tables(regenerate
     assert (regenerated / "tiny" / "REPORT.md").read_text() == (
         RESULTS / "tiny" / "REPORT.md"
     ).read_text()
+    # Every figure and table the committed study links is written again, none left out.
+    for folder in ("figures", "tables"):
+        committed = sorted(p.name for p in (RESULTS / "tiny" / folder).iterdir())
+        assert sorted(p.name for p in (regenerated / "tiny" / folder).iterdir()) == committed
+    assert {"overfitting.png", "best_alpha_density.png", "prefix_gain.png"} <= set(
+        committed_figures()
+    )
+
+
+def committed_figures() -> list[str]:
+    return [p.name for p in (RESULTS / "tiny" / "figures").iterdir()]
 
 
 def test_the_report_numbers_are_the_tables_numbers():

@@ -19,7 +19,15 @@ from dualsweep.training import train
 
 from .conftest import REPO, tiny_run_config
 
-TIMING = ["tokens_per_s", "elapsed_s", "train_time_s", "wall_time_s", "started_at", "finished_at"]
+TIMING = [
+    "tokens_per_s",
+    "elapsed_s",
+    "train_time_s",
+    "held_out_eval_time_s",
+    "wall_time_s",
+    "started_at",
+    "finished_at",
+]
 
 
 def test_cli_train_on_the_smoke_config(tmp_path):

@@ -114,16 +114,9 @@ def score_continuations(
             tokens[i, : len(row.tokens)] = torch.tensor(row.tokens)
         lengths = torch.tensor([len(r.tokens) for r in batch])
         tokens = tokens.to(device)
-        if mode == "md":
-            pads = (torch.arange(width)[None, :] >= lengths[:, None]).long().to(device)
-            logits = model(tokens, BIDIRECTIONAL, pads)  # pads form their own document
-        elif mode == "ar":
-            logits = model(tokens, CAUSAL)
-        else:
-            logits = model(tokens, torch.tensor([r.prefix for r in batch], device=device))
-        # Normalise only the target positions' logits, on the device, and copy back only
-        # their scores: a float32 log-softmax of the whole (batch, width, vocabulary) logits,
-        # copied to the host, would not fit at paper scale.
+        # Only the target positions' logits are computed (`at`), normalised on the device,
+        # and only their scores copied back: a float32 log-softmax of the whole (batch,
+        # width, vocabulary) logits, copied to the host, would not fit at paper scale.
         owners, batch_rows, positions, targets = [], [], [], []
         for i, row in enumerate(batch):
             original = [*pairs[row.pair][0], *pairs[row.pair][1]]
@@ -132,8 +125,17 @@ def score_continuations(
                 batch_rows.append(i)
                 positions.append(j - 1)
                 targets.append(original[j])
+        at = (torch.tensor(batch_rows, device=device), torch.tensor(positions, device=device))
+        if mode == "md":
+            pads = (torch.arange(width)[None, :] >= lengths[:, None]).long().to(device)
+            logits = model(tokens, BIDIRECTIONAL, pads, at=at)  # pads form their own document
+        elif mode == "ar":
+            logits = model(tokens, CAUSAL, at=at)
+        else:
+            prefixes = torch.tensor([r.prefix for r in batch], device=device)
+            logits = model(tokens, prefixes, at=at)
         target_ids = torch.tensor(targets, device=device)
-        predicted = torch.log_softmax(logits[batch_rows, positions].float(), dim=-1)
+        predicted = torch.log_softmax(logits.float(), dim=-1)
         target_log_probs = predicted.gather(1, target_ids[:, None]).squeeze(1)
         hits = predicted.argmax(dim=-1) == target_ids
         read_back = torch.stack([target_log_probs.double(), hits.double()]).tolist()  # one copy
