@@ -4,6 +4,7 @@ PYTHON ?= python3
 TORCH_SPEC ?= torch==2.13.0
 SWEEP ?= tiny
 STORAGE ?= runs
+RESULTS ?= results
 PY := $(VENV)/bin/python
 
 .PHONY: install test test-slow lint format smoke sweep study plan plots bench bench-gpu clean
@@ -34,7 +35,7 @@ smoke:
 
 # Run (or resume) a sweep: embedded Ray by default, a cluster when RAY_ADDRESS is set.
 sweep:
-	$(VENV)/bin/dualsweep sweep sweeps/$(SWEEP).yaml --storage $(STORAGE)
+	$(VENV)/bin/dualsweep sweep sweeps/$(SWEEP).yaml --storage $(STORAGE) --results $(RESULTS)
 
 # The committed laptop study: the 50-point tiny sweep, its seed and allocation companions
 # (about 30 minutes in all on 2 cores), then every figure, table and results/tiny/REPORT.md.
