@@ -27,7 +27,9 @@ def save(fig, directory: Path, name: str) -> list[Path]:
     directory.mkdir(parents=True, exist_ok=True)
     paths = [directory / f"{name}.png", directory / f"{name}.pdf"]
     fig.savefig(paths[0], dpi=150, bbox_inches="tight")
-    fig.savefig(paths[1], bbox_inches="tight")
+    # No creation date in the PDF: the same tables give the same bytes, so a re-run of
+    # `make plots` on committed results leaves the repository unchanged.
+    fig.savefig(paths[1], bbox_inches="tight", metadata={"CreationDate": None})
     plt.close(fig)
     return paths
 
