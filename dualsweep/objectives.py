@@ -148,7 +148,7 @@ def ar_rows_per_step(alpha: float, batch_size: int) -> int:
 
 
 def objective_allocation(
-    alpha: float, step: int, batch_size: int, rule: str = "sequence"
+    alpha: float, step: int, batch_size: int, rule: str
 ) -> tuple[np.ndarray, np.ndarray]:
     """Which rows of step `step`'s batch are AR (B,), and each row's weight in the batch loss (B,).
 
