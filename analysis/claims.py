@@ -641,6 +641,13 @@ def paper_numbers(table: pd.DataFrame) -> Section:
 
 
 # -- 10. evaluation cost ---------------------------------------------------------------
+def scoring_time(evals: pd.DataFrame) -> pd.Series:
+    """Per run_key, the multiple-choice scoring time summed over its rows (NaN if any is)."""
+    return evals.groupby("run_key")["scoring_time_s"].agg(
+        lambda s: float(s.sum()) if s.notna().all() else np.nan
+    )
+
+
 def evaluation_share(runs: pd.DataFrame, evals: pd.DataFrame) -> pd.DataFrame:
     """Per trial (index run_key) with every time recorded: the evaluation's share of its time.
 
@@ -651,9 +658,7 @@ def evaluation_share(runs: pd.DataFrame, evals: pd.DataFrame) -> pd.DataFrame:
     needed = {"run_key", "wall_time_s", "held_out_eval_time_s"}
     if not needed <= set(runs.columns) or not {"run_key", "scoring_time_s"} <= set(evals.columns):
         return pd.DataFrame(columns=["eval_time_s", "trial_time_s", "share_pct"])
-    scoring = evals.groupby("run_key")["scoring_time_s"].agg(
-        lambda s: float(s.sum()) if s.notna().all() else np.nan
-    )
+    scoring = scoring_time(evals)
     t = runs.set_index("run_key")[["wall_time_s", "held_out_eval_time_s"]].apply(
         pd.to_numeric, errors="coerce"
     )

@@ -76,8 +76,7 @@ def sweep_wall_time(runs: pd.DataFrame, evals: pd.DataFrame) -> float:
 
     scoring = pd.Series(0.0, index=runs.index)
     if not evals.empty and "scoring_time_s" in evals:
-        per_run = evals.groupby("run_key")["scoring_time_s"].sum()
-        scoring = runs["run_key"].map(per_run).fillna(0.0)
+        scoring = runs["run_key"].map(claims.scoring_time(evals)).fillna(0.0)
     ends = times("finished_at") + pd.to_timedelta(scoring, unit="s")
     return float((ends.max() - times("started_at").min()).total_seconds())
 

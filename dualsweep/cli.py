@@ -386,8 +386,7 @@ def _bad_input_errors() -> tuple[type[Exception], ...]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    args = build_parser().parse_args(argv)
     debug = args.debug or os.environ.get("DUALSWEEP_DEBUG", "") not in ("", "0")
     try:
         return args.handler(args)

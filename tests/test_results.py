@@ -57,9 +57,17 @@ def test_results_readme_documents_every_column():
     assert set(measured) <= set(row)
 
 
-def test_bottom_layers_do_not_import_torch_or_ray():
+def test_bottom_layers_do_not_import_torch_or_ray(tmp_path):
+    # The sweep driver checks every trial's evaluation (`evaluated`) when it collects the
+    # tables: that too must stay free of torch (a second or more at every sweep start).
+    pd.DataFrame(
+        {"task": ["cloze"], "mode": ["ar"], "strategy": ["next_token"], "n_items": [3]}
+    ).to_parquet(tmp_path / "evals.parquet")
     code = (
         "import sys, dualsweep.config, dualsweep.results, dualsweep.sweep.plan, dualsweep.sweep.trials;"
+        "from pathlib import Path;"
+        f"assert dualsweep.sweep.trials.evaluated(Path({str(tmp_path)!r}), "
+        "dualsweep.config.EvalConfig(tasks=('cloze',), modes=('ar',), task_items=3));"
         "heavy = {'torch', 'lightning', 'ray'} & set(sys.modules); assert not heavy, heavy"
     )
     subprocess.run([sys.executable, "-c", code], check=True)

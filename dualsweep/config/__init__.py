@@ -11,6 +11,7 @@ from dualsweep.config.loading import (
     run_config_from_dict,
 )
 from dualsweep.config.run import (
+    BUILTIN_TASKS,
     SECTIONS,
     DataConfig,
     EvalConfig,
@@ -22,10 +23,12 @@ from dualsweep.config.run import (
     flat_fields,
     run_key,
     section_of,
+    strategy_name,
 )
 from dualsweep.config.sweep import Point, Resources, SweepConfig
 
 __all__ = [
+    "BUILTIN_TASKS",
     "SECTIONS",
     "ConfigError",
     "DataConfig",
@@ -49,5 +52,6 @@ __all__ = [
     "run_config_from_dict",
     "run_key",
     "section_of",
+    "strategy_name",
     "to_plain",
 ]

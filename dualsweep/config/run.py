@@ -311,12 +311,22 @@ class TrainConfig:
 
 
 Mode = Literal["ar", "md", "prefix"]
+BUILTIN_TASKS = ("continuation", "word_order", "cloze")
+"""Multiple-choice tasks built from the held-out documents (see `dualsweep.evaluate.tasks`)."""
+
+
+def strategy_name(mode: str, span: int) -> str:
+    """How choice tokens are read in `mode`: next-token reading, or the MD masking strategy
+    for `md_mask_span` = `span` (the `strategy` column of evals rows)."""
+    if mode != "md":
+        return "next_token"
+    return "pll" if span == 1 else ("all_masked" if span == 0 else f"span_{span}")
 
 
 @dataclass(frozen=True, kw_only=True)
 class EvalConfig:
     tasks: tuple[str, ...] = field(default=("continuation", "word_order"), metadata=NOT_IDENTITY)
-    """Multiple-choice tasks run on the final model: built-in names (continuation, word_order, cloze) or .jsonl paths."""
+    """Multiple-choice tasks run on the final model: built-in names (BUILTIN_TASKS: continuation, word_order, cloze) or .jsonl paths."""
     modes: tuple[Mode, ...] = field(default=("ar", "md", "prefix"), metadata=NOT_IDENTITY)
     """Scoring modes: ar (log-likelihood), md (pseudo-log-likelihood), prefix (prefix-LM)."""
     md_mask_span: int = field(default=1, metadata=NOT_IDENTITY)
@@ -338,10 +348,10 @@ class EvalConfig:
             )
         for task in self.tasks:
             _check(
-                task in ("continuation", "word_order", "cloze") or task.endswith(".jsonl"),
+                task in BUILTIN_TASKS or task.endswith(".jsonl"),
                 "tasks",
                 task,
-                "each task must be continuation, word_order, cloze or a .jsonl file",
+                f"each task must be one of {', '.join(BUILTIN_TASKS)} or a .jsonl file",
             )
 
 

@@ -16,8 +16,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from dualsweep.config import strategy_name
 from dualsweep.evaluate.scoring import Score, score_continuations
-from dualsweep.evaluate.tasks import Task, strategy_name
+from dualsweep.evaluate.tasks import Task
 from dualsweep.objectives import SpecialTokens
 
 

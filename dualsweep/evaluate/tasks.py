@@ -26,7 +26,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-BUILTIN_TASKS = ("continuation", "word_order", "cloze")
+from dualsweep.config import BUILTIN_TASKS
 
 
 class TaskError(ValueError):
@@ -249,13 +249,6 @@ def cloze_task(
         context = " ".join(words[max(0, i - context_words) : i])
         items.append(Item(context=context, choices=choices, label=options.index(true)))
     return Task(name="cloze", items=tuple(items))
-
-
-def strategy_name(mode: str, span: int) -> str:
-    """How choice tokens were scored: next-token reading, or the MD masking strategy."""
-    if mode != "md":
-        return "next_token"
-    return "pll" if span == 1 else ("all_masked" if span == 0 else f"span_{span}")
 
 
 def builtin_task(name: str, held_out_documents: Sequence[str], *, n_items: int, seed: int) -> Task:

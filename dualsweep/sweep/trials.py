@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from dualsweep.config import EvalConfig, RunConfig
+from dualsweep.config import BUILTIN_TASKS, EvalConfig, RunConfig, strategy_name
 from dualsweep.paths import CURVE_FILE, EVALS_FILE, SUMMARY_FILE, exclusive_lock
 from dualsweep.results import (
     CURVES_FILE,
@@ -103,8 +103,6 @@ def evaluated(trial_dir: Path, evaluation: EvalConfig) -> bool:
     """The trial's evals hold every configured task and mode, scored as configured now: the
     built-in tasks with `task_items` items and MD mode with `md_mask_span` (a changed setting
     evaluates again rather than leaving stale rows)."""
-    from dualsweep.evaluate.tasks import BUILTIN_TASKS, strategy_name
-
     path = trial_dir / EVALS_FILE
     if not path.is_file():
         return not evaluation.tasks
