@@ -70,10 +70,16 @@ def test_an_out_path_that_is_a_file(tmp_path, capsys):
     assert f"--out: {out} is a file" in error_line(capsys)
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root writes anywhere")
-def test_an_unwritable_out_is_found_before_any_work(tmp_path, capsys):
+def test_an_unwritable_out_is_found_before_any_work(tmp_path, capsys, monkeypatch):
     locked = tmp_path / "locked"
     locked.mkdir(mode=0o555)
+    if os.geteuid() == 0:  # root writes anywhere: let the OS say what it says to a user
+        import dualsweep.cli as cli
+
+        real_access = os.access
+        monkeypatch.setattr(
+            cli.os, "access", lambda path, mode: Path(path) != locked and real_access(path, mode)
+        )
     config = write_config(tmp_path / "c.yaml")
     assert main(["train", "--config", str(config), "--out", str(locked / "run")]) == 2
     assert "permission denied" in error_line(capsys)
@@ -233,6 +239,46 @@ def test_an_unexpected_error_is_one_line_and_debug_shows_the_traceback(monkeypat
     )
     assert main(["--debug", "plan", str(SMOKE)]) == 1
     assert "Traceback (most recent call last)" in capsys.readouterr().err
+
+
+def _progress_after(events, on_trial_end):
+    """Feed SweepProgress a sequence of (event, key, last_result) and return its lines."""
+    from types import SimpleNamespace
+
+    from dualsweep.sweep.progress import SweepProgress
+
+    configs = {key: tiny_run_config(seed=i) for i, key in enumerate(["a", "b", "c"])}
+    lines: list[str] = []
+    progress = SweepProgress("s", configs, 0, on_trial_end=on_trial_end, log=lines.append)
+    for event, key, result in events:
+        trial = SimpleNamespace(config={"run_key": key}, last_result=result)
+        getattr(progress, f"on_trial_{event}")(0, [], trial)
+    return lines
+
+
+def test_the_live_line_while_table_writes_fail(tmp_path):
+    def full_disk(key):
+        raise OSError(28, "No space left on device")
+
+    # Tune reports an error after a callback raised: the trial must count once.
+    lines = _progress_after(
+        [("start", "a", {}), ("start", "b", {}), ("complete", "a", {}), ("error", "a", {})],
+        full_disk,
+    )
+    assert lines[-2].startswith("[s] 1/3 done, 1 running, 1 pending, 0 failed")
+    assert "tables not updated: OSError: [Errno 28] No space left on device" in lines[-2]
+    assert lines[-1].startswith("[s] 1/3 done, 1 running, 1 pending, 0 failed")
+
+
+def test_a_trial_reporting_an_input_error_ends_failed(tmp_path):
+    collected = []
+    lines = _progress_after(
+        [("start", "c", {}), ("complete", "c", {"status": "failed", "error": "DataError: x"})],
+        collected.append,
+    )
+    assert collected == ["c"]
+    assert lines[-1].startswith("[s] 0/3 done, 0 running, 2 pending, 1 failed")
+    assert "not retried: DataError: x" in lines[-1]
 
 
 # -- text sources ----------------------------------------------------------------------

@@ -2,7 +2,8 @@
 
 A Ray Tune callback in the driver. It prints one line whenever a trial starts, finishes,
 fails or is retried, and every `heartbeat_s` otherwise; and it hands each ended trial to
-`on_trial_end` so results are collected as they come, not only at the end.
+`on_trial_end` so results are collected as they come, not only at the end. A trial that
+reports `status: failed` (an error retrying cannot change, see trainable.py) ended failed.
 """
 
 from __future__ import annotations
@@ -75,22 +76,38 @@ class SweepProgress(tune.Callback):
         self.running[self._key(trial)] = time.monotonic()
         self._print(f"started {self._describe(trial)}")
 
-    def _end(self, trial) -> None:
-        self.ended.add(self._key(trial))
-        started = self.running.pop(self._key(trial), None)
+    def _end(self, trial, failed: bool) -> str:
+        """Count the trial once and collect its folder; return a note for the line."""
+        key = self._key(trial)
+        if key in self.ended:  # Tune may report one end twice when a callback raised
+            return ""
+        self.ended.add(key)
+        self.failed += failed
+        self.finished += not failed
+        started = self.running.pop(key, None)
         if started is not None:
             self.durations.append(time.monotonic() - started)
-        self.on_trial_end(self._key(trial))
+        try:
+            self.on_trial_end(key)
+        except Exception as e:  # noqa: BLE001 - the trial folder keeps everything
+            return (
+                f" (tables not updated: {type(e).__name__}: {e}; the trial folder keeps its "
+                "results, collected again at the end and by the next run)"
+            )
+        return ""
 
     def on_trial_complete(self, iteration, trials, trial, **info):
-        self.finished += 1
-        self._end(trial)
-        self._print(f"finished {self._describe(trial)}")
+        result = trial.last_result or {}
+        if result.get("status") == "failed":  # an error retrying cannot change
+            note = self._end(trial, failed=True)
+            self._print(f"FAILED {self._describe(trial)}, not retried: {result.get('error')}{note}")
+        else:
+            note = self._end(trial, failed=False)
+            self._print(f"finished {self._describe(trial)}{note}")
 
     def on_trial_error(self, iteration, trials, trial, **info):
-        self.failed += 1
-        self._end(trial)
-        self._print(f"FAILED {self._describe(trial)}")
+        note = self._end(trial, failed=True)
+        self._print(f"FAILED {self._describe(trial)}{note}")
 
     def on_trial_recover(self, iteration, trials, trial, **info):
         self.retries += 1

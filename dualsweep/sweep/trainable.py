@@ -4,19 +4,33 @@ It runs in a Ray worker process. A finished trial is never trained again (its su
 so); an interrupted one resumes from its checkpoint; a failed one raises, so that Tune
 retries it up to the sweep's `retries`. A finished trial is then evaluated on the
 configured tasks and modes, unless it already was (adding a task evaluates, not retrains).
+
+An error in the trial's input (its config, its corpus, a task file) comes back on every
+try: it is recorded and reported as `status: failed` instead of raised, so Tune ends the
+trial without retrying it.
 """
 
 from __future__ import annotations
 
-from dualsweep.config import run_config_from_dict
+from dualsweep.config import ConfigError, run_config_from_dict
 from dualsweep.sweep.storage import TrialStorage
 from dualsweep.sweep.trials import (
     EVAL_ERROR_FILE,
     evaluated,
     record_attempt,
+    record_failure,
     trial_lock,
     trial_status,
 )
+
+
+
+def _input_errors() -> tuple[type[Exception], ...]:
+    """The errors of a trial's input (imported here: the driver imports this module)."""
+    from dualsweep.data.sources import DataError
+    from dualsweep.evaluate.tasks import TaskError
+
+    return (ConfigError, DataError, TaskError)
 
 
 class TrialFailed(RuntimeError):
@@ -46,6 +60,7 @@ def run_trial(
     from ray import tune
 
     key = params["run_key"]
+    report = {"status": "finished"}
     config = run_config_from_dict(trials[key])
     trial_dir = storage.trial_dir(key)
     trial_dir.mkdir(parents=True, exist_ok=True)
@@ -66,9 +81,15 @@ def run_trial(
                         raise TrialFailed(summary.error)
                 if not evaluated(trial_dir, config.evaluation):
                     _evaluate(config, trial_dir, log)
+            except _input_errors() as e:
+                error = f"{type(e).__name__}: {e}"
+                log(f"{error} (an input error: not retried)")
+                if trial_status(trial_dir) != "finished":  # else _evaluate recorded it
+                    record_failure(config, storage, key, error)
+                report = {"status": "failed", "error": error}
             finally:
                 storage.push(key)
-    tune.report({"status": "finished"})
+    tune.report(report)
 
 
 def _train(config, trial_dir, storage: TrialStorage, key: str, log):
@@ -87,7 +108,9 @@ def _evaluate(config, trial_dir, log) -> None:
     device = "cuda" if resolve_device(config)[0] == "gpu" else "cpu"
     try:
         evaluate_run(trial_dir, config.evaluation, device=device, log=log, held_out=False)
-    except Exception as e:  # noqa: BLE001 - recorded, then raised for Tune to retry
+    except Exception as e:  # noqa: BLE001 - recorded, then raised
         error_file.write_text(f"{type(e).__name__}: {e}")
+        if isinstance(e, _input_errors()):
+            raise  # run_trial reports it without a retry
         raise TrialFailed(f"evaluation failed: {type(e).__name__}: {e}") from e
     error_file.unlink(missing_ok=True)
