@@ -24,7 +24,6 @@ from dualsweep.sweep.trials import (
 )
 
 
-
 def _input_errors() -> tuple[type[Exception], ...]:
     """The errors of a trial's input (imported here: the driver imports this module)."""
     from dualsweep.data.sources import DataError
