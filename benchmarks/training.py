@@ -23,9 +23,9 @@ import torch
 from benchmarks.common import Ratio, alternating_steps, interleaved, ratio_of
 from dualsweep.config import RunConfig, load_sweep
 from dualsweep.model import Transformer
-from dualsweep.objectives import ar_sequence_flags, corrupt_batch, dual_objective_loss
 from dualsweep.sweep.plan import training_flops_per_token
 from dualsweep.training.optim import build_optimizers
+from dualsweep.training.step import train_step
 
 BENCH_SWEEP = "sweeps/tiny.yaml"  # the laptop-scale model the tiny sweep trains
 
@@ -71,38 +71,33 @@ def autocast(device: torch.device):
 
 
 class BareLoop:
-    """The training step of DualObjectiveModule without Lightning: the objective's draws,
-    loss and backward per micro-batch, clipping, optimiser steps. The model and the batches
-    go to the model's device; on CUDA the forward runs under bf16 autocast."""
+    """The training step of DualObjectiveModule (`dualsweep.training.step.train_step`, the
+    same function) without Lightning, at the config's alpha replaced by `alpha`. The model and
+    the batches go to the model's device; on CUDA the step runs under bf16 autocast, as
+    Lightning's bf16-mixed precision runs the module's step."""
 
     def __init__(self, config: RunConfig, model: torch.nn.Module, special, alpha: float):
-        self.config, self.model, self.special, self.alpha = config, model, special, alpha
+        self.config, self.model, self.special = config.replace(alpha=alpha), model, special
         self.device = next(model.parameters()).device
         self.optimizers = build_optimizers(model, config.optim)
         self.generator = torch.Generator(device=self.device)
         self.step = 0
+        self.total_steps = config.steps
         self.step_times: list[float] = []  # of the last run
 
     def train_step(self, tokens: torch.Tensor) -> None:
         tokens = tokens.to(self.device, non_blocking=True)
-        B = len(tokens)
-        self.generator.manual_seed(self.step)
-        is_ar = ar_sequence_flags(self.alpha, self.step * B, B)
-        corruption = corrupt_batch(tokens, is_ar, self.special, self.generator)
-        micro = self.config.train.micro_batch_size or B
-        for start in range(0, B, micro):
-            with autocast(self.device):
-                part = dual_objective_loss(
-                    self.model,
-                    tokens[start : start + micro],
-                    corruption.rows(start, start + micro),
-                    self.special,
-                )
-            part.loss.backward()  # carries its rows' share of the batch loss
-        torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.optim.grad_clip)
-        for optimizer in self.optimizers:
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
+        with autocast(self.device):
+            train_step(
+                self.model,
+                self.optimizers,
+                tokens,
+                step=self.step % self.total_steps,
+                total_steps=self.total_steps,
+                config=self.config,
+                special=self.special,
+                generator=self.generator,
+            )
         self.step += 1
 
     def run(self, tokens_list: list[torch.Tensor]) -> float:

@@ -315,3 +315,41 @@ def test_ctrl_c_records_the_run_and_says_how_to_resume(tmp_path, monkeypatch):
     row = pd.read_parquet(tmp_path / "run" / "summary.parquet").iloc[0]
     assert row["status"] == "failed" and row["error"].startswith("interrupted")
     assert row["steps"] == 8 and (tmp_path / "run" / "checkpoint.pt").is_file()
+
+
+def test_the_module_and_a_bare_loop_run_the_same_step(tmp_path):
+    # Lightning adds nothing to the step: a bare loop calling `train_step` on the same
+    # batches from the same initial weights ends at the same weights, bit for bit on CPU.
+    import lightning as L
+    import torch
+
+    from dualsweep.data.datamodule import DualSweepData
+    from dualsweep.model import Transformer
+    from dualsweep.training import train
+    from dualsweep.training.optim import build_optimizers
+    from dualsweep.training.step import train_step
+
+    config = tiny_run_config(alpha=0.5, token_budget=6 * 8 * 32, eval_interval=0)
+    assert train(config, tmp_path / "run", log=lambda m: None).status == "finished"
+    trained = torch.load(tmp_path / "run" / "model.pt", weights_only=True)
+
+    data = DualSweepData(config, log=lambda m: None)
+    data.setup()
+    L.seed_everything(config.train.seed, verbose=False)
+    model = Transformer(config.model)
+    optimizers = build_optimizers(model, config.optim)
+    generator = torch.Generator()
+    for batch in data.train_dataloader():
+        train_step(
+            model,
+            optimizers,
+            batch["tokens"],
+            step=int(batch["step"]),
+            total_steps=config.steps,
+            config=config,
+            special=data.corpus.special,
+            generator=generator,
+        )
+    assert config.steps == 6
+    for name, value in model.state_dict().items():
+        assert torch.equal(value, trained[name]), name

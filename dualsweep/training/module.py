@@ -1,4 +1,5 @@
-"""The LightningModule: a thin shell that calls the pure objective, schedule and evaluation.
+"""The LightningModule: a thin shell around the training step (step.py), the held-out
+evaluation, the curve and the checkpoints.
 
 Manual optimisation, because Muon + AdamW are two optimisers stepping together. The step
 index comes with each batch, so the AR/MD allocation, the masking draws and the learning
@@ -20,22 +21,13 @@ from dualsweep.config import RunConfig, run_key
 from dualsweep.data.repetition import RepetitionPlan
 from dualsweep.evaluate import held_out_losses
 from dualsweep.model import Transformer
-from dualsweep.objectives import (
-    SpecialTokens,
-    corrupt_batch,
-    dual_objective_loss,
-    objective_allocation,
-)
-from dualsweep.schedules import wsd_multiplier
-from dualsweep.training.optim import build_optimizers, set_lr_multiplier
+from dualsweep.objectives import SpecialTokens
+from dualsweep.training.optim import build_optimizers
+from dualsweep.training.step import train_step
 
 
 class NonFiniteLossError(RuntimeError):
     """The training loss became NaN or infinite."""
-
-
-def step_seed(seed: int, step: int) -> int:
-    return seed * 1_000_003 + step
 
 
 class DualObjectiveModule(L.LightningModule):
@@ -78,63 +70,27 @@ class DualObjectiveModule(L.LightningModule):
         step, tokens = int(batch["step"]), batch["tokens"]
         optimizers = self.optimizers()
         optimizers = optimizers if isinstance(optimizers, list) else [optimizers]
-        lr_multiplier = wsd_multiplier(
-            step,
-            self.plan.steps,
-            warmup_fraction=cfg.optim.warmup_fraction,
-            decay_fraction=cfg.optim.decay_fraction,
-            final_fraction=cfg.optim.final_lr_fraction,
-            shape=cfg.optim.decay_shape,
-        )
-        set_lr_multiplier([o.optimizer for o in optimizers], lr_multiplier)
-
         if self._generator is None or self._generator.device != tokens.device:
             self._generator = torch.Generator(device=tokens.device)
-        self._generator.manual_seed(step_seed(cfg.train.seed, step))
-        B = len(tokens)
-        is_ar, weights = objective_allocation(
-            cfg.objective.alpha, step, B, cfg.objective.mix_allocation
-        )
-        corruption = corrupt_batch(
+        stats = train_step(
+            self.model,
+            optimizers,
             tokens,
-            is_ar,
-            self.special,
-            self._generator,
-            weights=weights,
-            stratified=cfg.objective.mask_rate_sampling == "stratified",
-            min_mask_rate=cfg.objective.min_mask_rate,
+            step=step,
+            total_steps=self.plan.steps,
+            config=cfg,
+            special=self.special,
+            generator=self._generator,
+            backward=self.manual_backward,
         )
-        # Gradient accumulation over micro-batches: the same draws and the same gradient as
-        # the whole batch at once (each part's loss carries its rows' batch weights).
-        micro = cfg.train.micro_batch_size or B
-        parts, batch_loss = [], 0.0
-        for start in range(0, B, micro):
-            part = dual_objective_loss(
-                self.model,
-                tokens[start : start + micro],
-                corruption.rows(start, start + micro),
-                self.special,
-                document_masking=cfg.data.document_masking,
-            )
-            self.manual_backward(part.loss)
-            parts.append(part.sequence_losses.detach())
-            batch_loss = batch_loss + part.loss.detach()
-        losses = torch.cat(parts)
-        ar_rows = torch.from_numpy(is_ar).to(tokens.device, non_blocking=True)
-        if cfg.optim.grad_clip > 0:
-            torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.optim.grad_clip)
-        for optimizer in optimizers:
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
-
-        n_ar = int(is_ar.sum())
         w = self._window
-        w["loss"] = w["loss"] + batch_loss
-        w["ar"] = w["ar"] + (losses * ar_rows).sum()
-        w["md"] = w["md"] + (losses * ~ar_rows).sum()
-        w["n_ar"] += n_ar
-        w["n_md"] += B - n_ar
+        w["loss"] = w["loss"] + stats.loss
+        w["ar"] = w["ar"] + stats.ar_loss_sum
+        w["md"] = w["md"] + stats.md_loss_sum
+        w["n_ar"] += stats.n_ar
+        w["n_md"] += stats.n_md
         w["steps"] += 1
+        lr_multiplier = stats.lr_multiplier
 
         done = step + 1
         last = done == self.plan.steps

@@ -1,0 +1,127 @@
+"""One optimizer step of the dual objective: the single definition every training loop runs.
+
+The LightningModule calls it, and so does the benchmarks' bare PyTorch loop, so that a
+framework benchmark compares the same work. Everything random in a step (which rows are AR,
+the mask rates and masks) is drawn from a generator seeded by (seed, step), and the learning
+rate is a function of the step: a step computes the same thing on every re-run, after a
+resume, and whatever the micro-batch size.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import torch
+
+from dualsweep.config import RunConfig
+from dualsweep.objectives import (
+    SpecialTokens,
+    corrupt_batch,
+    dual_objective_loss,
+    objective_allocation,
+)
+from dualsweep.schedules import wsd_multiplier
+from dualsweep.training.optim import set_lr_multiplier
+
+
+def step_seed(seed: int, step: int) -> int:
+    """The seed of step `step`'s draws: distinct for every (run seed, step) pair in use."""
+    return seed * 1_000_003 + step
+
+
+@dataclass(frozen=True)
+class StepStats:
+    """What one step measured; tensors stay on the device (read back only at log steps)."""
+
+    loss: torch.Tensor
+    """The batch's mixed loss (0-d, detached)."""
+    ar_loss_sum: torch.Tensor
+    """Sum of the AR rows' per-sequence losses (0-d, detached)."""
+    md_loss_sum: torch.Tensor
+    """Sum of the MD rows' per-sequence losses, the 1/t-weighted ELBO estimates (0-d, detached)."""
+    n_ar: int
+    n_md: int
+    lr_multiplier: float
+    """The schedule's multiplier of every peak learning rate at this step."""
+
+
+def lr_multiplier_at(config: RunConfig, step: int, total_steps: int) -> float:
+    optim = config.optim
+    return wsd_multiplier(
+        step,
+        total_steps,
+        warmup_fraction=optim.warmup_fraction,
+        decay_fraction=optim.decay_fraction,
+        final_fraction=optim.final_lr_fraction,
+        shape=optim.decay_shape,
+    )
+
+
+def train_step(
+    model: torch.nn.Module,
+    optimizers: Sequence,
+    tokens: torch.Tensor,
+    *,
+    step: int,
+    total_steps: int,
+    config: RunConfig,
+    special: SpecialTokens,
+    generator: torch.Generator,
+    backward: Callable[[torch.Tensor], None] = torch.Tensor.backward,
+) -> StepStats:
+    """Set the step's learning rate, draw its objectives and masks, accumulate the gradient
+    over micro-batches, clip it, and step every optimizer.
+
+    `optimizers` step with `.step()` and `.zero_grad()`; Lightning's wrappers qualify (their
+    param groups are the wrapped optimizer's). `generator` lives on the tokens' device and is
+    re-seeded here. `backward` is Lightning's `manual_backward` inside the module (it applies
+    the precision plugin), plain `loss.backward()` elsewhere. Autocast, where wanted, is the
+    caller's context around this call.
+    """
+    objective, train = config.objective, config.train
+    multiplier = lr_multiplier_at(config, step, total_steps)
+    set_lr_multiplier([getattr(o, "optimizer", o) for o in optimizers], multiplier)
+    generator.manual_seed(step_seed(train.seed, step))
+    B = len(tokens)
+    is_ar, weights = objective_allocation(objective.alpha, step, B, objective.mix_allocation)
+    corruption = corrupt_batch(
+        tokens,
+        is_ar,
+        special,
+        generator,
+        weights=weights,
+        stratified=objective.mask_rate_sampling == "stratified",
+        min_mask_rate=objective.min_mask_rate,
+    )
+    # Gradient accumulation: the batch's draws are made above, once, and each part's loss
+    # carries its rows' batch weights, so the parts add up to the whole batch's gradient.
+    micro = train.micro_batch_size or B
+    parts, batch_loss = [], 0.0
+    for start in range(0, B, micro):
+        part = dual_objective_loss(
+            model,
+            tokens[start : start + micro],
+            corruption.rows(start, start + micro),
+            special,
+            document_masking=config.data.document_masking,
+        )
+        backward(part.loss)
+        parts.append(part.sequence_losses.detach())
+        batch_loss = batch_loss + part.loss.detach()
+    if config.optim.grad_clip > 0:
+        torch.nn.utils.clip_grad_norm_(model.parameters(), config.optim.grad_clip)
+    for optimizer in optimizers:
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+    losses = torch.cat(parts)
+    ar_rows = torch.from_numpy(is_ar).to(tokens.device, non_blocking=True)
+    n_ar = int(is_ar.sum())
+    return StepStats(
+        loss=batch_loss,
+        ar_loss_sum=(losses * ar_rows).sum(),
+        md_loss_sum=(losses * ~ar_rows).sum(),
+        n_ar=n_ar,
+        n_md=B - n_ar,
+        lr_multiplier=multiplier,
+    )
