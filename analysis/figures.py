@@ -9,16 +9,16 @@ from __future__ import annotations
 from pathlib import Path
 
 import matplotlib
+import matplotlib.ticker
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")  # files only; no display needed
+from analysis.surface import SurfaceFit, dense_alphas, logit_alpha
+from analysis.tables import alpha_label
 
-import matplotlib.pyplot as plt  # noqa: E402
-import matplotlib.ticker  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-
-from analysis.surface import SurfaceFit, dense_alphas, logit_alpha  # noqa: E402
-from analysis.tables import alpha_label  # noqa: E402
+# Figures are made as `Figure` objects, not through pyplot: they are only ever saved to
+# files, so no backend is chosen and a notebook user's backend is left as it was.
 
 GRID_ALPHAS = (0, 1 / 256, 1 / 64, 1 / 16, 1 / 4, 1 / 2, 3 / 4, 15 / 16, 63 / 64, 255 / 256, 1)
 
@@ -30,7 +30,6 @@ def save(fig, directory: Path, name: str) -> list[Path]:
     # No creation date in the PDF: the same tables give the same bytes, so a re-run of
     # `make plots` on committed results leaves the repository unchanged.
     fig.savefig(paths[1], bbox_inches="tight", metadata={"CreationDate": None})
-    plt.close(fig)
     return paths
 
 
@@ -60,14 +59,8 @@ def overfitting(curves: pd.DataFrame, table: pd.DataFrame, directory: Path) -> l
     repetitions = sorted(curves["repetitions"].unique())
     columns = min(3, len(repetitions))
     rows = int(np.ceil(len(repetitions) / columns))
-    fig, axes = plt.subplots(
-        rows,
-        columns,
-        figsize=(4.2 * columns, 3.2 * rows),
-        sharey=True,
-        squeeze=False,
-        layout="constrained",
-    )
+    fig = Figure(figsize=(4.2 * columns, 3.2 * rows), layout="constrained")
+    axes = fig.subplots(rows, columns, sharey=True, squeeze=False)
     styles = {
         "pure AR (alpha = 1)": "tab:red",
         "pure MD (alpha = 0)": "tab:blue",
@@ -122,7 +115,8 @@ def surface(
     mean = fit.latent.predict(np.column_stack([grid_r.ravel(), grid_z.ravel()])).reshape(
         grid_r.shape
     )
-    fig, ax = plt.subplots(figsize=(7.5, 5.5), layout="constrained")
+    fig = Figure(figsize=(7.5, 5.5), layout="constrained")
+    ax = fig.subplots()
     image = ax.pcolormesh(
         grid_r,
         grid_z,
@@ -165,9 +159,8 @@ def best_alpha_density(
     targets: dict[str, tuple[pd.DataFrame, np.ndarray]], table: pd.DataFrame, directory: Path
 ) -> list[Path]:
     """Posterior density of the best alpha against R, one panel per target metric."""
-    fig, axes = plt.subplots(
-        1, len(targets), figsize=(6.5 * len(targets), 5), squeeze=False, layout="constrained"
-    )
+    fig = Figure(figsize=(6.5 * len(targets), 5), layout="constrained")
+    axes = fig.subplots(1, len(targets), squeeze=False)
     bins = np.linspace(logit_alpha(0.0), logit_alpha(1.0), 41)
     for ax, (name, (best, samples)) in zip(axes.flat, targets.items(), strict=True):
         x = np.log2(best["repetitions"].to_numpy())
@@ -197,8 +190,9 @@ def best_alpha_density(
 
 def prefix_gain(table: pd.DataFrame, directory: Path) -> list[Path]:
     """Normalised score of prefix-LM scoring minus AR scoring, against alpha, one line per R."""
-    fig, ax = plt.subplots(figsize=(7, 4.5), layout="constrained")
-    colours = plt.cm.plasma(np.linspace(0, 0.9, table["repetitions"].nunique()))
+    fig = Figure(figsize=(7, 4.5), layout="constrained")
+    ax = fig.subplots()
+    colours = matplotlib.colormaps["plasma"](np.linspace(0, 0.9, table["repetitions"].nunique()))
     points = (
         table.groupby(["repetitions", "alpha"])[["score_prefix", "score_ar"]].mean().reset_index()
     )

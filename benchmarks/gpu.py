@@ -44,8 +44,8 @@ from benchmarks.training import (
     timed_steps,
 )
 from dualsweep.config import RunConfig, load_sweep
+from dualsweep.data.special import SpecialTokens
 from dualsweep.model import Transformer
-from dualsweep.objectives import SpecialTokens
 from dualsweep.sweep.plan import training_flops_per_token
 
 RESULT_FILE = RESULTS_DIR / "gpu.json"

@@ -21,21 +21,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from dualsweep.data.special import SpecialTokens
 from dualsweep.model import BIDIRECTIONAL, CAUSAL
-
-
-@dataclass(frozen=True)
-class SpecialTokens:
-    """Ids of the special tokens; pad, bos and mask are never modelled."""
-
-    pad: int
-    bos: int
-    eos: int
-    mask: int
-
-    @property
-    def unmodelled(self) -> tuple[int, int, int]:
-        return (self.pad, self.bos, self.mask)
 
 
 def next_token_nll(logits: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -227,9 +228,14 @@ def test_plots_without_results_says_so(tmp_path, capsys):
     assert "run `make sweep SWEEP=nothing`" in capsys.readouterr().err
 
 
-def test_analysis_needs_neither_torch_nor_ray():
+def test_analysis_needs_neither_torch_nor_ray_and_keeps_the_users_backend():
+    # A notebook user's matplotlib backend (here: svg) is the same after importing the
+    # analysis (figures are drawn on Figure objects, never through a backend switch).
     code = (
-        "import sys, analysis.plots, analysis.figures, analysis.surface, analysis.report;"
-        "heavy = {'torch', 'lightning', 'ray'} & set(sys.modules); assert not heavy, heavy"
+        "import sys, matplotlib, analysis.plots, analysis.figures, analysis.surface, analysis.report;"
+        "heavy = {'torch', 'lightning', 'ray'} & set(sys.modules); assert not heavy, heavy;"
+        "assert matplotlib.get_backend() == 'svg', matplotlib.get_backend()"
     )
-    subprocess.run([sys.executable, "-c", code], check=True)
+    subprocess.run(
+        [sys.executable, "-c", code], check=True, env={**os.environ, "MPLBACKEND": "svg"}
+    )

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import math
 import re
+import subprocess
+import sys
 from types import SimpleNamespace
 
 import numpy as np
@@ -13,6 +15,7 @@ import torch
 from torch import nn
 
 from dualsweep.config import ModelConfig
+from dualsweep.data.special import SpecialTokens
 from dualsweep.evaluate.multiple_choice import evaluate_task, normalized_score, summarize
 from dualsweep.evaluate.scoring import Score, score_continuations
 from dualsweep.evaluate.tasks import (
@@ -25,7 +28,6 @@ from dualsweep.evaluate.tasks import (
     word_order_task,
 )
 from dualsweep.model import CAUSAL, Transformer, attention_mask
-from dualsweep.objectives import SpecialTokens
 
 SPECIAL = SpecialTokens(pad=0, bos=1, eos=2, mask=3)
 V, T = 12, 16
@@ -338,13 +340,39 @@ def test_lm_eval_harness_runs_a_local_task_offline(trained_run, tmp_path):
         "doc_to_text: '{{context}}'\ndoc_to_choice: '{{choices}}'\ndoc_to_target: '{{label}}'\n"
         "metric_list:\n  - metric: acc\n"
     )
+    lm = DualSweepLM(run_dir=str(trained_run), mode="md")
+    answered = []  # what lm-eval asked and what the adapter answered
+
+    def recording(requests):
+        answers = DualSweepLM.loglikelihood(lm, requests)
+        answered.extend(zip(requests, answers, strict=True))
+        return answers
+
+    lm.loglikelihood = recording
     results = lm_eval.simple_evaluate(
-        model=DualSweepLM(run_dir=str(trained_run), mode="md"),
+        model=lm,
         tasks=["dualsweep_local"],
         task_manager=TaskManager(include_path=str(tmp_path), include_defaults=False),
     )
-    accuracy = results["results"]["dualsweep_local"]["acc,none"]
     assert results["n-samples"]["dualsweep_local"]["effective"] == 12
-    assert accuracy * 12 == pytest.approx(
-        round(accuracy * 12)
-    )  # a count of right answers out of 12
+    # lm-eval's accuracy is the share of items whose gold choice got the highest
+    # log-likelihood: recomputed here from the adapter's own answers.
+    assert len(answered) == 12 * 3
+    best: dict[int, tuple[float, int]] = {}
+    for request, (log_prob, _) in answered:
+        if request.doc_id not in best or log_prob > best[request.doc_id][0]:
+            best[request.doc_id] = (log_prob, request.idx)
+    expected = sum(best[i][1] == i % 3 for i in range(12)) / 12
+    assert results["results"]["dualsweep_local"]["acc,none"] == pytest.approx(expected)
+
+
+def test_lm_eval_registration_is_explicit(trained_run):
+    pytest.importorskip("lm_eval")
+    code = (
+        "import dualsweep.evaluate.lm_eval_adapter as a, lm_eval.api.registry as r;"
+        "names = lambda: set(r.model_registry.keys());"
+        "assert 'dualsweep' not in names();"
+        "a.register(); a.register();"  # twice: idempotent
+        "assert r.get_model('dualsweep') is a.DualSweepLM"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)

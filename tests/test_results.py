@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 import subprocess
 import sys
 
@@ -71,3 +72,16 @@ def test_bottom_layers_do_not_import_torch_or_ray(tmp_path):
         "heavy = {'torch', 'lightning', 'ray'} & set(sys.modules); assert not heavy, heavy"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_preparing_a_corpus_imports_no_torch(tmp_path):
+    # Corpus preparation (sources, tokenizer, shards) is the data layer's torch-free half:
+    # a machine that only prepares corpora, or a sweep driver checking them, never loads it.
+    code = (
+        "import sys, dualsweep.data.corpus as c, dualsweep.config as k;"
+        "corpus = c.prepare_corpus(k.DataConfig(max_documents=40), 320, log=lambda m: None);"
+        "assert len(corpus.training_sequences(32)) > 0;"
+        "heavy = {'torch', 'lightning', 'ray'} & set(sys.modules); assert not heavy, heavy"
+    )
+    env = {**os.environ, "DUALSWEEP_CACHE": str(tmp_path)}
+    subprocess.run([sys.executable, "-c", code], check=True, env=env)

@@ -25,8 +25,8 @@ import numpy as np
 
 from dualsweep.config import DataConfig
 from dualsweep.data.sources import DataError, fingerprint, shard_documents, text_documents
+from dualsweep.data.special import SpecialTokens
 from dualsweep.data.tokenizer import MIN_BPE_VOCAB, TOKENIZER_SPECIALS, cached_tokenizer
-from dualsweep.objectives import SpecialTokens
 from dualsweep.paths import default_cache_dir, exclusive_lock
 
 FORMAT_VERSION = 1

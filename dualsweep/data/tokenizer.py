@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from dualsweep.config.run import MIN_BPE_VOCAB
-from dualsweep.objectives import SpecialTokens
+from dualsweep.data.special import SpecialTokens
 
 SPECIAL_TOKENS = ("<|pad|>", "<|bos|>", "<|eos|>", "<|mask|>")
 TOKENIZER_SPECIALS = SpecialTokens(pad=0, bos=1, eos=2, mask=3)

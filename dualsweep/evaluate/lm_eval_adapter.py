@@ -4,8 +4,9 @@
     lm = DualSweepLM(run_dir="runs/a0.5-r16", mode="md")
     lm_eval.simple_evaluate(model=lm, tasks=["hellaswag"])   # with a network, real benchmarks
 
-or `dualsweep lm-eval RUN_DIR --tasks hellaswag --mode md`. Importing this module registers
-the model as "dualsweep" in lm-eval's registry. `loglikelihood` scores continuations in the
+or `dualsweep lm-eval RUN_DIR --tasks hellaswag --mode md`. `register()` adds the model to
+lm-eval's registry as "dualsweep" (for `model="dualsweep"`); importing the module does not
+change lm-eval's state. `loglikelihood` scores continuations in the
 chosen mode (ar, md pseudo-log-likelihood, or prefix-LM; see `evaluate.scoring`);
 `loglikelihood_rolling` scores whole strings in rolling windows in that mode;
 `generate_until` decodes greedily with causal attention.
@@ -16,14 +17,12 @@ from __future__ import annotations
 import torch
 from lm_eval import utils
 from lm_eval.api.model import LM
-from lm_eval.api.registry import register_model
 
 from dualsweep.evaluate.run import load_run
 from dualsweep.evaluate.scoring import MODES, score_continuations
 from dualsweep.model import CAUSAL
 
 
-@register_model("dualsweep")
 class DualSweepLM(LM):
     def __init__(
         self,
@@ -102,3 +101,10 @@ class DualSweepLM(LM):
                 text = text.split(stop)[0]
             outputs.append(text)
         return outputs
+
+
+def register() -> None:
+    """Make `lm_eval.simple_evaluate(model="dualsweep", model_args="run_dir=...")` find us."""
+    from lm_eval.api.registry import register_model
+
+    register_model("dualsweep")(DualSweepLM)

@@ -19,9 +19,9 @@ import torch
 
 from dualsweep.config import RunConfig, run_key
 from dualsweep.data.repetition import RepetitionPlan
+from dualsweep.data.special import SpecialTokens
 from dualsweep.evaluate import held_out_losses
 from dualsweep.model import Transformer
-from dualsweep.objectives import SpecialTokens
 from dualsweep.training.optim import build_optimizers
 from dualsweep.training.step import train_step
 

@@ -15,12 +15,8 @@ from dataclasses import dataclass
 import torch
 
 from dualsweep.config import RunConfig
-from dualsweep.objectives import (
-    SpecialTokens,
-    corrupt_batch,
-    dual_objective_loss,
-    objective_allocation,
-)
+from dualsweep.data.special import SpecialTokens
+from dualsweep.objectives import corrupt_batch, dual_objective_loss, objective_allocation
 from dualsweep.schedules import wsd_multiplier
 from dualsweep.training.optim import set_lr_multiplier
 
