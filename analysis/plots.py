@@ -19,15 +19,22 @@ import pandas as pd
 from analysis.data import AnalysisError, metric, trial_table
 from analysis.surface import MIN_POINTS, best_alpha, fit_surface, repetition_grid
 from analysis.tables import format_best_alpha, format_main_table, main_table
-from dualsweep.results import RESULTS_ROOT, ResultsError, load, sweep_dir
+from dualsweep.results import ResultsError, load, sweep_dir
+from dualsweep.schema import RESULTS_ROOT, held_out_title, is_loss_metric, is_score_metric
 
 
 def targets(table: pd.DataFrame) -> dict[str, str]:
-    """The metrics analysed: held-out losses always, downstream scores when evaluated."""
-    chosen = {"AR loss": "final_held_out_ar_loss", "MD ELBO": "final_held_out_md_elbo"}
-    for mode in ("ar", "md", "prefix"):
-        if f"score_{mode}" in table.columns:
-            chosen[f"{mode.upper() if mode != 'prefix' else 'prefix-LM'} score"] = f"score_{mode}"
+    """The metrics analysed: each objective's final held-out loss always, and the score of each
+    scoring mode evaluated."""
+    chosen = {
+        held_out_title(c): c
+        for c in table.columns
+        if c.startswith("final_held_out_") and is_loss_metric(c)
+    }
+    for column in table.columns:
+        if is_score_metric(column) and ":" not in column and not column.endswith("_per_token"):
+            mode = column.removeprefix("score_")
+            chosen[f"{mode.upper() if mode != 'prefix' else 'prefix-LM'} score"] = column
     return chosen
 
 

@@ -22,7 +22,8 @@ import pandas as pd
 
 from analysis import claims
 from analysis.data import AnalysisError, trial_table
-from dualsweep.results import RESULTS_ROOT, RUNS_FILE, SweepResults, load, sweep_dir
+from dualsweep.results import SweepResults, load, sweep_dir
+from dualsweep.schema import RESULTS_ROOT, RUNS_TABLE
 
 REPORT_FILE = "REPORT.md"
 SEEDS_SUFFIX = "-seeds"
@@ -154,7 +155,7 @@ def build_report(
         "ar_vs_md_targets": claims.ar_vs_md_targets(best_alphas),
     }
     numbers = {key: stated for key, (_, stated) in sections.items()}
-    seeds_path = f"results/{name}{SEEDS_SUFFIX}/{RUNS_FILE}"
+    seeds_path = f"results/{name}{SEEDS_SUFFIX}/{RUNS_TABLE}"
     sections["seed_noise"] = claims.seed_noise(spread, limits, _claimed(numbers), seeds_path)
     done = results.runs[results.runs["run_key"].isin(table["run_key"])]
     sections["allocation"] = claims.allocation(
@@ -163,7 +164,7 @@ def build_report(
         trial_table(_with_allocation(allocation, "sequence")) if allocation is not None else None,
         _distinct(done, "mix_allocation"),
         name,
-        f"results/{name}{ALLOCATION_SUFFIX}/{RUNS_FILE}",
+        f"results/{name}{ALLOCATION_SUFFIX}/{RUNS_TABLE}",
     )
     sections["prefix_vs_ar"] = claims.prefix_vs_ar(table)
     sections["paper_numbers"] = claims.paper_numbers(table)
@@ -234,7 +235,7 @@ def load_companion(
     companion = f"{name}{suffix}"
     return (
         load(companion, results_root)
-        if (sweep_dir(companion, results_root) / RUNS_FILE).is_file()
+        if (sweep_dir(companion, results_root) / RUNS_TABLE).is_file()
         else None
     )
 

@@ -21,7 +21,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from analysis.data import AnalysisError, Metric
+from analysis.data import AnalysisError
+from dualsweep.schema import Metric
 
 ALPHA_CLIP = 1 / 1024
 MIN_POINTS = 4  # as many as the free hyperparameters (2 length scales, signal, noise); few points = a smoke test, not a finding

@@ -12,7 +12,7 @@ from fractions import Fraction
 import numpy as np
 import pandas as pd
 
-from analysis.data import Metric
+from dualsweep.schema import Metric
 
 
 def alpha_label(alpha: float) -> str:

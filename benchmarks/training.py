@@ -23,6 +23,7 @@ import torch
 from benchmarks.common import Ratio, alternating_steps, interleaved, ratio_of
 from dualsweep.config import RunConfig, load_sweep
 from dualsweep.model import Transformer
+from dualsweep.objectives import objective_pair
 from dualsweep.sweep.plan import training_flops_per_token
 from dualsweep.training.optim import build_optimizers
 from dualsweep.training.step import train_step
@@ -81,6 +82,7 @@ class BareLoop:
         self.device = next(model.parameters()).device
         self.optimizers = build_optimizers(model, config.optim)
         self.generator = torch.Generator(device=self.device)
+        self.pair = objective_pair(config.objective.objectives)
         self.step = 0
         self.total_steps = config.steps
         self.step_times: list[float] = []  # of the last run
@@ -95,6 +97,7 @@ class BareLoop:
                 step=self.step % self.total_steps,
                 total_steps=self.total_steps,
                 config=self.config,
+                pair=self.pair,
                 special=self.special,
                 generator=self.generator,
             )

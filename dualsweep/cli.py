@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 from dualsweep.config import ConfigError, load_run_config, load_sweep, parse_override
-from dualsweep.paths import CHECKPOINT_FILE, RUN_MARKER_FILE, SUMMARY_FILE
+from dualsweep.schema import CHECKPOINT_FILE, RUN_MARKER_FILE, SUMMARY_FILE
 
 EXIT_FAILED = 1
 EXIT_USAGE = 2
@@ -82,10 +82,14 @@ def cmd_train(args: argparse.Namespace) -> int:
         summary = train(config, out, resume=args.resume)
     except DataError as e:
         raise ConfigError(str(e)) from None
+    held_out = ", ".join(
+        f"{o.title} {summary.value(f'final_{o.held_out}'):.4f} "
+        f"(best {summary.value(f'best_{o.held_out}'):.4f})"
+        for o in summary.objectives
+    )
     print(
         f"{summary.status}: alpha={config.objective.alpha:g} R={config.data.repetitions} "
-        f"held-out AR loss {summary.final_held_out_ar_loss:.4f} (best {summary.best_held_out_ar_loss:.4f}), "
-        f"MD ELBO {summary.final_held_out_md_elbo:.4f} (best {summary.best_held_out_md_elbo:.4f}) nats/token; "
+        f"held-out {held_out} nats/token; "
         f"{summary.tokens:,} tokens ({summary.epochs:.2f} epochs of {summary.unique_tokens:,} unique) "
         f"in {summary.wall_time_s:.1f}s, {summary.tokens_per_s:,.0f} tokens/s -> {out}"
     )
@@ -152,11 +156,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from dualsweep.evaluate.run import evaluate_run, format_evals
 
     evals, held_out = evaluate_run(run_dir, evaluation, device=args.device)
-    print(
-        f"held-out AR loss {held_out.ar_loss:.4f}, MD ELBO {held_out.md_elbo:.4f} "
-        f"(+- {held_out.md_elbo_stderr:.4f} over {config.objective.md_eval_draws} draws) nats/token "
-        f"on {held_out.tokens:,} tokens"
-    )
+    print(f"{held_out.describe(config.objective.md_eval_draws)} on {held_out.tokens:,} tokens")
     print(format_evals(evals))
     print(f"-> {run_dir / 'evals.parquet'}")
     return 0

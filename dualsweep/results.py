@@ -1,8 +1,9 @@
-"""Result tables: their columns, provenance, and atomic Parquet I/O. No torch, Lightning or Ray.
+"""Result tables: run summaries, provenance, and atomic Parquet I/O. No torch, Lightning or Ray.
 
 A run writes `curve.parquet` (one row per logged step) and `summary.parquet` (one row: every
 resolved config field by its plain name, plus the measured columns of `RunSummary`). Column
-names are the names used in configs and code (`alpha`, `repetitions`, `held_out_ar_loss`).
+and file names are defined in `dualsweep.schema`; they are the names used in configs and code
+(`alpha`, `repetitions`, `held_out_ar_loss`).
 """
 
 from __future__ import annotations
@@ -19,22 +20,16 @@ from typing import Any
 import pandas as pd
 
 from dualsweep.config import RunConfig, flat_fields, run_key
-
-# One row per logged step. Held-out columns are NaN on rows without an evaluation; train
-# columns are NaN on the step-0 row (before any update) and where a kind was absent.
-CURVE_COLUMNS = (
-    "step",  # optimizer steps completed
-    "tokens_seen",  # training tokens consumed after `step` steps
-    "epoch",  # passes over the unique subset after `step` steps
-    "lr",  # AdamW learning rate used for the last step
-    "train_loss",  # mixed objective, mean over the steps since the last row
-    "train_ar_loss",  # AR loss of the AR sequences since the last row
-    "train_md_loss",  # MD loss (1/t-weighted) of the MD sequences since the last row
-    "held_out_ar_loss",  # held-out AR NLL per token (nats)
-    "held_out_md_elbo",  # held-out MD ELBO per token (nats), mean of K draws
-    "held_out_md_elbo_stderr",  # its Monte-Carlo standard error
-    "tokens_per_s",  # training throughput since the last row (evaluation excluded)
-    "elapsed_s",  # training time so far (evaluations excluded, checkpoint writes included)
+from dualsweep.schema import (
+    AR_COLUMNS,
+    CURVES_TABLE,
+    EVALS_TABLE,
+    MD_COLUMNS,
+    RESULTS_ROOT,
+    RUNS_TABLE,
+    ObjectiveColumns,
+    curve_columns,
+    summary_metric_columns,
 )
 
 
@@ -55,11 +50,11 @@ class RunSummary:
     unique_subset_hash: str = ""
     corpus_hash: str = ""
     held_out_tokens: int = 0
-    final_held_out_ar_loss: float = math.nan
-    best_held_out_ar_loss: float = math.nan
-    final_held_out_md_elbo: float = math.nan
-    best_held_out_md_elbo: float = math.nan
-    final_held_out_md_elbo_stderr: float = math.nan
+    held_out: dict[str, float] = dataclasses.field(default_factory=dict)
+    """final_/best_ held-out values by column (`schema.summary_metric_columns`); the row has a
+    column for each objective of the run's pair, NaN where absent (a failed run)."""
+    objectives: tuple[ObjectiveColumns, ...] = (AR_COLUMNS, MD_COLUMNS)
+    """The columns of the run's objective pair (not a column itself)."""
     train_time_s: float = math.nan  # time in training steps (evaluations excluded)
     held_out_eval_time_s: float = math.nan  # time in the held-out curve evaluations
     wall_time_s: float = math.nan  # the whole run, data preparation included
@@ -70,10 +65,18 @@ class RunSummary:
     finished_at: str = ""
     code_version: str = ""
 
+    def value(self, column: str) -> float:
+        """A held-out summary value (`final_held_out_ar_loss`, ...); NaN when not measured."""
+        return self.held_out.get(column, math.nan)
+
     def row(self) -> dict[str, Any]:
-        measured = {
-            f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "config"
-        }
+        measured: dict[str, Any] = {}
+        for f in dataclasses.fields(self):
+            if f.name == "held_out":  # spliced in here, so the columns keep their place
+                for column in summary_metric_columns(self.objectives):
+                    measured[column] = self.held_out.get(column, math.nan)
+            elif f.name not in ("config", "objectives"):
+                measured[f.name] = getattr(self, f.name)
         config = flat_fields(self.config)
         assert not set(config) & set(measured), "a measured column shadows a config field"
         return {"run_key": run_key(self.config), **config, **measured}
@@ -88,9 +91,29 @@ def write_parquet(frame: pd.DataFrame, path: str | Path) -> None:
     os.replace(tmp, path)
 
 
-def curve_frame(rows: list[dict]) -> pd.DataFrame:
-    frame = pd.DataFrame(rows, columns=list(CURVE_COLUMNS))
+def curve_frame(
+    rows: list[dict], objectives: tuple[ObjectiveColumns, ...] = (AR_COLUMNS, MD_COLUMNS)
+) -> pd.DataFrame:
+    """A run's curve rows as a table with the columns of its objective pair."""
+    frame = pd.DataFrame(rows, columns=list(curve_columns(objectives)))
     return frame.astype({"step": "int64", "tokens_seen": "int64"})
+
+
+def held_out_summary(
+    curve: pd.DataFrame, objectives: tuple[ObjectiveColumns, ...]
+) -> dict[str, float]:
+    """A run's final_ and best_ held-out values (and final_ standard errors) from its curve;
+    empty when it has no evaluated row."""
+    evaluated = curve.dropna(subset=[objectives[0].held_out])
+    if not len(evaluated):
+        return {}
+    values = {}
+    for o in objectives:
+        values[f"final_{o.held_out}"] = float(evaluated[o.held_out].iloc[-1])
+        values[f"best_{o.held_out}"] = float(evaluated[o.held_out].min())
+        if o.held_out_stderr:
+            values[f"final_{o.held_out_stderr}"] = float(evaluated[o.held_out_stderr].iloc[-1])
+    return values
 
 
 @functools.cache
@@ -120,14 +143,8 @@ def code_version() -> str:
 
 
 # -- sweep tables ----------------------------------------------------------------------
-# results/<sweep>/runs.parquet: one row per trial (a run summary row plus `attempts`);
-# results/<sweep>/curves.parquet: the curve rows of every trial, keyed by `run_key`;
-# results/<sweep>/evals.parquet: multiple-choice results, task x mode rows per `run_key`.
-# All are rewritten atomically with one row (or one curve) per run_key, never two.
-RESULTS_ROOT = "results"
-RUNS_FILE = "runs.parquet"
-CURVES_FILE = "curves.parquet"
-EVALS_TABLE = "evals.parquet"
+# results/<sweep>/: runs, curves and evals tables (names in dualsweep.schema), each rewritten
+# atomically with one row (or one curve) per run_key, never two.
 
 
 class ResultsError(ValueError):
@@ -176,7 +193,7 @@ def upsert(path: Path, rows: pd.DataFrame) -> pd.DataFrame:
 def load(name: str, root: str | Path = RESULTS_ROOT) -> SweepResults:
     """The tables of sweep `name` (from results/<name>/), for pandas."""
     directory = sweep_dir(name, root)
-    runs_path, curves_path = directory / RUNS_FILE, directory / CURVES_FILE
+    runs_path, curves_path = directory / RUNS_TABLE, directory / CURVES_TABLE
     if not runs_path.is_file():
         raise FileNotFoundError(
             f"no results for sweep {name!r}: {runs_path} does not exist (run `make sweep SWEEP={name}`)"

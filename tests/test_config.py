@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
+import math
+import re
+import typing
 from pathlib import Path
 
 import pytest
@@ -19,6 +22,8 @@ from dualsweep.config import (
     run_config_from_dict,
     run_key,
 )
+from dualsweep.config.fields import SEED, Bound, Unique
+from dualsweep.config.run import NOT_IDENTITY
 from dualsweep.config.sweep import Resources, SweepConfig
 
 from .conftest import REPO
@@ -33,6 +38,100 @@ def test_every_field_has_a_docstring_and_a_unique_name():
         names += [f.name for f in dataclasses.fields(cls)]
     # Unique names are what lets Parquet columns and --set use plain field names.
     assert len(names) == len(set(names))
+
+
+def _rules(kind: type) -> list:
+    """(section, class, field, rule) for each rule of type `kind` in the sections' metadata."""
+    return [
+        pytest.param(section, cls, f, rule, id=f"{f.name}-{rule.why}")
+        for section, cls in SECTIONS.items()
+        for f in dataclasses.fields(cls)
+        for rule in f.metadata.get("checks", ())
+        if isinstance(rule, kind)
+    ]
+
+
+def _edges(rule: Bound, integer: bool) -> list[tuple[float, float]]:
+    """(just outside, at the edge) for each end of the range: the bound itself if closed,
+    else the nearest value inside (the next integer, or the next float)."""
+    if integer:
+        step = lambda x, d: x + d  # noqa: E731
+    else:
+        step = lambda x, d: math.nextafter(x, d * math.inf)  # noqa: E731
+    edges = []
+    for end, is_open, out in ((rule.low, rule.low_open, -1), (rule.high, rule.high_open, 1)):
+        if end is not None:
+            end = end if integer else float(end)
+            edges.append((end, step(end, -out)) if is_open else (step(end, out), end))
+    return edges
+
+
+@pytest.mark.parametrize("section, cls, f, rule", _rules(Bound))
+def test_every_bound_refuses_just_outside_and_accepts_its_edge(section, cls, f, rule):
+    tp = typing.get_type_hints(cls)[f.name]
+    if typing.get_origin(tp) is tuple:  # each value of a tuple: vary the last one
+        tp = typing.get_args(tp)[0]
+        as_value = lambda v: (*f.default[:-1], v)  # noqa: E731
+    else:
+        as_value = lambda v: v  # noqa: E731
+    edges = _edges(rule, tp is int)
+    assert edges
+    for outside, edge in edges:
+        # Through the loader, as a user meets it: the field's dotted path, the rule, the value.
+        got = re.escape(repr(as_value(outside)))
+        message = rf"^{section}\.{f.name}: {re.escape(rule.why)} \(got {got}\)$"
+        with pytest.raises(ConfigError, match=message):
+            run_config_from_dict({section: {f.name: as_value(outside)}})
+        try:  # a check across fields may still object to the edge, but not this rule
+            cls(**{f.name: as_value(edge)})
+        except ConfigError as e:
+            assert not str(e).startswith(f"{f.name}: {rule.why}"), e
+    if rule.integer:
+        with pytest.raises(ConfigError, match=rf"^{f.name}: {re.escape(rule.why)} "):
+            cls(**{f.name: as_value(edges[0][1] + 0.5)})
+
+
+@pytest.mark.parametrize("section, cls, f, rule", _rules(Unique))
+def test_every_unique_field_refuses_a_repeat(section, cls, f, rule):
+    repeated = (f.default[0], f.default[0])
+    with pytest.raises(ConfigError, match=rf"^{section}\.{f.name}: {re.escape(rule.why)} "):
+        run_config_from_dict({section: {f.name: repeated}})
+    cls(**{f.name: f.default})
+
+
+def test_every_number_field_declares_its_range():
+    # These three are checked against other fields in their section's __post_init__.
+    explicit = {"shard_eos_id", "micro_batch_size", "checkpoint_interval"}
+    for cls in SECTIONS.values():
+        hints = typing.get_type_hints(cls)
+        for f in dataclasses.fields(cls):
+            if hints[f.name] in (int, float) or f.name == "betas":
+                assert bool(f.metadata.get("checks")) != (f.name in explicit), f.name
+
+
+def test_rules_and_identity_metadata_combine():
+    assert (NOT_IDENTITY | SEED) == (SEED | NOT_IDENTITY) == {**NOT_IDENTITY, **SEED}
+    not_identity = {
+        f.name
+        for cls in SECTIONS.values()
+        for f in dataclasses.fields(cls)
+        if not f.metadata.get("identity", True)
+    }
+    assert not_identity == {
+        "cache_dir",
+        "micro_batch_size",
+        "loggers",
+        "progress_bar",
+        "checkpoint_interval",
+        "tasks",
+        "modes",
+        "md_mask_span",
+        "task_items",
+        "task_seed",
+        "bootstrap_samples",
+    }
+    # Committed results are found by run key: the default config's key must never drift.
+    assert run_key(RunConfig()) == "8bdeb9268d3163b2"
 
 
 @pytest.mark.parametrize(

@@ -10,15 +10,17 @@ import torch
 import torch.nn.functional as F
 
 from dualsweep.config import ModelConfig
+from dualsweep.data.special import SpecialTokens
+from dualsweep.evaluate.heldout import held_out_losses
 from dualsweep.model import BIDIRECTIONAL, CAUSAL, Transformer
 from dualsweep.objectives import (
-    SpecialTokens,
+    AR,
+    MD,
     ar_nll_sums,
-    ar_sequence_flags,
     corrupt_batch,
     document_ids,
     dual_objective_loss,
-    held_out_sums,
+    first_sequence_flags,
     mask_tokens,
     maskable_positions,
     md_nll_sums,
@@ -29,6 +31,7 @@ from dualsweep.objectives import (
 )
 
 SPECIAL = SpecialTokens(pad=0, bos=1, eos=2, mask=3)
+PAIR = (AR, MD)
 PAPER_ALPHAS = [0, 1 / 256, 1 / 64, 1 / 16, 1 / 4, 1 / 2, 3 / 4, 15 / 16, 63 / 64, 255 / 256, 1]
 
 
@@ -43,6 +46,7 @@ class FixedLogits(torch.nn.Module):
         super().__init__()
         self.logits = logits
         self.calls = []
+        self.device_anchor = torch.nn.Parameter(torch.zeros(()))  # where evaluations look
 
     def forward(self, tokens, prefix_lengths=CAUSAL, document_ids=None):
         self.calls.append((tokens.clone(), prefix_lengths))
@@ -136,25 +140,21 @@ def test_md_elbo_of_uniform_predictions_is_log_v_in_expectation():
     V, B, T = 40, 256, 64
     tokens = torch.randint(4, V, (B, T), generator=gen())
     model = FixedLogits(torch.zeros(B, T, V))
-    g, maskable = gen(), maskable_positions(tokens, SPECIAL)
-    rates = torch.stack([sample_mask_rates(B, g, stratified=True) for _ in range(8)])
-    masked = torch.stack([mask_tokens(tokens, r, maskable, SPECIAL.mask, g)[1] for r in rates])
-    ar, md, counts = held_out_sums(model, tokens, SPECIAL, rates, masked)
-    assert torch.allclose(ar / counts, torch.full((B,), math.log(V)))
-    per_draw = md.sum(dim=1) / counts.sum()
-    estimate, stderr = per_draw.mean().item(), per_draw.std().item() / math.sqrt(8)
+    result = held_out_losses(model, tokens, SPECIAL, PAIR, draws=8, seed=0, batch_size=B)
+    assert result.values["held_out_ar_loss"] == pytest.approx(math.log(V), rel=1e-6)
+    estimate, stderr = result.values["held_out_md_elbo"], result.values["held_out_md_elbo_stderr"]
     assert abs(estimate - math.log(V)) < 4 * stderr + 1e-3
 
 
 @pytest.mark.parametrize("alpha", PAPER_ALPHAS)
 def test_allocation_tracks_alpha_within_one_sequence(alpha):
     batch, steps = 16, 600
-    flags = np.concatenate([ar_sequence_flags(alpha, s * batch, batch) for s in range(steps)])
+    flags = np.concatenate([first_sequence_flags(alpha, s * batch, batch) for s in range(steps)])
     cumulative = np.cumsum(flags)
     n = np.arange(1, len(flags) + 1)
     assert np.all(np.abs(cumulative - alpha * n) <= 0.5 + 1e-9)  # after every sequence
     # The flags depend on the global sequence index only, not on the batch size.
-    halves = np.concatenate([ar_sequence_flags(alpha, s * 8, 8) for s in range(2 * steps)])
+    halves = np.concatenate([first_sequence_flags(alpha, s * 8, 8) for s in range(2 * steps)])
     assert np.array_equal(flags, halves)
 
 
@@ -189,7 +189,7 @@ def test_per_step_allocation_by_hand():
     assert (~is_ar).sum() == 1 and weights[-1] == pytest.approx(1 / 64)
     # The sequence rule: 1/B per row, whichever objective.
     is_ar, weights = objective_allocation(0.5, 3, 4, "sequence")
-    assert np.array_equal(is_ar, ar_sequence_flags(0.5, 12, 4)) and np.all(weights == 0.25)
+    assert np.array_equal(is_ar, first_sequence_flags(0.5, 12, 4)) and np.all(weights == 0.25)
     with pytest.raises(ValueError, match="unknown mix allocation 'batch'"):
         objective_allocation(0.5, 0, 4, "batch")
 
@@ -198,15 +198,17 @@ def test_per_step_mixed_loss_is_alpha_mean_ar_plus_one_minus_alpha_mean_md(tiny_
     tokens = torch.randint(4, 24, (8, 10), generator=gen())
     alpha = 1 / 16
     is_ar, weights = objective_allocation(alpha, 0, 8, "step")  # 1 AR row, 7 MD rows
-    corruption = corrupt_batch(tokens, is_ar, SPECIAL, gen(2), weights=weights)
-    out = dual_objective_loss(tiny_model, tokens, corruption, SPECIAL)
+    corruption = corrupt_batch(tokens, is_ar, SPECIAL, gen(2), PAIR, weights=weights)
+    out = dual_objective_loss(tiny_model, tokens, corruption, SPECIAL, PAIR)
     per_row = out.sequence_losses
     expected = alpha * per_row[is_ar].mean() + (1 - alpha) * per_row[~is_ar].mean()
     torch.testing.assert_close(out.loss, expected, rtol=1e-6, atol=0)
     # Micro-batches: the parts' losses add up to the batch loss, their gradients to its gradient.
     (whole_grad,) = torch.autograd.grad(out.loss, tiny_model.embed.weight)
     parts = [
-        dual_objective_loss(tiny_model, tokens[s : s + 2], corruption.rows(s, s + 2), SPECIAL).loss
+        dual_objective_loss(
+            tiny_model, tokens[s : s + 2], corruption.rows(s, s + 2), SPECIAL, PAIR
+        ).loss
         for s in range(0, 8, 2)
     ]
     torch.testing.assert_close(sum(parts), out.loss, rtol=1e-6, atol=0)
@@ -215,9 +217,9 @@ def test_per_step_mixed_loss_is_alpha_mean_ar_plus_one_minus_alpha_mean_md(tiny_
 
 
 def test_allocation_endpoints():
-    assert ar_sequence_flags(1.0, 12345, 64).all()
-    assert not ar_sequence_flags(0.0, 12345, 64).any()
-    assert ar_sequence_flags(1 / 256, 0, 256).sum() == 1
+    assert first_sequence_flags(1.0, 12345, 64).all()
+    assert not first_sequence_flags(0.0, 12345, 64).any()
+    assert first_sequence_flags(1 / 256, 0, 256).sum() == 1
 
 
 @pytest.fixture(scope="module")
@@ -233,7 +235,7 @@ def test_alpha_one_is_exactly_the_ar_loss_and_draws_nothing(tiny_model):
     g = gen(5)
     state = g.get_state()
     out = dual_objective_loss(
-        tiny_model, tokens, corrupt_batch(tokens, np.ones(6, bool), SPECIAL, g), SPECIAL
+        tiny_model, tokens, corrupt_batch(tokens, np.ones(6, bool), SPECIAL, g, PAIR), SPECIAL, PAIR
     )
     logits = tiny_model(tokens)
     expected = F.cross_entropy(logits[:, :-1].reshape(-1, 24), tokens[:, 1:].reshape(-1))
@@ -243,8 +245,8 @@ def test_alpha_one_is_exactly_the_ar_loss_and_draws_nothing(tiny_model):
 
 def test_alpha_zero_is_exactly_the_md_loss(tiny_model):
     tokens = torch.randint(4, 24, (6, 10), generator=gen())
-    corruption = corrupt_batch(tokens, np.zeros(6, bool), SPECIAL, gen(5))
-    out = dual_objective_loss(tiny_model, tokens, corruption, SPECIAL)
+    corruption = corrupt_batch(tokens, np.zeros(6, bool), SPECIAL, gen(5), PAIR)
+    out = dual_objective_loss(tiny_model, tokens, corruption, SPECIAL, PAIR)
     # The same draws, done by hand: rates, then masks, then a bidirectional forward.
     g = gen(5)
     rates = sample_mask_rates(6, g)
@@ -265,7 +267,9 @@ def test_mixed_batch_equals_each_objective_on_its_own_rows(tiny_model):
         recorder.calls.append((inputs.clone(), prefix))
         return tiny_model(inputs, prefix, docs)
 
-    out = dual_objective_loss(model, tokens, corrupt_batch(tokens, is_ar, SPECIAL, gen(7)), SPECIAL)
+    out = dual_objective_loss(
+        model, tokens, corrupt_batch(tokens, is_ar, SPECIAL, gen(7), PAIR), SPECIAL, PAIR
+    )
     inputs, prefix = recorder.calls[0]
     assert len(recorder.calls) == 1  # one forward pass for both objectives
     assert prefix.tolist() == [CAUSAL, 10, CAUSAL, 10]
@@ -296,14 +300,14 @@ def test_mixed_batch_equals_each_objective_on_its_own_rows(tiny_model):
 
 def test_micro_batches_see_the_same_corruption_and_gradient(tiny_model):
     tokens = torch.randint(4, 24, (8, 10), generator=gen())
-    is_ar = ar_sequence_flags(0.5, 0, 8)
-    corruption = corrupt_batch(tokens, is_ar, SPECIAL, gen(3))
-    whole = dual_objective_loss(tiny_model, tokens, corruption, SPECIAL)
+    is_ar = first_sequence_flags(0.5, 0, 8)
+    corruption = corrupt_batch(tokens, is_ar, SPECIAL, gen(3), PAIR)
+    whole = dual_objective_loss(tiny_model, tokens, corruption, SPECIAL, PAIR)
     (whole_grad,) = torch.autograd.grad(whole.loss, tiny_model.embed.weight)
     grads, losses = [], []
     for start in (0, 4):
         part = dual_objective_loss(
-            tiny_model, tokens[start : start + 4], corruption.rows(start, start + 4), SPECIAL
+            tiny_model, tokens[start : start + 4], corruption.rows(start, start + 4), SPECIAL, PAIR
         )
         grads.append(torch.autograd.grad(part.loss, tiny_model.embed.weight)[0])
         losses.append(part.sequence_losses)

@@ -14,7 +14,7 @@ import torch
 
 from dualsweep.cli import main
 from dualsweep.config import load_run_config, run_key
-from dualsweep.results import CURVE_COLUMNS
+from dualsweep.schema import curve_columns
 from dualsweep.training import train
 
 from .conftest import REPO, tiny_run_config
@@ -54,7 +54,7 @@ def test_cli_train_on_the_smoke_config(tmp_path):
     assert load_run_config(out / "config.yaml") == expected  # fully resolved: it rebuilds the run
 
     curve = pd.read_parquet(out / "curve.parquet")
-    assert list(curve.columns) == list(CURVE_COLUMNS)
+    assert list(curve.columns) == list(curve_columns())
     assert curve["step"].tolist() == sorted(set(curve["step"]))
     held_out = curve.dropna(subset=["held_out_ar_loss"])
     assert held_out["step"].tolist() == [0, 32, 64, 96, 128]  # start, every eval_interval, end
@@ -107,7 +107,7 @@ def test_same_config_and_seed_give_identical_runs(tmp_path):
         a, b = (pd.read_parquet(tmp_path / d / name) for d in ("a", "b"))
         pd.testing.assert_frame_equal(without(a, TIMING), without(b, TIMING))
     other_seed = train(config.replace(seed=1), tmp_path / "c", log=lambda m: None)
-    assert other_seed.final_held_out_ar_loss != first.final_held_out_ar_loss
+    assert other_seed.value("final_held_out_ar_loss") != first.value("final_held_out_ar_loss")
 
 
 @pytest.mark.parametrize(
@@ -153,9 +153,9 @@ def test_an_existing_run_is_not_overwritten(tmp_path, capsys, status, args, mess
 
 
 def test_a_non_finite_loss_fails_the_run_and_keeps_its_curve(tmp_path, monkeypatch):
-    import dualsweep.training.module as module
+    import dualsweep.training.step as step
 
-    real = module.dual_objective_loss
+    real = step.dual_objective_loss
 
     def poisoned(model, tokens, is_ar, *args, **kwargs):
         out = real(model, tokens, is_ar, *args, **kwargs)
@@ -165,7 +165,7 @@ def test_a_non_finite_loss_fails_the_run_and_keeps_its_curve(tmp_path, monkeypat
         return out
 
     poisoned.calls = 0
-    monkeypatch.setattr(module, "dual_objective_loss", poisoned)
+    monkeypatch.setattr(step, "dual_objective_loss", poisoned)
     summary = train(tiny_run_config(), tmp_path / "run", log=lambda m: None)
     assert summary.status == "failed"
     assert summary.error.startswith("NonFiniteLossError: training loss became nan by step 8")
@@ -201,14 +201,14 @@ def test_muon_document_masking_and_stratified_rates(tmp_path):
 
 
 def test_an_interrupted_run_resumes_to_the_same_numbers(tmp_path, monkeypatch):
-    import dualsweep.training.module as module
+    import dualsweep.training.step as step
 
     config = tiny_run_config(alpha=0.5, repetitions=2, checkpoint_interval=8)
     whole = train(config, tmp_path / "whole", log=lambda m: None)
     assert not (tmp_path / "whole" / "checkpoint.pt").exists()  # removed once finished
     assert (tmp_path / "whole" / "model.pt").is_file()
 
-    real = module.dual_objective_loss
+    real = step.dual_objective_loss
 
     def crash_at_step_21(model, tokens, is_ar, *args, **kwargs):
         crash_at_step_21.calls += 1
@@ -217,11 +217,11 @@ def test_an_interrupted_run_resumes_to_the_same_numbers(tmp_path, monkeypatch):
         return real(model, tokens, is_ar, *args, **kwargs)
 
     crash_at_step_21.calls = 0
-    monkeypatch.setattr(module, "dual_objective_loss", crash_at_step_21)
+    monkeypatch.setattr(step, "dual_objective_loss", crash_at_step_21)
     crashed = train(config, tmp_path / "run", log=lambda m: None)
     assert crashed.status == "failed" and "simulated crash" in crashed.error
     assert (tmp_path / "run" / "checkpoint.pt").is_file()
-    monkeypatch.setattr(module, "dual_objective_loss", real)
+    monkeypatch.setattr(step, "dual_objective_loss", real)
 
     logs = []
     resumed = train(config, tmp_path / "run", log=logs.append, resume=True)
@@ -229,7 +229,7 @@ def test_an_interrupted_run_resumes_to_the_same_numbers(tmp_path, monkeypatch):
     assert any(line.startswith("resuming from step 16 of 48") for line in logs)
     a, b = (pd.read_parquet(tmp_path / d / "curve.parquet") for d in ("whole", "run"))
     pd.testing.assert_frame_equal(without(a, TIMING), without(b, TIMING))
-    assert resumed.final_held_out_md_elbo == whole.final_held_out_md_elbo
+    assert resumed.value("final_held_out_md_elbo") == whole.value("final_held_out_md_elbo")
     logged = pd.read_csv(
         tmp_path / "run" / "logs" / "metrics.csv"
     )  # rows from before the crash too
@@ -263,7 +263,9 @@ def test_compiled_model_trains_like_the_eager_one(tmp_path):
     eager = train(tiny_run_config(), tmp_path / "eager", log=lambda m: None)
     compiled = train(tiny_run_config(compile=True), tmp_path / "compiled", log=lambda m: None)
     assert compiled.status == "finished", compiled.error
-    assert compiled.final_held_out_ar_loss == pytest.approx(eager.final_held_out_ar_loss, abs=0.02)
+    assert compiled.value("final_held_out_ar_loss") == pytest.approx(
+        eager.value("final_held_out_ar_loss"), abs=0.02
+    )
 
 
 def test_micro_batches_train_like_whole_batches(tmp_path):
@@ -292,15 +294,15 @@ def test_an_unreadable_checkpoint_is_set_aside_and_the_restart_equals_a_fresh_ru
     # final weights are bit-identical (the unreadable checkpoint consumed no random draws).
     a, b = (pd.read_parquet(d / "curve.parquet") for d in (tmp_path / "fresh", out))
     pd.testing.assert_frame_equal(without(a, TIMING), without(b, TIMING), check_exact=True)
-    assert summary.final_held_out_ar_loss == fresh.final_held_out_ar_loss
+    assert summary.value("final_held_out_ar_loss") == fresh.value("final_held_out_ar_loss")
     weights = [torch.load(d / "model.pt", weights_only=True) for d in (tmp_path / "fresh", out)]
     assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
 
 
 def test_ctrl_c_records_the_run_and_says_how_to_resume(tmp_path, monkeypatch):
-    import dualsweep.training.module as module
+    import dualsweep.training.step as step
 
-    real = module.dual_objective_loss
+    real = step.dual_objective_loss
 
     def interrupt_at_step_10(model, tokens, corruption, *args, **kwargs):
         interrupt_at_step_10.calls += 1
@@ -309,7 +311,7 @@ def test_ctrl_c_records_the_run_and_says_how_to_resume(tmp_path, monkeypatch):
         return real(model, tokens, corruption, *args, **kwargs)
 
     interrupt_at_step_10.calls = 0
-    monkeypatch.setattr(module, "dual_objective_loss", interrupt_at_step_10)
+    monkeypatch.setattr(step, "dual_objective_loss", interrupt_at_step_10)
     with pytest.raises(KeyboardInterrupt, match="resume with --resume"):
         train(tiny_run_config(checkpoint_interval=8), tmp_path / "run", log=lambda m: None)
     row = pd.read_parquet(tmp_path / "run" / "summary.parquet").iloc[0]
@@ -325,6 +327,7 @@ def test_the_module_and_a_bare_loop_run_the_same_step(tmp_path):
 
     from dualsweep.data.datamodule import DualSweepData
     from dualsweep.model import Transformer
+    from dualsweep.objectives import AR, MD
     from dualsweep.training import train
     from dualsweep.training.optim import build_optimizers
     from dualsweep.training.step import train_step
@@ -347,6 +350,7 @@ def test_the_module_and_a_bare_loop_run_the_same_step(tmp_path):
             step=int(batch["step"]),
             total_steps=config.steps,
             config=config,
+            pair=(AR, MD),
             special=data.corpus.special,
             generator=generator,
         )

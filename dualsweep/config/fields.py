@@ -170,3 +170,117 @@ def field_docs(cls: type) -> dict[str, str]:
         ):
             docs[stmt.target.id] = " ".join(after.value.value.split())
     return docs
+
+
+# -- Rules declared in field metadata ------------------------------------------------------
+# A config field states its own range on its line, e.g.
+#     lr: float = field(default=2e-3, metadata=POSITIVE)
+#     task_seed: int = field(default=0, metadata=SEED | NOT_IDENTITY)
+# and `Checked.__post_init__` checks every field against its rules, in field order, before
+# a class's own checks across fields. A failed rule reads `name: why (got value)`.
+
+
+@dataclasses.dataclass(frozen=True)
+class Bound:
+    """A number in a range (open or closed at either end); for a tuple, each of its numbers."""
+
+    low: float | None
+    high: float | None
+    low_open: bool
+    high_open: bool
+    integer: bool
+    why: str
+
+    def holds(self, value: Any) -> bool:
+        if self.integer and not isinstance(value, int):
+            return False
+        return all(self._inside(v) for v in (value if isinstance(value, tuple) else (value,)))
+
+    def _inside(self, v: Any) -> bool:
+        above = self.low is None or (self.low < v if self.low_open else self.low <= v)
+        below = self.high is None or (v < self.high if self.high_open else v <= self.high)
+        return above and below
+
+
+@dataclasses.dataclass(frozen=True)
+class Unique:
+    """A tuple without repeats."""
+
+    why: str
+
+    def holds(self, value: Any) -> bool:
+        return len(set(value)) == len(value)
+
+
+class Rules(dict):
+    """Field metadata; `|` merges two, keeping the rules of both (`NOT_IDENTITY | SEED`)."""
+
+    def __or__(self, other: Any) -> Rules:
+        checks = (*self.get("checks", ()), *other.get("checks", ()))
+        return Rules({**self, **other, "checks": checks})
+
+    def __ror__(self, other: Any) -> Rules:
+        return Rules(other) | self
+
+
+def bound(
+    low: float | None = None,
+    high: float | None = None,
+    *,
+    low_open: bool = False,
+    high_open: bool = False,
+    integer: bool = False,
+    why: str = "",
+) -> Rules:
+    """Metadata: the value (each value of a tuple) lies between `low` and `high`; `integer`
+    also refuses non-integers. `why` defaults to the range in words ('must be in [0, 1)')."""
+    rule = Bound(
+        low, high, low_open, high_open, integer, why or _in_words(low, high, low_open, high_open)
+    )
+    return Rules(checks=(rule,))
+
+
+def _in_words(low: Any, high: Any, low_open: bool, high_open: bool) -> str:
+    if high is None:
+        return f"must be {'>' if low_open else '>='} {low}"
+    if low is None:
+        return f"must be {'<' if high_open else '<='} {high}"
+    if low_open and high_open:
+        return f"must be strictly between {low} and {high}"
+    return f"must be in {'(' if low_open else '['}{low}, {high}{')' if high_open else ']'}"
+
+
+def unique(item: str) -> Rules:
+    """Metadata: a tuple that holds no `item` twice."""
+    return Rules(checks=(Unique(f"lists a {item} twice"),))
+
+
+POSITIVE = bound(0, low_open=True, why="must be positive")
+COUNT = bound(1, why="must be positive")  # an integer >= 1 (refusing 0.5 from Python too)
+NON_NEGATIVE = bound(0)
+UNIT_INTERVAL = bound(0, 1)
+OPEN_UNIT_INTERVAL = bound(0, 1, low_open=True, high_open=True)
+BELOW_ONE = bound(0, 1, high_open=True)  # [0, 1): momenta and betas
+SEED = bound(0, 2**32, high_open=True, why="must be in [0, 2^32)")
+
+
+def check(ok: bool, name: str, value: Any, why: str) -> None:
+    """One explicit check: fail with `name: why (got value)` unless `ok`."""
+    if not ok:
+        fail(name, value, why)
+
+
+def check_fields(obj: Any) -> None:
+    """Check each field of dataclass instance `obj` against the rules in its metadata."""
+    for f in dataclasses.fields(obj):
+        value = getattr(obj, f.name)
+        for rule in f.metadata.get("checks", ()):
+            check(rule.holds(value), f.name, value, rule.why)
+
+
+class Checked:
+    """Base of the config dataclasses: after `__init__`, every field meets its rules.
+    A class with checks across fields overrides `__post_init__`, calling this one first."""
+
+    def __post_init__(self) -> None:
+        check_fields(self)

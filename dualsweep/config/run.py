@@ -4,6 +4,10 @@ Five frozen sections (model, data, objective, optim, train) inside `RunConfig`. 
 has a one-line docstring and every field name is unique across sections, so the flattened
 config (`flat_fields`) gives the Parquet column names users query (`alpha`, `repetitions`,
 `d_model`, ...) with the same names as in YAML and code.
+
+A field's own range sits in its metadata (`POSITIVE`, `SEED`, `bound(0, 1)`, ...: see
+`dualsweep.config.fields`) and is checked by `Checked.__post_init__`; checks across fields
+follow in each section's `__post_init__`.
 """
 
 from __future__ import annotations
@@ -14,63 +18,66 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from dualsweep.config.fields import ConfigError, to_plain
+from dualsweep.config.fields import (
+    BELOW_ONE,
+    COUNT,
+    NON_NEGATIVE,
+    OPEN_UNIT_INTERVAL,
+    POSITIVE,
+    SEED,
+    UNIT_INTERVAL,
+    Checked,
+    ConfigError,
+    bound,
+    check,
+    to_plain,
+    unique,
+)
 
 # Field metadata: fields marked `identity=False` change how a run is shown, logged or
 # evaluated, never the trained model, so they are left out of the run key (a finished run is
 # not re-trained because a progress bar was switched off or a task was added).
 NOT_IDENTITY = {"identity": False}
+# Fields added after results were committed: in the run key only when set to something other
+# than their default, so that every run trained before they existed keeps its key.
+IDENTITY_UNLESS_DEFAULT = {"identity": "unless default"}
 
 
 # Byte-level BPE keeps all 256 bytes plus the four specials (pad, bos, eos, mask).
 MIN_BPE_VOCAB = 256 + 4
 
 
-def _check(ok: bool, name: str, value: Any, why: str) -> None:
-    if not ok:
-        raise ConfigError(f"{name}: {why} (got {value!r})")
-
-
-def _check_seed(name: str, value: int) -> None:
-    _check(0 <= value < 2**32, name, value, "must be in [0, 2^32)")
-
-
 @dataclass(frozen=True, kw_only=True)
-class ModelConfig:
-    vocab_size: int = 1024
+class ModelConfig(Checked):
+    vocab_size: int = field(default=1024, metadata=COUNT | bound(8, why="must be at least 8"))
     """Vocabulary size: embedding rows, and the size the BPE tokenizer is trained to."""
-    n_layers: int = 4
+    n_layers: int = field(default=4, metadata=COUNT)
     """Number of transformer blocks."""
-    d_model: int = 128
+    d_model: int = field(default=128, metadata=COUNT)
     """Hidden width."""
-    n_heads: int = 4
+    n_heads: int = field(default=4, metadata=COUNT)
     """Attention heads; d_model / n_heads must be an even head dimension (RoPE rotates pairs)."""
-    ffn_hidden: int = 512
+    ffn_hidden: int = field(default=512, metadata=COUNT)
     """Hidden width of the SwiGLU feed-forward layer."""
-    seq_len: int = 128
+    seq_len: int = field(default=128, metadata=bound(2, why="must be at least 2 (one target)"))
     """Context length: tokens per training sequence."""
-    rope_theta: float = 10000.0
+    rope_theta: float = field(default=10000.0, metadata=POSITIVE)
     """RoPE base frequency."""
     tie_embeddings: bool = True
     """Share the input embedding matrix with the output head."""
-    norm_eps: float = 1e-6
+    norm_eps: float = field(default=1e-6, metadata=POSITIVE)
     """RMSNorm epsilon."""
-    init_std: float = 0.02
+    init_std: float = field(default=0.02, metadata=POSITIVE)
     """Standard deviation of the normal initialisation (residual projections are scaled down by depth)."""
 
     def __post_init__(self) -> None:
-        for name in ("vocab_size", "n_layers", "d_model", "n_heads", "ffn_hidden"):
-            _check(getattr(self, name) >= 1, name, getattr(self, name), "must be positive")
-        _check(self.seq_len >= 2, "seq_len", self.seq_len, "must be at least 2 (one target)")
-        _check(self.vocab_size >= 8, "vocab_size", self.vocab_size, "must be at least 8")
-        _check(
-            self.d_model % self.n_heads == 0 and (self.d_model // self.n_heads) % 2 == 0,
+        super().__post_init__()
+        check(
+            self.d_model % self.n_heads == 0 and self.head_dim % 2 == 0,
             "n_heads",
             self.n_heads,
             f"must divide d_model={self.d_model} into an even head dimension",
         )
-        for name in ("rope_theta", "norm_eps", "init_std"):
-            _check(getattr(self, name) > 0, name, getattr(self, name), "must be positive")
 
     @property
     def head_dim(self) -> int:
@@ -96,7 +103,7 @@ DataSource = Literal["builtin", "text_dir", "jsonl", "shards", "hf"]
 
 
 @dataclass(frozen=True, kw_only=True)
-class DataConfig:
+class DataConfig(Checked):
     source: DataSource = "builtin"
     """Corpus: builtin (stdlib docstrings + pydoc topics), text_dir, jsonl, shards or hf."""
     path: str = ""
@@ -109,19 +116,21 @@ class DataConfig:
     """HF dataset configuration name, for source hf."""
     hf_split: str = "train"
     """HF dataset split to read, for source hf."""
-    max_documents: int = 0
+    max_documents: int = field(default=0, metadata=NON_NEGATIVE)
     """Read at most this many documents from the source (0 = all)."""
     shard_dtype: Literal["uint16", "uint32"] = "uint16"
     """Integer type of raw .bin token shards."""
     shard_eos_id: int = -1
     """Document separator id inside token shards (required for source shards)."""
-    validation_fraction: float = 0.05
+    validation_fraction: float = field(default=0.05, metadata=OPEN_UNIT_INTERVAL)
     """Share of documents held out for validation (chosen by a hash of each document)."""
-    validation_sequences: int = 64
+    validation_sequences: int = field(default=64, metadata=COUNT)
     """Held-out sequences evaluated at each evaluation (the same ones for every run)."""
-    repetitions: int = 1
+    repetitions: int = field(
+        default=1, metadata=bound(1, integer=True, why="must be a positive integer")
+    )
     """R: the unique training subset is token_budget / R tokens, seen R times."""
-    order_seed: int = 0
+    order_seed: int = field(default=0, metadata=SEED)
     """Seed of the one document order whose prefixes are the unique subsets (keep fixed across a sweep)."""
     document_masking: bool = False
     """Stop attention at document boundaries inside packed sequences."""
@@ -129,34 +138,15 @@ class DataConfig:
     """Where prepared corpora and tokenizers are cached ('' = $DUALSWEEP_CACHE or ~/.cache/dualsweep)."""
 
     def __post_init__(self) -> None:
-        _check(
-            isinstance(self.repetitions, int) and self.repetitions >= 1,
-            "repetitions",
-            self.repetitions,
-            "must be a positive integer",
-        )
-        _check(
-            0 < self.validation_fraction < 1,
-            "validation_fraction",
-            self.validation_fraction,
-            "must be strictly between 0 and 1",
-        )
-        _check(
-            self.validation_sequences >= 1,
-            "validation_sequences",
-            self.validation_sequences,
-            "must be positive",
-        )
-        _check(self.max_documents >= 0, "max_documents", self.max_documents, "must be >= 0")
-        _check_seed("order_seed", self.order_seed)
+        super().__post_init__()
         if self.source in ("text_dir", "jsonl", "shards"):
-            _check(bool(self.path), "path", self.path, f"is required for source {self.source!r}")
+            check(bool(self.path), "path", self.path, f"is required for source {self.source!r}")
         if self.source == "hf":
-            _check(
+            check(
                 bool(self.hf_dataset), "hf_dataset", self.hf_dataset, "is required for source 'hf'"
             )
         if self.source == "shards":
-            _check(
+            check(
                 self.shard_eos_id >= 0,
                 "shard_eos_id",
                 self.shard_eos_id,
@@ -165,118 +155,86 @@ class DataConfig:
 
 
 @dataclass(frozen=True, kw_only=True)
-class ObjectiveConfig:
-    alpha: float = 1.0
+class ObjectiveConfig(Checked):
+    alpha: float = field(default=1.0, metadata=UNIT_INTERVAL)
     """Weight of the autoregressive loss: alpha * L_AR + (1 - alpha) * L_MD (fractions like 63/64 allowed)."""
+    objectives: tuple[str, str] = field(
+        default=("ar", "md"), metadata=unique("objective") | IDENTITY_UNLESS_DEFAULT
+    )
+    """The two registered objectives mixed, alpha weighing the first (ar: autoregressive, md: masked diffusion; see dualsweep.objectives)."""
     mix_allocation: Literal["sequence", "step"] = "step"
     """How alpha splits a batch: step (every batch of a 0 < alpha < 1 mix holds both objectives, loss alpha * mean AR + (1 - alpha) * mean MD) or sequence (whole sequences assigned so the cumulative AR share tracks alpha, each weighing 1/B)."""
     mask_rate_sampling: Literal["uniform", "stratified"] = "uniform"
     """How masked-diffusion rates t are drawn: i.i.d. U(0,1), or stratified across a batch."""
-    min_mask_rate: float = 1e-3
+    min_mask_rate: float = field(default=1e-3, metadata=OPEN_UNIT_INTERVAL)
     """Lower clip of t, keeping the 1/t weight finite."""
-    md_eval_draws: int = 4
+    md_eval_draws: int = field(default=4, metadata=COUNT)
     """K: masking draws averaged in the held-out MD ELBO."""
-    held_out_seed: int = 0
+    held_out_seed: int = field(default=0, metadata=SEED)
     """Seed of the held-out masking draws (the same masks for every run and evaluation)."""
-
-    def __post_init__(self) -> None:
-        _check(0.0 <= self.alpha <= 1.0, "alpha", self.alpha, "must be in [0, 1]")
-        _check(
-            0 < self.min_mask_rate < 1,
-            "min_mask_rate",
-            self.min_mask_rate,
-            "must be strictly between 0 and 1",
-        )
-        _check(self.md_eval_draws >= 1, "md_eval_draws", self.md_eval_draws, "must be positive")
-        _check_seed("held_out_seed", self.held_out_seed)
 
 
 @dataclass(frozen=True, kw_only=True)
-class OptimConfig:
+class OptimConfig(Checked):
     optimizer: Literal["adamw", "muon"] = "adamw"
     """adamw for everything, or muon for 2-D hidden weights with AdamW for the rest (as the paper)."""
-    lr: float = 2e-3
+    lr: float = field(default=2e-3, metadata=POSITIVE)
     """Peak AdamW learning rate."""
-    muon_lr: float = 0.02
+    muon_lr: float = field(default=0.02, metadata=POSITIVE)
     """Peak Muon learning rate (optimizer muon only)."""
-    muon_momentum: float = 0.95
+    muon_momentum: float = field(default=0.95, metadata=BELOW_ONE)
     """Muon momentum (Nesterov)."""
-    betas: tuple[float, float] = (0.9, 0.95)
+    betas: tuple[float, float] = field(default=(0.9, 0.95), metadata=BELOW_ONE)
     """AdamW betas."""
-    weight_decay: float = 0.1
+    weight_decay: float = field(default=0.1, metadata=NON_NEGATIVE)
     """Decoupled weight decay of the blocks' hidden matrices (embeddings, output head and norms are not decayed)."""
-    warmup_fraction: float = 0.05
+    warmup_fraction: float = field(default=0.05, metadata=UNIT_INTERVAL)
     """Share of steps spent warming the learning rate up linearly from 0."""
-    decay_fraction: float = 0.2
+    decay_fraction: float = field(default=0.2, metadata=UNIT_INTERVAL)
     """Share of steps at the end spent decaying the learning rate (warmup-stable-decay)."""
     decay_shape: Literal["linear", "sqrt"] = "linear"
     """Shape of the final decay: linear, or 1 - sqrt (as in WSD papers)."""
-    final_lr_fraction: float = 0.0
+    final_lr_fraction: float = field(default=0.0, metadata=UNIT_INTERVAL)
     """Learning rate at the end of the decay, as a fraction of the peak."""
-    grad_clip: float = 1.0
+    grad_clip: float = field(default=1.0, metadata=NON_NEGATIVE)
     """Clip the global gradient norm to this value (0 = no clipping)."""
 
     def __post_init__(self) -> None:
-        for name in ("lr", "muon_lr"):
-            _check(getattr(self, name) > 0, name, getattr(self, name), "must be positive")
-        _check(
-            0 <= self.muon_momentum < 1, "muon_momentum", self.muon_momentum, "must be in [0, 1)"
-        )
-        _check(all(0 <= b < 1 for b in self.betas), "betas", self.betas, "must be in [0, 1)")
-        _check(self.weight_decay >= 0, "weight_decay", self.weight_decay, "must be >= 0")
-        _check(
-            0 <= self.warmup_fraction <= 1,
-            "warmup_fraction",
-            self.warmup_fraction,
-            "must be in [0, 1]",
-        )
-        _check(
-            0 <= self.decay_fraction <= 1,
-            "decay_fraction",
-            self.decay_fraction,
-            "must be in [0, 1]",
-        )
-        _check(
+        super().__post_init__()
+        check(
             self.warmup_fraction + self.decay_fraction <= 1,
             "decay_fraction",
             self.decay_fraction,
             f"plus warmup_fraction={self.warmup_fraction} must not exceed 1",
         )
-        _check(
-            0 <= self.final_lr_fraction <= 1,
-            "final_lr_fraction",
-            self.final_lr_fraction,
-            "must be in [0, 1]",
-        )
-        _check(self.grad_clip >= 0, "grad_clip", self.grad_clip, "must be >= 0")
 
 
 Logger = Literal["csv", "tensorboard", "wandb"]
 
 
 @dataclass(frozen=True, kw_only=True)
-class TrainConfig:
-    token_budget: int = 1_048_576
+class TrainConfig(Checked):
+    token_budget: int = field(default=1_048_576, metadata=COUNT)
     """Training tokens seen by the model (steps = token_budget // (batch_size * seq_len))."""
-    batch_size: int = 16
+    batch_size: int = field(default=16, metadata=COUNT)
     """Sequences per optimizer step."""
     micro_batch_size: int = field(default=0, metadata=NOT_IDENTITY)
     """Sequences per forward pass, dividing batch_size (gradient accumulation); 0 = the whole batch."""
-    seed: int = 0
+    seed: int = field(default=0, metadata=SEED)
     """Seed of initialisation, epoch shuffles and masking draws."""
-    log_interval: int = 10
+    log_interval: int = field(default=10, metadata=COUNT)
     """Steps between logged training rows."""
-    eval_interval: int = 100
+    eval_interval: int = field(default=100, metadata=NON_NEGATIVE)
     """Steps between held-out evaluations (also at the start and the end; 0 = only those)."""
     device: Literal["auto", "cpu", "cuda"] = "auto"
     """Where to train: cuda if available under auto."""
     precision: Literal["auto", "32", "bf16-mixed"] = "auto"
     """Numeric precision: bf16-mixed on GPU and 32 on CPU under auto."""
-    threads: int = 0
+    threads: int = field(default=0, metadata=NON_NEGATIVE)
     """Torch CPU threads (0 = torch's default)."""
     compile: bool = False
     """torch.compile the model."""
-    loggers: tuple[Logger, ...] = field(default=("csv",), metadata=NOT_IDENTITY)
+    loggers: tuple[Logger, ...] = field(default=("csv",), metadata=unique("logger") | NOT_IDENTITY)
     """Experiment loggers: any of csv, tensorboard, wandb."""
     progress_bar: bool = field(default=True, metadata=NOT_IDENTITY)
     """Show a progress bar while training."""
@@ -284,29 +242,19 @@ class TrainConfig:
     """Steps between resumable checkpoints, a multiple of log_interval (0 = none)."""
 
     def __post_init__(self) -> None:
-        for name in ("token_budget", "batch_size", "log_interval"):
-            _check(getattr(self, name) >= 1, name, getattr(self, name), "must be positive")
-        _check(self.eval_interval >= 0, "eval_interval", self.eval_interval, "must be >= 0")
-        _check(self.threads >= 0, "threads", self.threads, "must be >= 0")
-        _check(
-            self.micro_batch_size >= 0
-            and (self.micro_batch_size == 0 or self.batch_size % self.micro_batch_size == 0),
+        super().__post_init__()
+        micro = self.micro_batch_size
+        check(
+            micro >= 0 and (micro == 0 or self.batch_size % micro == 0),
             "micro_batch_size",
-            self.micro_batch_size,
+            micro,
             f"must be 0 or divide batch_size={self.batch_size}",
         )
-        _check_seed("seed", self.seed)
-        _check(
+        check(
             self.checkpoint_interval >= 0 and self.checkpoint_interval % self.log_interval == 0,
             "checkpoint_interval",
             self.checkpoint_interval,
             f"must be 0 or a multiple of log_interval={self.log_interval} (checkpoints are taken at log steps)",
-        )
-        _check(
-            len(set(self.loggers)) == len(self.loggers),
-            "loggers",
-            self.loggers,
-            "lists a logger twice",
         )
 
 
@@ -324,30 +272,28 @@ def strategy_name(mode: str, span: int) -> str:
 
 
 @dataclass(frozen=True, kw_only=True)
-class EvalConfig:
-    tasks: tuple[str, ...] = field(default=("continuation", "word_order"), metadata=NOT_IDENTITY)
+class EvalConfig(Checked):
+    tasks: tuple[str, ...] = field(
+        default=("continuation", "word_order"), metadata=unique("task") | NOT_IDENTITY
+    )
     """Multiple-choice tasks run on the final model: built-in names (BUILTIN_TASKS: continuation, word_order, cloze) or .jsonl paths."""
-    modes: tuple[Mode, ...] = field(default=("ar", "md", "prefix"), metadata=NOT_IDENTITY)
+    modes: tuple[Mode, ...] = field(
+        default=("ar", "md", "prefix"), metadata=unique("mode") | NOT_IDENTITY
+    )
     """Scoring modes: ar (log-likelihood), md (pseudo-log-likelihood), prefix (prefix-LM)."""
-    md_mask_span: int = field(default=1, metadata=NOT_IDENTITY)
+    md_mask_span: int = field(default=1, metadata=NON_NEGATIVE | NOT_IDENTITY)
     """MD scoring: choice tokens masked together (1 = one at a time, the classic PLL; 0 = all at once)."""
-    task_items: int = field(default=200, metadata=NOT_IDENTITY)
+    task_items: int = field(default=200, metadata=bound(1) | NOT_IDENTITY)
     """Items of each built-in task."""
-    task_seed: int = field(default=0, metadata=NOT_IDENTITY)
+    task_seed: int = field(default=0, metadata=SEED | NOT_IDENTITY)
     """Seed of the built-in tasks' items (the same items for every run)."""
-    bootstrap_samples: int = field(default=1000, metadata=NOT_IDENTITY)
+    bootstrap_samples: int = field(default=1000, metadata=bound(2) | NOT_IDENTITY)
     """Bootstrap resamples of items behind each score's standard error."""
 
     def __post_init__(self) -> None:
-        _check(len(set(self.tasks)) == len(self.tasks), "tasks", self.tasks, "lists a task twice")
-        _check(len(set(self.modes)) == len(self.modes), "modes", self.modes, "lists a mode twice")
-        _check_seed("task_seed", self.task_seed)
-        for name, minimum in (("md_mask_span", 0), ("task_items", 1), ("bootstrap_samples", 2)):
-            _check(
-                getattr(self, name) >= minimum, name, getattr(self, name), f"must be >= {minimum}"
-            )
+        super().__post_init__()
         for task in self.tasks:
-            _check(
+            check(
                 task in BUILTIN_TASKS or task.endswith(".jsonl"),
                 "tasks",
                 task,
@@ -459,11 +405,12 @@ def flat_fields(config: RunConfig) -> dict[str, Any]:
 
 def run_key(config: RunConfig) -> str:
     """Stable identity of a run: a hash of every field that can change the trained model."""
-    identity = {
-        f"{section}.{f.name}": to_plain(getattr(getattr(config, section), f.name))
-        for section, cls in SECTIONS.items()
-        for f in dataclasses.fields(cls)
-        if f.metadata.get("identity", True)
-    }
+    identity = {}
+    for section, cls in SECTIONS.items():
+        for f in dataclasses.fields(cls):
+            value = getattr(getattr(config, section), f.name)
+            kind = f.metadata.get("identity", True)
+            if kind is True or (kind == IDENTITY_UNLESS_DEFAULT["identity"] and value != f.default):
+                identity[f"{section}.{f.name}"] = to_plain(value)
     blob = json.dumps(identity, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(blob.encode()).hexdigest()[:16]

@@ -20,24 +20,9 @@ from dualsweep.config import ConfigError, EvalConfig, RunConfig, load_run_config
 from dualsweep.evaluate.heldout import HeldOutLosses, held_out_losses
 from dualsweep.evaluate.multiple_choice import evaluate_task
 from dualsweep.evaluate.tasks import BUILTIN_TASKS, Task, builtin_task, load_task
-from dualsweep.paths import CONFIG_FILE, EVALS_FILE, MODEL_FILE, TOKENIZER_FILE
+from dualsweep.objectives import objective_pair
 from dualsweep.results import write_parquet
-
-EVAL_COLUMNS = (
-    "run_key",
-    "task",
-    "mode",
-    "strategy",
-    "n_items",
-    "chance",
-    "accuracy",
-    "normalized_score",
-    "stderr",
-    "accuracy_per_token",
-    "normalized_score_per_token",
-    "stderr_per_token",
-    "scoring_time_s",
-)
+from dualsweep.schema import CONFIG_FILE, EVAL_COLUMNS, EVALS_FILE, MODEL_FILE, TOKENIZER_FILE
 
 
 @dataclass
@@ -135,6 +120,7 @@ def evaluate_run(
             run.model,
             torch.from_numpy(sequences.astype(np.int64)),
             run.corpus.special,
+            objective_pair(config.objective.objectives),
             draws=config.objective.md_eval_draws,
             seed=config.objective.held_out_seed,
             batch_size=config.train.batch_size,

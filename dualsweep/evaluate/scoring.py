@@ -1,14 +1,16 @@
-"""Scoring a continuation given a context, in three attention modes (pure tensor functions).
+"""Scoring a continuation given a context, in several attention modes (pure tensor functions).
 
-The log-probability of the continuation's tokens, and whether each was the model's argmax:
+The log-probability of the continuation's tokens, and whether each was the model's argmax.
+Each registered objective that scores (`Objective.score_rows`) is a mode of its own name, and
+`prefix` is one more:
 
 - `ar`: causal attention; token j is read at position j - 1 (next-token prediction).
-- `prefix`: the context attends bidirectionally, the continuation causally (prefix-LM);
-  read as in `ar`.
 - `md`: pseudo-log-likelihood with masked next-token prediction: continuation tokens are
   replaced by the mask id, a chunk of `span` at a time (1: one token at a time, the classic
   PLL; 0: the whole continuation at once), attention is bidirectional, and each masked
   token j is read at position j - 1, as in training. One forward per chunk.
+- `prefix`: the context attends bidirectionally, the continuation causally (prefix-LM);
+  read as in `ar`.
 
 Rows of a batch are right-padded; pads are kept out of attention (a separate document in
 bidirectional mode, and after every real token in causal and prefix modes).
@@ -22,8 +24,17 @@ from dataclasses import dataclass
 import torch
 
 from dualsweep.model import BIDIRECTIONAL, CAUSAL
+from dualsweep.objectives import get_objective, registered
 
-MODES = ("ar", "md", "prefix")
+PREFIX_MODE = "prefix"
+
+
+def scoring_modes() -> tuple[str, ...]:
+    """The scoring modes: each registered objective that scores, then prefix."""
+    return (*(o.name for o in registered() if o.scores), PREFIX_MODE)
+
+
+MODES = scoring_modes()  # the built-in ones (ar, md, prefix), for argument choices
 
 
 @dataclass(frozen=True)
@@ -54,21 +65,20 @@ class _Row:
 
 
 def _rows(pairs, mode: str, mask_id: int, span: int) -> list[_Row]:
+    if mode == PREFIX_MODE:
+        rows = []
+        for index, (context, continuation) in enumerate(pairs):
+            tokens = [*context, *continuation]
+            rows.append(_Row(index, tokens, list(range(len(context), len(tokens))), len(context)))
+        return rows
+    if mode not in scoring_modes():
+        raise ValueError(f"unknown mode {mode!r} (one of {', '.join(scoring_modes())})")
+    objective = get_objective(mode)
     rows = []
     for index, (context, continuation) in enumerate(pairs):
-        tokens = [*context, *continuation]
-        positions = list(range(len(context), len(tokens)))
-        if mode in ("ar", "prefix"):
-            prefix = CAUSAL if mode == "ar" else len(context)
-            rows.append(_Row(index, tokens, positions, prefix))
-        elif mode == "md":
-            step = span if span > 0 else len(positions)
-            for start in range(0, len(positions), step):
-                chunk = positions[start : start + step]
-                masked = [mask_id if j in chunk else t for j, t in enumerate(tokens)]
-                rows.append(_Row(index, masked, chunk, len(tokens)))
-        else:
-            raise ValueError(f"unknown mode {mode!r} (one of {', '.join(MODES)})")
+        for row in objective.score_rows(context, continuation, mask_id=mask_id, span=span):
+            prefix = len(row.tokens) if row.bidirectional else CAUSAL
+            rows.append(_Row(index, row.tokens, row.targets, prefix))
     return rows
 
 
@@ -99,6 +109,7 @@ def score_continuations(
         )
     # Longest first, so each batch holds rows of similar length and pads little.
     rows = sorted(_rows(pairs, mode, mask_id, span), key=lambda row: -len(row.tokens))
+    bidirectional = mode != PREFIX_MODE and get_objective(mode).bidirectional
     log_probs = [0.0] * len(pairs)
     greedy = [True] * len(pairs)
     start = 0
@@ -126,14 +137,14 @@ def score_continuations(
                 positions.append(j - 1)
                 targets.append(original[j])
         at = (torch.tensor(batch_rows, device=device), torch.tensor(positions, device=device))
-        if mode == "md":
-            pads = (torch.arange(width)[None, :] >= lengths[:, None]).long().to(device)
-            logits = model(tokens, BIDIRECTIONAL, pads, at=at)  # pads form their own document
-        elif mode == "ar":
-            logits = model(tokens, CAUSAL, at=at)
-        else:
+        if mode == PREFIX_MODE:
             prefixes = torch.tensor([r.prefix for r in batch], device=device)
             logits = model(tokens, prefixes, at=at)
+        elif bidirectional:
+            pads = (torch.arange(width)[None, :] >= lengths[:, None]).long().to(device)
+            logits = model(tokens, BIDIRECTIONAL, pads, at=at)  # pads form their own document
+        else:
+            logits = model(tokens, CAUSAL, at=at)
         target_ids = torch.tensor(targets, device=device)
         predicted = torch.log_softmax(logits.float(), dim=-1)
         target_log_probs = predicted.gather(1, target_ids[:, None]).squeeze(1)

@@ -20,7 +20,8 @@ from pathlib import Path
 
 from dualsweep.config import SweepConfig, run_key, to_plain
 from dualsweep.paths import exclusive_lock
-from dualsweep.results import RESULTS_ROOT, sweep_dir
+from dualsweep.results import sweep_dir
+from dualsweep.schema import RESULTS_ROOT
 from dualsweep.sweep.storage import TrialStorage
 from dualsweep.sweep.trials import collect, complete_keys, mark_current, record_failure
 

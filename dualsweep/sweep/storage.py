@@ -11,7 +11,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from dualsweep.paths import CHECKPOINT_FILE, default_cache_dir
+from dualsweep.paths import default_cache_dir
+from dualsweep.schema import CHECKPOINT_FILE
 
 LOCAL_ONLY = {".lock"}  # never mirrored: a lock belongs to one machine
 

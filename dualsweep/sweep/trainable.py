@@ -13,9 +13,9 @@ trial without retrying it.
 from __future__ import annotations
 
 from dualsweep.config import ConfigError, run_config_from_dict
+from dualsweep.schema import EVAL_ERROR_FILE
 from dualsweep.sweep.storage import TrialStorage
 from dualsweep.sweep.trials import (
-    EVAL_ERROR_FILE,
     evaluated,
     record_attempt,
     record_failure,

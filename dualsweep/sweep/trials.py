@@ -17,21 +17,20 @@ from pathlib import Path
 import pandas as pd
 
 from dualsweep.config import BUILTIN_TASKS, EvalConfig, RunConfig, strategy_name
-from dualsweep.paths import CURVE_FILE, EVALS_FILE, SUMMARY_FILE, exclusive_lock
-from dualsweep.results import (
-    CURVES_FILE,
+from dualsweep.paths import exclusive_lock
+from dualsweep.results import RunSummary, read_table, upsert, write_parquet
+from dualsweep.schema import (
+    ATTEMPTS_FILE,
+    CURVE_FILE,
+    CURVES_TABLE,
+    EVAL_ERROR_FILE,
+    EVALS_FILE,
     EVALS_TABLE,
-    RUNS_FILE,
-    RunSummary,
-    read_table,
-    upsert,
-    write_parquet,
+    RUNS_TABLE,
+    SUMMARY_FILE,
+    TRIAL_LOCK_FILE,
 )
 from dualsweep.sweep.storage import TrialStorage
-
-ATTEMPTS_FILE = "attempts.jsonl"
-EVAL_ERROR_FILE = "evaluation_error.txt"  # why the last evaluation failed, if it did
-LOCK_FILE = ".lock"
 
 
 def record_attempt(trial_dir: Path) -> int:
@@ -52,7 +51,7 @@ def count_attempts(trial_dir: Path) -> int:
 
 def trial_lock(trial_dir: Path):
     """Exclusive hold on a trial folder: no two processes ever train the same trial at once."""
-    return exclusive_lock(trial_dir / LOCK_FILE)
+    return exclusive_lock(trial_dir / TRIAL_LOCK_FILE)
 
 
 def trial_status(trial_dir: Path) -> str | None:
@@ -86,7 +85,7 @@ def record_failure(config: RunConfig, storage: TrialStorage, key: str, error: st
 
 def mark_current(results_dir: Path, keys) -> None:
     """Flag the rows of the sweep file's current trials (`in_sweep`); others are kept, unflagged."""
-    path = results_dir / RUNS_FILE
+    path = results_dir / RUNS_TABLE
     if path.is_file():
         runs = read_table(path)
         runs["in_sweep"] = runs["run_key"].isin(set(keys))
@@ -146,15 +145,15 @@ def collect(storage: TrialStorage, results_dir: Path, configs: dict[str, RunConf
         return
     results_dir.mkdir(parents=True, exist_ok=True)
     if curves:
-        upsert(results_dir / CURVES_FILE, pd.concat(curves, ignore_index=True))
+        upsert(results_dir / CURVES_TABLE, pd.concat(curves, ignore_index=True))
     if evals:
         upsert(results_dir / EVALS_TABLE, pd.concat(evals, ignore_index=True))
-    upsert(results_dir / RUNS_FILE, pd.concat(runs, ignore_index=True))
+    upsert(results_dir / RUNS_TABLE, pd.concat(runs, ignore_index=True))
 
 
 def complete_keys(results_dir: Path) -> set[str]:
     """Trials that finished training and were evaluated on every configured task and mode."""
-    path = results_dir / RUNS_FILE
+    path = results_dir / RUNS_TABLE
     if not path.is_file():
         return set()
     runs = read_table(path)

@@ -22,6 +22,7 @@ from dualsweep.data.repetition import RepetitionPlan
 from dualsweep.data.special import SpecialTokens
 from dualsweep.evaluate import held_out_losses
 from dualsweep.model import Transformer
+from dualsweep.objectives import objective_pair
 from dualsweep.training.optim import build_optimizers
 from dualsweep.training.step import train_step
 
@@ -46,6 +47,7 @@ class DualObjectiveModule(L.LightningModule):
         self.plan = plan
         self.held_out = held_out
         self.model = Transformer(config.model)
+        self.pair = objective_pair(config.objective.objectives)
         self.curve: list[dict] = []
         self.held_out_tokens = 0  # target tokens of the held-out evaluation
         self.train_time_s = 0.0
@@ -62,7 +64,7 @@ class DualObjectiveModule(L.LightningModule):
 
     def _reset_window(self) -> None:
         """Start accumulating the metrics of the next log window."""
-        self._window = {"loss": 0.0, "ar": 0.0, "md": 0.0, "n_ar": 0, "n_md": 0, "steps": 0}
+        self._window = {"loss": 0.0, "sums": [0.0, 0.0], "rows": [0, 0], "steps": 0}
         self._window_started = time.perf_counter()
 
     def training_step(self, batch: dict, batch_idx: int) -> None:
@@ -79,16 +81,16 @@ class DualObjectiveModule(L.LightningModule):
             step=step,
             total_steps=self.plan.steps,
             config=cfg,
+            pair=self.pair,
             special=self.special,
             generator=self._generator,
             backward=self.manual_backward,
         )
         w = self._window
         w["loss"] = w["loss"] + stats.loss
-        w["ar"] = w["ar"] + stats.ar_loss_sum
-        w["md"] = w["md"] + stats.md_loss_sum
-        w["n_ar"] += stats.n_ar
-        w["n_md"] += stats.n_md
+        for i in (0, 1):
+            w["sums"][i] = w["sums"][i] + stats.loss_sums[i]
+            w["rows"][i] += stats.rows[i]
         w["steps"] += 1
         lr_multiplier = stats.lr_multiplier
 
@@ -117,8 +119,10 @@ class DualObjectiveModule(L.LightningModule):
             "epoch": self.plan.epoch_at(done - 1),
             "lr": lr,
             "train_loss": loss,
-            "train_ar_loss": float(w["ar"]) / w["n_ar"] if w["n_ar"] else math.nan,
-            "train_md_loss": float(w["md"]) / w["n_md"] if w["n_md"] else math.nan,
+            **{
+                objective.columns.train: float(total) / rows if rows else math.nan
+                for objective, total, rows in zip(self.pair, w["sums"], w["rows"], strict=True)
+            },
             "tokens_per_s": w["steps"] * tokens_per_step / elapsed,
             "elapsed_s": self.train_time_s,
         }
@@ -134,6 +138,7 @@ class DualObjectiveModule(L.LightningModule):
                 self.model,
                 self.held_out,
                 self.special,
+                self.pair,
                 draws=cfg.objective.md_eval_draws,
                 seed=cfg.objective.held_out_seed,
                 batch_size=cfg.train.micro_batch_size or cfg.train.batch_size,
@@ -147,14 +152,13 @@ class DualObjectiveModule(L.LightningModule):
                 "step": done,
                 "tokens_seen": done * tokens_per_step,
                 "epoch": self.plan.epoch_at(done - 1),
-                "held_out_ar_loss": result.ar_loss,
-                "held_out_md_elbo": result.md_elbo,
-                "held_out_md_elbo_stderr": result.md_elbo_stderr,
+                **result.values,
                 "elapsed_s": self.train_time_s,
             }
         )
         if done > 0:  # Lightning's progress bar only takes values logged inside a step
-            self.log("held_out_ar_loss", result.ar_loss, prog_bar=True, logger=False)
+            first = self.pair[0].columns.held_out
+            self.log(first, result.values[first], prog_bar=True, logger=False)
         # Evaluation time is not training time: restart the throughput window after it.
         spent = time.perf_counter() - started
         self._window_started += spent

@@ -33,11 +33,8 @@ class LineProgress(L.Callback):
         elapsed = time.perf_counter() - self._started
         eta = elapsed / (done - self._first_step) * (self.total_steps - done)
         parts = [f"step {done}/{self.total_steps} ({100 * done / self.total_steps:.0f}%)"]
-        for key, label in (
-            ("train_loss", "train"),
-            ("held_out_ar_loss", "held-out AR"),
-            ("held_out_md_elbo", "held-out MD"),
-        ):
+        held_out = [(o.columns.held_out, f"held-out {o.name.upper()}") for o in module.pair]
+        for key, label in [("train_loss", "train"), *held_out]:
             value = row.get(key, math.nan)
             if value == value:
                 parts.append(f"{label} {value:.3f}")

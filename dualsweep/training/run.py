@@ -26,7 +26,14 @@ import pandas as pd
 import yaml
 
 from dualsweep.config import ConfigError, RunConfig, run_key, to_plain
-from dualsweep.paths import (
+from dualsweep.results import (
+    RunSummary,
+    code_version,
+    curve_frame,
+    held_out_summary,
+    write_parquet,
+)
+from dualsweep.schema import (
     CHECKPOINT_FILE,
     CONFIG_FILE,
     CURVE_FILE,
@@ -35,7 +42,6 @@ from dualsweep.paths import (
     SUMMARY_FILE,
     TOKENIZER_FILE,
 )
-from dualsweep.results import RunSummary, code_version, curve_frame, write_parquet
 
 LOGGER_PACKAGES = {"tensorboard": ("tensorboard", "tensorboardX"), "wandb": ("wandb",)}
 PROGRESS_LINES = 20  # about this many progress lines per run when not on a terminal
@@ -211,19 +217,12 @@ def train(
         tmp = out_dir / f".{MODEL_FILE}.tmp"
         torch.save(module.model.state_dict(), tmp)
         tmp.replace(out_dir / MODEL_FILE)
-    curve = curve_frame(module.curve)
+    objectives = tuple(o.columns for o in module.pair)
+    curve = curve_frame(module.curve, objectives)
     write_parquet(curve, out_dir / CURVE_FILE)
-    held_out = curve.dropna(subset=["held_out_ar_loss"])
     trained = curve.dropna(subset=["train_loss"])
     steps = int(trained["step"].iloc[-1]) if len(trained) else 0
     tokens = steps * config.train.batch_size * config.model.seq_len
-
-    def final(column: str) -> float:
-        return float(held_out[column].iloc[-1]) if len(held_out) else math.nan
-
-    def best(column: str) -> float:
-        return float(held_out[column].min()) if len(held_out) else math.nan
-
     summary = RunSummary(
         config=config,
         status=status,
@@ -238,11 +237,8 @@ def train(
         unique_subset_hash=data.unique_subset_hash(),
         corpus_hash=data.corpus.corpus_hash,
         held_out_tokens=module.held_out_tokens,
-        final_held_out_ar_loss=final("held_out_ar_loss"),
-        best_held_out_ar_loss=best("held_out_ar_loss"),
-        final_held_out_md_elbo=final("held_out_md_elbo"),
-        best_held_out_md_elbo=best("held_out_md_elbo"),
-        final_held_out_md_elbo_stderr=final("held_out_md_elbo_stderr"),
+        held_out=held_out_summary(curve, objectives),
+        objectives=objectives,
         train_time_s=module.train_time_s,
         held_out_eval_time_s=module.held_out_eval_time_s,
         wall_time_s=time.perf_counter() - started,

@@ -16,7 +16,12 @@ import torch
 
 from dualsweep.config import RunConfig
 from dualsweep.data.special import SpecialTokens
-from dualsweep.objectives import corrupt_batch, dual_objective_loss, objective_allocation
+from dualsweep.objectives import (
+    Objective,
+    corrupt_batch,
+    dual_objective_loss,
+    objective_allocation,
+)
 from dualsweep.schedules import wsd_multiplier
 from dualsweep.training.optim import set_lr_multiplier
 
@@ -32,12 +37,11 @@ class StepStats:
 
     loss: torch.Tensor
     """The batch's mixed loss (0-d, detached)."""
-    ar_loss_sum: torch.Tensor
-    """Sum of the AR rows' per-sequence losses (0-d, detached)."""
-    md_loss_sum: torch.Tensor
-    """Sum of the MD rows' per-sequence losses, the 1/t-weighted ELBO estimates (0-d, detached)."""
-    n_ar: int
-    n_md: int
+    loss_sums: tuple[torch.Tensor, torch.Tensor]
+    """Sum of the per-sequence losses of the rows of each objective of the pair (0-d,
+    detached): AR NLLs, MD's 1/t-weighted ELBO estimates."""
+    rows: tuple[int, int]
+    """Rows of each objective of the pair."""
     lr_multiplier: float
     """The schedule's multiplier of every peak learning rate at this step."""
 
@@ -62,6 +66,7 @@ def train_step(
     step: int,
     total_steps: int,
     config: RunConfig,
+    pair: Sequence[Objective],
     special: SpecialTokens,
     generator: torch.Generator,
     backward: Callable[[torch.Tensor], None] = torch.Tensor.backward,
@@ -70,7 +75,8 @@ def train_step(
     over micro-batches, clip it, and step every optimizer.
 
     `optimizers` step with `.step()` and `.zero_grad()`; Lightning's wrappers qualify (their
-    param groups are the wrapped optimizer's). `generator` lives on the tokens' device and is
+    param groups are the wrapped optimizer's). `pair` holds the registered objectives of
+    `config.objective.objectives` (alpha weighs the first). `generator` lives on the tokens' device and is
     re-seeded here. `backward` is Lightning's `manual_backward` inside the module (it applies
     the precision plugin), plain `loss.backward()` elsewhere. Autocast, where wanted, is the
     caller's context around this call.
@@ -80,12 +86,13 @@ def train_step(
     set_lr_multiplier([getattr(o, "optimizer", o) for o in optimizers], multiplier)
     generator.manual_seed(step_seed(train.seed, step))
     B = len(tokens)
-    is_ar, weights = objective_allocation(objective.alpha, step, B, objective.mix_allocation)
+    is_first, weights = objective_allocation(objective.alpha, step, B, objective.mix_allocation)
     corruption = corrupt_batch(
         tokens,
-        is_ar,
+        is_first,
         special,
         generator,
+        pair,
         weights=weights,
         stratified=objective.mask_rate_sampling == "stratified",
         min_mask_rate=objective.min_mask_rate,
@@ -100,6 +107,7 @@ def train_step(
             tokens[start : start + micro],
             corruption.rows(start, start + micro),
             special,
+            pair,
             document_masking=config.data.document_masking,
         )
         backward(part.loss)
@@ -111,13 +119,11 @@ def train_step(
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
     losses = torch.cat(parts)
-    ar_rows = torch.from_numpy(is_ar).to(tokens.device, non_blocking=True)
-    n_ar = int(is_ar.sum())
+    first_rows = torch.from_numpy(is_first).to(tokens.device, non_blocking=True)
+    n_first = int(is_first.sum())
     return StepStats(
         loss=batch_loss,
-        ar_loss_sum=(losses * ar_rows).sum(),
-        md_loss_sum=(losses * ~ar_rows).sum(),
-        n_ar=n_ar,
-        n_md=B - n_ar,
+        loss_sums=((losses * first_rows).sum(), (losses * ~first_rows).sum()),
+        rows=(n_first, B - n_first),
         lr_multiplier=multiplier,
     )

@@ -1,0 +1,96 @@
+"""Pure tensor functions the objectives are made of: next-token NLL, targets, masking draws.
+
+Every objective uses the same next-token layout: position i predicts token i + 1, so a
+sequence of T tokens has T - 1 targets, and token 0 is context for all. Tokens that are not
+modelled (pad, bos, mask) are never targets and never masked; every other token, the
+document-separating eos included, is a target of every objective, so the AR negative
+log-likelihood and the MD ELBO bound the same quantity and are comparable in nats/token.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from dualsweep.data.special import SpecialTokens
+
+
+def next_token_nll(logits: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy (B, T-1) of predicting tokens[:, i+1] from logits[:, i], in float32.
+
+    Computed over all T positions (the last has no target and is ignored) so that the
+    logits are read in place: slicing off the last position first would copy all of them.
+    """
+    B, T, V = logits.shape
+    targets = torch.cat([tokens[:, 1:], tokens.new_full((B, 1), -100)], dim=1)
+    nll = F.cross_entropy(
+        logits.reshape(-1, V).float(), targets.reshape(-1), reduction="none", ignore_index=-100
+    )
+    return nll.view(B, T)[:, :-1]
+
+
+def modelled(tokens: torch.Tensor, special: SpecialTokens) -> torch.Tensor:
+    """True (B, T) where a token is modelled: not pad, bos or mask."""
+    return ~torch.isin(tokens, torch.tensor(special.unmodelled, device=tokens.device))
+
+
+def maskable_positions(tokens: torch.Tensor, special: SpecialTokens) -> torch.Tensor:
+    """True (B, T) where MD may mask: modelled tokens, never position 0 (no position predicts it)."""
+    maskable = modelled(tokens, special)
+    maskable[:, 0] = False
+    return maskable
+
+
+def sample_mask_rates(
+    n: int,
+    generator: torch.Generator,
+    *,
+    stratified: bool = False,
+    min_rate: float = 1e-3,
+    device: torch.device | str = "cpu",
+) -> torch.Tensor:
+    """n mask rates t in [min_rate, 1): i.i.d. U(0, 1), or one per stratum [k/n, (k+1)/n) shuffled."""
+    u = torch.rand(n, generator=generator, device=device)
+    if stratified:
+        order = torch.randperm(n, generator=generator, device=device)
+        u = (order + u[:1]) / n  # one shared offset keeps each t uniform, strata disjoint
+    return u.clamp(min=min_rate)
+
+
+def mask_tokens(
+    tokens: torch.Tensor,
+    rates: torch.Tensor,
+    maskable: torch.Tensor,
+    mask_id: int,
+    generator: torch.Generator,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Replace each maskable token of row b by `mask_id` with probability rates[b].
+
+    Returns the corrupted inputs and the boolean (B, T) mask of replaced positions.
+    """
+    u = torch.rand(tokens.shape, generator=generator, device=tokens.device)
+    masked = (u < rates[:, None]) & maskable
+    return tokens.masked_fill(masked, mask_id), masked
+
+
+def ar_nll_sums(nll: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Per-sequence summed AR negative log-likelihood (B,) over valid targets (B, T-1)."""
+    return (nll * targets).sum(dim=1)
+
+
+def md_nll_sums(
+    nll: torch.Tensor, targets: torch.Tensor, masked: torch.Tensor, rates: torch.Tensor
+) -> torch.Tensor:
+    """Per-sequence MD ELBO estimate (B,): summed NLL of masked targets, weighted by 1 / t."""
+    masked_targets = masked[:, 1:] & targets
+    return (nll * masked_targets).sum(dim=1) / rates
+
+
+def document_ids(tokens: torch.Tensor, eos_id: int) -> torch.Tensor:
+    """Document index (B, T) of each position of packed sequences; an eos closes its document.
+
+    Computed from the tokens the model sees: a masked eos does not split documents, so the
+    attention pattern never reveals a masked token.
+    """
+    is_eos = (tokens == eos_id).long()
+    return torch.cumsum(is_eos, dim=1) - is_eos

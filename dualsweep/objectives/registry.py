@@ -1,0 +1,190 @@
+"""The objective interface and its registry: AR and MD are two instances, registered once.
+
+An objective says what it draws for a sequence (its corruption), how the model attends for
+it, how a sequence's loss is summed, how it scores a multiple-choice continuation, and its
+name in columns and logs. Training (`objectives.mix`), the held-out evaluation, the scoring
+modes and the result columns (`dualsweep.schema`) all read these definitions; a run mixes the
+pair named by `objective.objectives` (alpha weighs the first). A new objective is a subclass
+registered with `register()`: nothing else changes (tests/test_objectives.py trains one).
+
+Masked diffusion, masked-next-token form (MNTP): draw t ~ U(0, 1) per sequence, replace each
+maskable input token by the mask id with probability t, attend bidirectionally, and at
+position i predict token i + 1 only where input i + 1 was masked. Weighting the summed
+cross-entropy of those targets by 1 / t gives, in expectation over t and the masks, an upper
+bound on the sequence's negative log-likelihood (the masked-diffusion ELBO).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from dualsweep.config import ConfigError
+from dualsweep.data.special import SpecialTokens
+from dualsweep.objectives.losses import (
+    ar_nll_sums,
+    mask_tokens,
+    maskable_positions,
+    md_nll_sums,
+    sample_mask_rates,
+)
+from dualsweep.schema import AR_COLUMNS, MD_COLUMNS, ObjectiveColumns
+
+
+@dataclass(frozen=True)
+class Draw:
+    """An objective's corruption of some rows of a batch; the other rows are left as they were."""
+
+    inputs: torch.Tensor
+    """Model inputs (B, T)."""
+    masked: torch.Tensor | None
+    """Replaced positions (B, T); None when the objective replaces nothing (`inputs` are the
+    clean tokens)."""
+    rates: torch.Tensor
+    """Corruption rate per row (B,); 1 where unused."""
+
+
+@dataclass(frozen=True)
+class ScoreRow:
+    """One forward pass's row when scoring a continuation: its input, where it is read, and
+    whether it attends bidirectionally."""
+
+    tokens: list[int]
+    targets: list[int]
+    """Positions whose original token is read, each from the logits at the position before."""
+    bidirectional: bool
+
+
+class Objective:
+    """One training objective of the shared model (subclass it and `register` an instance)."""
+
+    name: str
+    """Its short name, in config (`objective.objectives`), scoring modes, columns and logs."""
+    bidirectional: bool
+    """How the model attends for it: causally, or bidirectionally."""
+    columns: ObjectiveColumns
+    """Its result columns (`columns.estimated`: its draws are random)."""
+    scores: bool = False
+    """It has a multiple-choice scoring mode of its own name (`score_rows`)."""
+
+    def draw(
+        self,
+        tokens: torch.Tensor,
+        rows: np.ndarray,
+        special: SpecialTokens,
+        generator: torch.Generator,
+        *,
+        stratified: bool,
+        min_rate: float,
+    ) -> Draw:
+        """Corrupt the rows of `tokens` (B, T) where `rows` (B,) is True.
+
+        `rows` is on the host, so that choosing rows needs no device sync."""
+        raise NotImplementedError
+
+    def sequence_sums(
+        self,
+        nll: torch.Tensor,
+        targets: torch.Tensor,
+        masked: torch.Tensor | None,
+        rates: torch.Tensor,
+    ) -> torch.Tensor:
+        """Each row's summed loss (B,) from the next-token NLL (B, T-1) of the corrupted inputs."""
+        raise NotImplementedError
+
+    def score_rows(
+        self, context: list[int], continuation: list[int], *, mask_id: int, span: int
+    ) -> list[ScoreRow] | None:
+        """The rows that score `continuation` after `context`; None: no scoring mode of its own."""
+        return None
+
+
+class Autoregressive(Objective):
+    """Next-token prediction with causal attention on the clean tokens."""
+
+    name = "ar"
+    bidirectional = False
+    columns = AR_COLUMNS
+    scores = True
+
+    def draw(self, tokens, rows, special, generator, *, stratified, min_rate) -> Draw:
+        return Draw(inputs=tokens, masked=None, rates=torch.ones(len(tokens), device=tokens.device))
+
+    def sequence_sums(self, nll, targets, masked, rates) -> torch.Tensor:
+        return ar_nll_sums(nll, targets)
+
+    def score_rows(self, context, continuation, *, mask_id, span) -> list[ScoreRow]:
+        tokens = [*context, *continuation]
+        return [ScoreRow(tokens, list(range(len(context), len(tokens))), bidirectional=False)]
+
+
+class MaskedDiffusion(Objective):
+    """Masked diffusion as masked next-token prediction (see the module's docstring)."""
+
+    name = "md"
+    bidirectional = True
+    columns = MD_COLUMNS
+    scores = True
+
+    def draw(self, tokens, rows, special, generator, *, stratified, min_rate) -> Draw:
+        device = tokens.device
+        selected = torch.from_numpy(np.flatnonzero(rows)).to(device)
+        drawn = sample_mask_rates(
+            len(selected), generator, stratified=stratified, min_rate=min_rate, device=device
+        )
+        rates = torch.ones(len(tokens), device=device).index_copy(0, selected, drawn)
+        on_rows = torch.from_numpy(np.asarray(rows)).to(device, non_blocking=True)
+        maskable = maskable_positions(tokens, special) & on_rows[:, None]
+        inputs, masked = mask_tokens(tokens, rates, maskable, special.mask, generator)
+        return Draw(inputs=inputs, masked=masked, rates=rates)
+
+    def sequence_sums(self, nll, targets, masked, rates) -> torch.Tensor:
+        return md_nll_sums(nll, targets, masked, rates)
+
+    def score_rows(self, context, continuation, *, mask_id, span) -> list[ScoreRow]:
+        """Pseudo-log-likelihood: the continuation masked `span` tokens at a time (0: all at
+        once), each masked token read at the position before it, as in training."""
+        tokens = [*context, *continuation]
+        positions = list(range(len(context), len(tokens)))
+        step = span if span > 0 else len(positions)
+        rows = []
+        for start in range(0, len(positions), step):
+            chunk = positions[start : start + step]
+            masked = [mask_id if j in chunk else t for j, t in enumerate(tokens)]
+            rows.append(ScoreRow(masked, chunk, bidirectional=True))
+        return rows
+
+
+_REGISTRY: dict[str, Objective] = {}
+
+
+def register(objective: Objective) -> Objective:
+    """Make `objective` available by its name (to configs, scoring and the result columns)."""
+    current = _REGISTRY.get(objective.name)
+    if current is not None and type(current) is not type(objective):
+        raise ValueError(f"an objective named {objective.name!r} is already registered")
+    if objective.columns.name != objective.name:
+        raise ValueError(
+            f"objective {objective.name!r}: its columns are named {objective.columns.name!r}"
+        )
+    _REGISTRY[objective.name] = objective
+    return objective
+
+
+def get_objective(name: str) -> Objective:
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        raise ConfigError(
+            f"objectives: unknown objective {name!r} (registered: {', '.join(_REGISTRY)})"
+        ) from None
+
+
+def registered() -> tuple[Objective, ...]:
+    return tuple(_REGISTRY.values())
+
+
+AR = register(Autoregressive())
+MD = register(MaskedDiffusion())

@@ -1,0 +1,164 @@
+"""What dualsweep writes, named once: file names, result columns and metric definitions.
+
+Bottom layer: no torch, no Ray. `results/README.md` describes every column named here (a
+test checks it). Per-objective columns follow one naming rule, so an objective added to the
+registry (`dualsweep.objectives`) gets its curve, summary and metric columns without any
+other module changing:
+
+- training curve: `train_<name>_loss`;
+- held-out curve: `held_out_<name>_loss` for an exact negative log-likelihood, or
+  `held_out_<name>_elbo` for a bound (masked diffusion), plus `_stderr` where the value is a
+  Monte-Carlo estimate over masking draws;
+- run summary: `final_` and `best_` of each held-out column, and `final_` of its `_stderr`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+# -- files ---------------------------------------------------------------------------
+# A run folder (`dualsweep train --out DIR`, or one sweep trial's folder).
+CONFIG_FILE = "config.yaml"  # the fully resolved run config
+CURVE_FILE = "curve.parquet"  # one row per logged step
+SUMMARY_FILE = "summary.parquet"  # one row: the run's outcome
+CHECKPOINT_FILE = "checkpoint.pt"  # resumable state, deleted once the run finishes
+MODEL_FILE = "model.pt"  # the final weights (a state_dict)
+TOKENIZER_FILE = "tokenizer.json"  # a copy of the corpus's tokenizer (text corpora)
+EVALS_FILE = "evals.parquet"  # multiple-choice results of the final model
+TRAIN_LOG_FILE = "train.log"  # a sweep trial's log lines
+RUN_MARKER_FILE = ".dualsweep-run"  # written first: this folder is a run (its key inside)
+ATTEMPTS_FILE = "attempts.jsonl"  # a sweep trial: one line per start
+EVAL_ERROR_FILE = "evaluation_error.txt"  # a sweep trial: why its last evaluation failed
+TRIAL_LOCK_FILE = ".lock"  # a sweep trial: held while a process works on it
+
+# A sweep's tables, in results/<sweep>/: every trial folder collected (see sweep/trials.py).
+RESULTS_ROOT = "results"
+RUNS_TABLE = "runs.parquet"  # one row per trial: its summary and sweep columns
+CURVES_TABLE = "curves.parquet"  # every trial's curve rows, keyed by run_key
+EVALS_TABLE = "evals.parquet"  # multiple-choice results, task x mode rows per run_key
+
+
+# -- per-objective columns -----------------------------------------------------------
+@dataclass(frozen=True)
+class ObjectiveColumns:
+    """The columns one training objective contributes to the curves and summaries."""
+
+    name: str
+    """Short name in column names and logs: ar, md."""
+    bound: bool
+    """Its loss is an upper bound on the negative log-likelihood (an ELBO), not the NLL."""
+    estimated: bool
+    """Its held-out value averages random masking draws, so it has a standard error."""
+
+    @property
+    def title(self) -> str:
+        """How logs name its held-out value: "AR loss", "MD ELBO"."""
+        return f"{self.name.upper()} {'ELBO' if self.bound else 'loss'}"
+
+    @property
+    def train(self) -> str:
+        return f"train_{self.name}_loss"
+
+    @property
+    def held_out(self) -> str:
+        return f"held_out_{self.name}_{'elbo' if self.bound else 'loss'}"
+
+    @property
+    def held_out_stderr(self) -> str | None:
+        return f"{self.held_out}_stderr" if self.estimated else None
+
+    @property
+    def held_out_columns(self) -> tuple[str, ...]:
+        return (self.held_out,) + ((self.held_out_stderr,) if self.estimated else ())
+
+    @property
+    def summary_columns(self) -> tuple[str, ...]:
+        """final_ and best_ of the held-out value, then final_ of its standard error."""
+        columns = (f"final_{self.held_out}", f"best_{self.held_out}")
+        return columns + ((f"final_{self.held_out_stderr}",) if self.estimated else ())
+
+
+AR_COLUMNS = ObjectiveColumns("ar", bound=False, estimated=False)
+MD_COLUMNS = ObjectiveColumns("md", bound=True, estimated=True)
+
+
+# -- curves ----------------------------------------------------------------------------
+# One row per logged step. Held-out columns are NaN on rows without an evaluation; train
+# columns are NaN on the step-0 row (before any update) and where an objective was absent.
+CURVE_LEADING = ("step", "tokens_seen", "epoch", "lr", "train_loss")
+CURVE_TRAILING = ("tokens_per_s", "elapsed_s")
+
+
+def curve_columns(objectives: Sequence[ObjectiveColumns] = (AR_COLUMNS, MD_COLUMNS)):
+    """A curve's columns: the leading ones, each objective's training loss, each objective's
+    held-out values, the throughput ones."""
+    return (
+        *CURVE_LEADING,
+        *(o.train for o in objectives),
+        *(column for o in objectives for column in o.held_out_columns),
+        *CURVE_TRAILING,
+    )
+
+
+def summary_metric_columns(objectives: Sequence[ObjectiveColumns] = (AR_COLUMNS, MD_COLUMNS)):
+    """The held-out columns of a run summary, objective by objective."""
+    return tuple(column for o in objectives for column in o.summary_columns)
+
+
+# -- sweep tables ----------------------------------------------------------------------
+# Added to each summary row when a sweep collects its trials into runs.parquet.
+SWEEP_COLUMNS = ("sweep", "attempts", "evaluated", "evaluation_error", "trial_dir", "in_sweep")
+
+# evals.parquet (and a run's evals.parquet): one row per task x scoring mode.
+EVAL_COLUMNS = (
+    "run_key",
+    "task",
+    "mode",
+    "strategy",
+    "n_items",
+    "chance",
+    "accuracy",
+    "normalized_score",
+    "stderr",
+    "accuracy_per_token",
+    "normalized_score_per_token",
+    "stderr_per_token",
+    "scoring_time_s",
+)
+
+
+# -- metrics ---------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Metric:
+    """A column the analysis can fit: which way is better, its standard error, its label."""
+
+    column: str
+    lower_is_better: bool
+    stderr_column: str | None
+
+    @property
+    def label(self) -> str:
+        if self.column.startswith("score_"):
+            return f"{self.column} (normalised score, 0 = chance)"
+        return f"{self.column} (nats/token)"
+
+
+def held_out_title(column: str) -> str:
+    """'AR loss' for `final_held_out_ar_loss`, 'MD ELBO' for `best_held_out_md_elbo`, ..."""
+    name, kind = (
+        column.removeprefix("final_").removeprefix("best_").removeprefix("held_out_").rsplit("_", 1)
+    )
+    return f"{name.upper()} {'ELBO' if kind == 'elbo' else 'loss'}"
+
+
+def is_loss_metric(column: str) -> bool:
+    """A run summary's held-out loss column (`final_`/`best_held_out_*`, no stderr): lower is better."""
+    return column.startswith(("final_held_out_", "best_held_out_")) and not column.endswith(
+        "_stderr"
+    )
+
+
+def is_score_metric(column: str) -> bool:
+    """A multiple-choice score column of the analysis table (`score_<mode>...`): higher is better."""
+    return column.startswith("score_") and not column.endswith("_stderr")
