@@ -16,6 +16,8 @@ from dualsweep.model import BIDIRECTIONAL, CAUSAL, Transformer
 from dualsweep.objectives import (
     AR,
     MD,
+    Draw,
+    Objective,
     ar_nll_sums,
     corrupt_batch,
     document_ids,
@@ -27,8 +29,10 @@ from dualsweep.objectives import (
     modelled,
     next_token_nll,
     objective_allocation,
+    register,
     sample_mask_rates,
 )
+from dualsweep.schema import ObjectiveColumns, curve_columns
 
 SPECIAL = SpecialTokens(pad=0, bos=1, eos=2, mask=3)
 PAIR = (AR, MD)
@@ -321,3 +325,60 @@ def test_document_ids():
     # A masked eos does not split: the attention never reveals a hidden boundary.
     masked = torch.tensor([[5, 6, 3, 7, 8, 2, 9]])
     assert document_ids(masked, eos_id=2).tolist() == [[0, 0, 0, 0, 0, 0, 1]]
+
+
+class FixedRateMLM(Objective):
+    """A test-only third objective: BERT-style masking at a fixed rate (no 1/t weight), read
+    in the next-token layout; its loss is the mean NLL of the masked targets."""
+
+    name = "mlm"
+    bidirectional = True
+    columns = ObjectiveColumns("mlm", bound=False, estimated=True)
+    rate = 0.15
+
+    def draw(self, tokens, rows, special, generator, *, stratified, min_rate) -> Draw:
+        rates = torch.where(torch.from_numpy(rows), self.rate, 1.0)
+        maskable = maskable_positions(tokens, special) & torch.from_numpy(rows)[:, None]
+        inputs, masked = mask_tokens(tokens, rates, maskable, special.mask, generator)
+        return Draw(inputs=inputs, masked=masked, rates=rates)
+
+    def sequence_sums(self, nll, targets, masked, rates):
+        masked_targets = masked[:, 1:] & targets
+        # Scaled to a per-target-token mean like the others: sum / (share masked).
+        return (nll * masked_targets).sum(dim=1) / self.rate
+
+
+def test_a_third_objective_plugs_in_through_the_registry(tmp_path, monkeypatch):
+    import pandas as pd
+
+    from dualsweep.config import ConfigError, run_key
+    from dualsweep.objectives import registry
+    from dualsweep.training import train
+
+    from .conftest import tiny_run_config
+
+    config = tiny_run_config(alpha=0.5, objectives=["ar", "mlm"], eval_interval=0)
+    with pytest.raises(
+        ConfigError, match=r"objectives: unknown objective 'mlm' \(registered: ar, md\)"
+    ):
+        train(config, tmp_path / "unregistered", log=lambda m: None)
+    assert not (tmp_path / "unregistered").exists()
+    monkeypatch.setattr(registry, "_REGISTRY", dict(registry._REGISTRY))  # restored afterwards
+    register(FixedRateMLM())
+    summary = train(config, tmp_path / "run", log=lambda m: None)
+    assert summary.status == "finished", summary.error
+    curve = pd.read_parquet(tmp_path / "run" / "curve.parquet")
+    assert list(curve.columns) == list(
+        curve_columns((AR.columns, FixedRateMLM.columns))
+    )  # no MD column: the run trained AR and MLM
+    assert {"train_mlm_loss", "held_out_mlm_loss", "held_out_mlm_loss_stderr"} <= set(curve)
+    trained = curve.dropna(subset=["train_loss"])
+    assert trained["train_mlm_loss"].notna().all() and trained["train_ar_loss"].notna().all()
+    row = pd.read_parquet(tmp_path / "run" / "summary.parquet").iloc[0]
+    assert (
+        math.isfinite(row["final_held_out_mlm_loss"]) and row["final_held_out_mlm_loss_stderr"] > 0
+    )
+    # Masking 15% of the tokens leaves more context than MD's average 50%: a lower loss than
+    # log V (uniform) after training, like the AR loss.
+    assert row["final_held_out_mlm_loss"] < math.log(config.model.vocab_size)
+    assert run_key(config) != run_key(config.replace(objectives=["ar", "md"]))

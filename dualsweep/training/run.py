@@ -130,6 +130,7 @@ def train(
     import torch
 
     from dualsweep.data.datamodule import DualSweepData
+    from dualsweep.objectives import objective_pair
     from dualsweep.training.module import DualObjectiveModule
     from dualsweep.training.progress import LineProgress
 
@@ -139,6 +140,7 @@ def train(
         torch.set_num_threads(config.train.threads)
     accelerator, precision = resolve_device(config)
     check_loggers(config)
+    objective_pair(config.objective.objectives)  # an unregistered name fails before any work
     if accelerator == "gpu" and (untiled := config.model.untiled_dims()):
         log(
             f"note: {untiled} off a multiple of 64 (head_dim: of 8): GPU kernels on these widths "
