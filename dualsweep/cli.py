@@ -156,7 +156,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from dualsweep.evaluate.run import evaluate_run, format_evals
 
     evals, held_out = evaluate_run(run_dir, evaluation, device=args.device)
-    print(f"{held_out.describe(config.objective.md_eval_draws)} on {held_out.tokens:,} tokens")
+    print(f"{held_out.describe(config.held_out.md_eval_draws)} on {held_out.tokens:,} tokens")
     print(format_evals(evals))
     print(f"-> {run_dir / 'evals.parquet'}")
     return 0

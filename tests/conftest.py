@@ -32,19 +32,17 @@ def tiny_run_config(**flat) -> RunConfig:
             "ffn_hidden": 64,
             "seq_len": 32,
         },
-        "data": {"validation_sequences": 16},
-        "objective": {"md_eval_draws": 2},
         "optim": {"lr": 3e-3},
         "train": {
             "token_budget": 8 * 32 * 48,
             "batch_size": 8,
             "log_interval": 4,
-            "eval_interval": 16,
             "device": "cpu",
             "threads": 1,
             "progress_bar": False,
             "loggers": ["csv"],
         },
+        "held_out": {"eval_interval": 16, "validation_sequences": 16, "md_eval_draws": 2},
     }
     return run_config_from_dict(raw).replace(**flat) if flat else run_config_from_dict(raw)
 

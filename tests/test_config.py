@@ -252,6 +252,78 @@ def test_flat_fields_round_trip():
     assert RunConfig().replace(**flat) == config
 
 
+# The held-out settings before they had their own section: how run folders' config.yaml and
+# older sweep files still write them.
+OLD_LAYOUT = {
+    "data": {"validation_sequences": 8, "repetitions": 2},
+    "objective": {"md_eval_draws": 3, "held_out_seed": 5, "alpha": 0.5},
+    "train": {"eval_interval": 7, "seed": 1},
+}
+NEW_LAYOUT = {
+    "data": {"repetitions": 2},
+    "objective": {"alpha": 0.5},
+    "train": {"seed": 1},
+    "held_out": {
+        "validation_sequences": 8,
+        "md_eval_draws": 3,
+        "held_out_seed": 5,
+        "eval_interval": 7,
+    },
+}
+
+
+def test_held_out_fields_moved_section_but_keep_their_run_key():
+    config = run_config_from_dict(NEW_LAYOUT)
+    assert config.held_out.validation_sequences == 8 and config.held_out.eval_interval == 7
+    assert config.held_out.md_eval_draws == 3 and config.held_out.held_out_seed == 5
+    # The run key hashes them under their old dotted names: this is the key the same run had
+    # before the move (computed then), so finished runs and committed results are still found.
+    assert run_key(config) == "2f413019aa11806e"
+    flat = flat_fields(config)  # the Parquet columns keep their plain names
+    assert (flat["validation_sequences"], flat["md_eval_draws"]) == (8, 3)
+    assert (flat["held_out_seed"], flat["eval_interval"]) == (5, 7)
+    # Overrides by plain name find the new section.
+    assert config.replace(md_eval_draws=2).held_out.md_eval_draws == 2
+    assert RunConfig().replace(validation_sequences=8).held_out.validation_sequences == 8
+
+
+def test_old_layout_loads_as_the_new(tmp_path):
+    old = run_config_from_dict(OLD_LAYOUT)
+    assert old == run_config_from_dict(NEW_LAYOUT)
+    assert run_key(old) == run_key(run_config_from_dict(NEW_LAYOUT))
+    assert OLD_LAYOUT["data"] == {"validation_sequences": 8, "repetitions": 2}  # not modified
+    # A run folder's config.yaml, with overrides by plain or old dotted name.
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(OLD_LAYOUT))
+    assert load_run_config(path) == old
+    overridden = load_run_config(path, {"validation_sequences": 4, "train.eval_interval": 2})
+    assert (overridden.held_out.validation_sequences, overridden.held_out.eval_interval) == (4, 2)
+    # A sweep file's base, inline or by path, with base_overrides by plain name.
+    sweep = f"name: s\nbase: {yaml.safe_dump(OLD_LAYOUT, default_flow_style=True)}"
+    sweep += "base_overrides: {md_eval_draws: 6}\npoints: [[1, 1]]\n"
+    base = load_sweep(_sweep(tmp_path, sweep)).base
+    assert base == old.replace(md_eval_draws=6)
+    companion = tmp_path / "companion.yaml"
+    companion.write_text("name: c\nbase: sweep.yaml\npoints: [[1, 1]]\n")
+    assert load_sweep(companion).base == base
+
+
+def test_a_moved_field_set_in_both_places_is_an_error(tmp_path):
+    raw = {"data": {"validation_sequences": 8}, "held_out": {"validation_sequences": 16}}
+    message = (
+        r"^held_out\.validation_sequences: also set as data\.validation_sequences .*"
+        r"got 16 and 8"
+    )
+    with pytest.raises(ConfigError, match=message):
+        run_config_from_dict(raw)
+    base = yaml.safe_dump(raw, default_flow_style=True)
+    sweep = _sweep(tmp_path, f"name: s\nbase: {base}points: [[1, 1]]\n")
+    with pytest.raises(
+        ConfigError, match=r"^base\.held_out\.validation_sequences: also set as base\.data"
+    ):
+        load_sweep(sweep)
+
+
 @pytest.mark.parametrize("path", sorted((REPO / "sweeps").glob("*.yaml")), ids=lambda p: p.name)
 def test_every_sweep_file_loads(path):
     sweep = load_sweep(path)

@@ -247,18 +247,39 @@ def test_alpha_one_is_exactly_the_ar_loss_and_draws_nothing(tiny_model):
     assert torch.equal(g.get_state(), state)  # no MD work: no random draw
 
 
+def check_md_corruption(tokens, corruption, rows):
+    """The draws' invariants (whatever order they are made in): only MD rows are masked, only
+    at maskable positions, with the mask id; each MD row has one rate t in [min_rate, 1)."""
+    md = torch.zeros(len(tokens), dtype=torch.bool)
+    md[rows] = True
+    masked = corruption.masked
+    assert not masked[~md].any() and torch.equal(corruption.inputs[~md], tokens[~md])
+    assert not (masked & ~maskable_positions(tokens, SPECIAL)).any()
+    assert torch.equal(corruption.inputs, tokens.masked_fill(masked, SPECIAL.mask))
+    assert ((corruption.rates[md] >= 1e-3) & (corruption.rates[md] < 1)).all()
+    assert (corruption.rates[~md] == 1).all()
+
+
+def md_loss_by_hand(model, tokens, inputs, masked, rates):
+    """Per-row MD loss from its definition: the masked targets' NLL under a bidirectional
+    forward on the masked inputs, summed, over (t x targets per row)."""
+    logits = model(inputs, BIDIRECTIONAL)
+    nll = F.cross_entropy(
+        logits[:, :-1].reshape(-1, logits.shape[-1]), tokens[:, 1:].reshape(-1), reduction="none"
+    ).view(len(tokens), -1)
+    masked_targets = masked[:, 1:]
+    return (nll * masked_targets).sum(dim=1) / (rates * (tokens.shape[1] - 1))
+
+
 def test_alpha_zero_is_exactly_the_md_loss(tiny_model):
     tokens = torch.randint(4, 24, (6, 10), generator=gen())
     corruption = corrupt_batch(tokens, np.zeros(6, bool), SPECIAL, gen(5), PAIR)
     out = dual_objective_loss(tiny_model, tokens, corruption, SPECIAL, PAIR)
-    # The same draws, done by hand: rates, then masks, then a bidirectional forward.
-    g = gen(5)
-    rates = sample_mask_rates(6, g)
-    inputs, masked = mask_tokens(
-        tokens, rates, maskable_positions(tokens, SPECIAL), SPECIAL.mask, g
-    )
-    nll = next_token_nll(tiny_model(inputs, BIDIRECTIONAL), tokens)
-    expected = (md_nll_sums(nll, modelled(tokens[:, 1:], SPECIAL), masked, rates) / 9).mean()
+    check_md_corruption(tokens, corruption, rows=list(range(6)))
+    assert corruption.masked.any()  # something to predict
+    expected = md_loss_by_hand(
+        tiny_model, tokens, corruption.inputs, corruption.masked, corruption.rates
+    ).mean()
     torch.testing.assert_close(out.loss, expected, rtol=1e-6, atol=0)
 
 
@@ -271,14 +292,13 @@ def test_mixed_batch_equals_each_objective_on_its_own_rows(tiny_model):
         recorder.calls.append((inputs.clone(), prefix))
         return tiny_model(inputs, prefix, docs)
 
-    out = dual_objective_loss(
-        model, tokens, corrupt_batch(tokens, is_ar, SPECIAL, gen(7), PAIR), SPECIAL, PAIR
-    )
+    corruption = corrupt_batch(tokens, is_ar, SPECIAL, gen(7), PAIR)
+    out = dual_objective_loss(model, tokens, corruption, SPECIAL, PAIR)
     inputs, prefix = recorder.calls[0]
     assert len(recorder.calls) == 1  # one forward pass for both objectives
     assert prefix.tolist() == [CAUSAL, 10, CAUSAL, 10]
-    assert torch.equal(inputs[[0, 2]], tokens[[0, 2]])  # AR rows are never masked
-    ar_rows = [0, 2]
+    ar_rows, md_rows = [0, 2], [1, 3]
+    check_md_corruption(tokens, corruption, rows=md_rows)
     ar_alone = (
         F.cross_entropy(
             tiny_model(tokens[ar_rows])[:, :-1].reshape(-1, 24),
@@ -289,15 +309,14 @@ def test_mixed_batch_equals_each_objective_on_its_own_rows(tiny_model):
         .mean(dim=1)
     )
     torch.testing.assert_close(out.sequence_losses[ar_rows], ar_alone, atol=1e-5, rtol=1e-5)
-    # MD rows: their own masked inputs, bidirectional, 1/t-weighted masked targets.
-    md_rows = [1, 3]
-    g = gen(7)  # replay the draws: rates for the two MD rows, then one uniform per position
-    rates = sample_mask_rates(2, g)
-    u = torch.rand(tokens.shape, generator=g)[md_rows]
-    masked = (u < rates[:, None]) & maskable_positions(tokens[md_rows], SPECIAL)
-    assert torch.equal(inputs[md_rows], tokens[md_rows].masked_fill(masked, SPECIAL.mask))
-    nll = next_token_nll(tiny_model(inputs[md_rows], BIDIRECTIONAL), tokens[md_rows])
-    md_alone = md_nll_sums(nll, modelled(tokens[md_rows, 1:], SPECIAL), masked, rates) / 9
+    # MD rows alone: their masked inputs in a batch of their own, bidirectional.
+    md_alone = md_loss_by_hand(
+        tiny_model,
+        tokens[md_rows],
+        corruption.inputs[md_rows],
+        corruption.masked[md_rows],
+        corruption.rates[md_rows],
+    )
     torch.testing.assert_close(out.sequence_losses[md_rows], md_alone, atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(out.loss, out.sequence_losses.mean())
 

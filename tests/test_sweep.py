@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -156,7 +157,10 @@ def test_kill_9_of_the_driver_then_rerun(tmp_path):
         tmp_path / "killed.yaml",
         name="killed",
         max_concurrent_trials=1,
-        base={"train": {"token_budget": 524288, "checkpoint_interval": 64, "eval_interval": 128}},
+        base={
+            "train": {"token_budget": 524288, "checkpoint_interval": 64},
+            "held_out": {"eval_interval": 128},
+        },
     )
     sweep = load_sweep(path)
     keys = [run_key(c) for c in sweep.trials()]
@@ -339,6 +343,24 @@ def test_plan_of_the_paper_sweep_by_hand(capsys):
     out = capsys.readouterr().out
     assert "sweep paper: 50 trials" in out and f"{50 * tokens * per_token:.4e} FLOPs" in out
     assert "shapes: d_model, ffn_hidden and vocab_size are multiples of 64 and head_dim of 8" in out
+
+
+@pytest.mark.parametrize("sweep_name", ["smoke", "tiny", "paper"])
+@pytest.mark.parametrize("tied", [False, True])
+def test_plan_counts_the_parameters_the_model_has(sweep_name, tied):
+    # The plan counts parameters by formula, the model by its tensors: on the meta device the
+    # 470M paper model costs no memory, so every committed shape is checked, tied or not.
+    import torch
+
+    from dualsweep.model import Transformer
+
+    config = load_sweep(REPO / "sweeps" / f"{sweep_name}.yaml").base.model
+    config = dataclasses.replace(config, tie_embeddings=tied)
+    with torch.device("meta"):
+        model = Transformer(config)
+    counts = parameter_counts(config)
+    assert counts.total == model.num_parameters()
+    assert counts.non_embedding == model.num_parameters(non_embedding=True)
 
 
 @pytest.mark.slow  # a sweep of its own: `make test-slow`

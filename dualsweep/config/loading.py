@@ -1,8 +1,10 @@
 """Reading configs from YAML files and command-line overrides.
 
-`--config` accepts a run config (sections model, data, objective, optim, train) or a sweep
-file (a `base` run config plus points); overrides are applied to the raw mapping before
-validation, so they are checked exactly like the file itself.
+`--config` accepts a run config (sections model, data, objective, optim, train, held_out,
+evaluation) or a sweep file (a `base` run config plus points); overrides are applied to the
+raw mapping before validation, so they are checked exactly like the file itself. A mapping
+written before a field moved section (`MOVED_FIELDS`: run folders' config.yaml, older sweep
+files) is read into the current layout first (`upgrade_layout`).
 """
 
 from __future__ import annotations
@@ -12,8 +14,8 @@ from typing import Any
 
 import yaml
 
-from dualsweep.config.fields import ConfigError, build, fail
-from dualsweep.config.run import SECTIONS, RunConfig, section_of
+from dualsweep.config.fields import ConfigError, build, fail, join
+from dualsweep.config.run import MOVED_FIELDS, SECTIONS, RunConfig, section_of
 from dualsweep.config.sweep import SweepConfig, is_sweep_mapping, sweep_from_dict
 
 
@@ -36,7 +38,36 @@ def read_yaml(path: str | Path) -> Any:
 def run_config_from_dict(raw: Any) -> RunConfig:
     if not isinstance(raw, dict):
         fail("config", raw, "expected a mapping with sections " + ", ".join(SECTIONS))
-    return build(RunConfig, raw)
+    return build(RunConfig, upgrade_layout(raw))
+
+
+def upgrade_layout(raw: Any, path: str = "") -> Any:
+    """A raw run config mapping with every moved field found in its old section (e.g.
+    `data.validation_sequences`, before the held_out section) moved to its section now.
+    Setting a field in both places is an error naming both. Anything else is left as is
+    (and reported by `build`); the input is not modified."""
+    if not isinstance(raw, dict) or not any(
+        isinstance(raw.get(old), dict) and name in raw[old] for old, name in MOVED_FIELDS
+    ):
+        return raw
+    out = {k: (dict(v) if isinstance(v, dict) else v) for k, v in raw.items()}
+    for (old, name), section in MOVED_FIELDS.items():
+        if not (isinstance(out.get(old), dict) and name in out[old]):
+            continue
+        value = out[old].pop(name)
+        current = out.get(section)
+        if current is None:
+            current = out[section] = {}
+        if not isinstance(current, dict):
+            fail(join(path, section), current, "expected a mapping of field: value")
+        if name in current:
+            raise ConfigError(
+                f"{join(path, f'{section}.{name}')}: also set as {join(path, f'{old}.{name}')} "
+                f"(its place before the {section} section; got {current[name]!r} and "
+                f"{value!r}); keep only {section}.{name}"
+            )
+        current[name] = value
+    return out
 
 
 def _base_mapping(raw: dict, source: Path, _seen: tuple[Path, ...] = ()) -> dict:
@@ -58,6 +89,7 @@ def _base_mapping(raw: dict, source: Path, _seen: tuple[Path, ...] = ()) -> dict
             base = _base_mapping(base, base_path, (*_seen, source.resolve()))
     if not isinstance(base, dict):
         fail("base", base, "must be a run config mapping or a path to one")
+    base = upgrade_layout(base, "base")  # before the overrides, which use the new layout
     overrides = raw.get("base_overrides") or {}
     if not isinstance(overrides, dict):
         fail("base_overrides", overrides, "must map field names to values")
@@ -81,12 +113,13 @@ def load_run_config(path: str | Path, overrides: dict[str, Any] | None = None) -
     if is_sweep_mapping(raw):
         load_sweep(path)  # the whole file must be valid, not just the part we use
         raw = _base_mapping(raw, path)
-    raw = apply_overrides(raw, overrides or {})
+    raw = apply_overrides(upgrade_layout(raw), overrides or {})
     return run_config_from_dict(raw)
 
 
 def apply_overrides(raw: Any, overrides: dict[str, Any]) -> Any:
-    """Set `section.field` or plain `field` keys (names are unique) in a raw config mapping."""
+    """Set `section.field` or plain `field` keys (names are unique) in a raw config mapping;
+    a moved field's old `section.field` sets it in its section now."""
     if not overrides:
         return raw
     if not isinstance(raw, dict):
@@ -96,6 +129,7 @@ def apply_overrides(raw: Any, overrides: dict[str, Any]) -> Any:
         section, _, name = key.rpartition(".")
         if not section:
             section = section_of(name)
+        section = MOVED_FIELDS.get((section, name), section)
         if section not in SECTIONS:
             raise ConfigError(f"{key}: unknown section {section!r} (known: {', '.join(SECTIONS)})")
         current = out.setdefault(section, {})

@@ -1,9 +1,9 @@
 """The run configuration: what one training run of one (alpha, repetitions) point needs.
 
-Five frozen sections (model, data, objective, optim, train) inside `RunConfig`. Every field
-has a one-line docstring and every field name is unique across sections, so the flattened
-config (`flat_fields`) gives the Parquet column names users query (`alpha`, `repetitions`,
-`d_model`, ...) with the same names as in YAML and code.
+Seven frozen sections (model, data, objective, optim, train, held_out, evaluation) inside
+`RunConfig`. Every field has a one-line docstring and every field name is unique across
+sections, so the flattened config (`flat_fields`) gives the Parquet column names users query
+(`alpha`, `repetitions`, `d_model`, ...) with the same names as in YAML and code.
 
 A field's own range sits in its metadata (`POSITIVE`, `SEED`, `bound(0, 1)`, ...: see
 `dualsweep.config.fields`) and is checked by `Checked.__post_init__`; checks across fields
@@ -28,6 +28,7 @@ from dualsweep.config.fields import (
     UNIT_INTERVAL,
     Checked,
     ConfigError,
+    Rules,
     bound,
     check,
     to_plain,
@@ -41,6 +42,14 @@ NOT_IDENTITY = {"identity": False}
 # Fields added after results were committed: in the run key only when set to something other
 # than their default, so that every run trained before they existed keeps its key.
 IDENTITY_UNLESS_DEFAULT = {"identity": "unless default"}
+
+
+def key_name(dotted: str) -> Rules:
+    """Metadata: `run_key` hashes this field as `dotted` (`section.name`) instead of under its
+    own section. For fields moved to another section: finished runs, their folders and the
+    committed results are found by run key, so a move must not change any key. `dotted` is
+    also the field's old place, which the loader still accepts (see `MOVED_FIELDS`)."""
+    return Rules(key=dotted)
 
 
 # Byte-level BPE keeps all 256 bytes plus the four specials (pad, bos, eos, mask).
@@ -124,8 +133,6 @@ class DataConfig(Checked):
     """Document separator id inside token shards (required for source shards)."""
     validation_fraction: float = field(default=0.05, metadata=OPEN_UNIT_INTERVAL)
     """Share of documents held out for validation (chosen by a hash of each document)."""
-    validation_sequences: int = field(default=64, metadata=COUNT)
-    """Held-out sequences evaluated at each evaluation (the same ones for every run)."""
     repetitions: int = field(
         default=1, metadata=bound(1, integer=True, why="must be a positive integer")
     )
@@ -168,10 +175,6 @@ class ObjectiveConfig(Checked):
     """How masked-diffusion rates t are drawn: i.i.d. U(0,1), or stratified across a batch."""
     min_mask_rate: float = field(default=1e-3, metadata=OPEN_UNIT_INTERVAL)
     """Lower clip of t, keeping the 1/t weight finite."""
-    md_eval_draws: int = field(default=4, metadata=COUNT)
-    """K: masking draws averaged in the held-out MD ELBO."""
-    held_out_seed: int = field(default=0, metadata=SEED)
-    """Seed of the held-out masking draws (the same masks for every run and evaluation)."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -224,8 +227,6 @@ class TrainConfig(Checked):
     """Seed of initialisation, epoch shuffles and masking draws."""
     log_interval: int = field(default=10, metadata=COUNT)
     """Steps between logged training rows."""
-    eval_interval: int = field(default=100, metadata=NON_NEGATIVE)
-    """Steps between held-out evaluations (also at the start and the end; 0 = only those)."""
     device: Literal["auto", "cpu", "cuda"] = "auto"
     """Where to train: cuda if available under auto."""
     precision: Literal["auto", "32", "bf16-mixed"] = "auto"
@@ -256,6 +257,22 @@ class TrainConfig(Checked):
             self.checkpoint_interval,
             f"must be 0 or a multiple of log_interval={self.log_interval} (checkpoints are taken at log steps)",
         )
+
+
+# The held-out settings used to sit in data, objective and train: each keeps its old dotted
+# name in the run key (`key_name`), so that runs trained before the move keep their keys.
+@dataclass(frozen=True, kw_only=True)
+class HeldOutConfig(Checked):
+    eval_interval: int = field(default=100, metadata=NON_NEGATIVE | key_name("train.eval_interval"))
+    """Steps between held-out evaluations (also at the start and the end; 0 = only those)."""
+    validation_sequences: int = field(
+        default=64, metadata=COUNT | key_name("data.validation_sequences")
+    )
+    """Held-out sequences evaluated at each evaluation (the same ones for every run)."""
+    md_eval_draws: int = field(default=4, metadata=COUNT | key_name("objective.md_eval_draws"))
+    """K: masking draws averaged in the held-out MD ELBO."""
+    held_out_seed: int = field(default=0, metadata=SEED | key_name("objective.held_out_seed"))
+    """Seed of the held-out masking draws (the same masks for every run and evaluation)."""
 
 
 Mode = Literal["ar", "md", "prefix"]
@@ -307,7 +324,19 @@ SECTIONS = {
     "objective": ObjectiveConfig,
     "optim": OptimConfig,
     "train": TrainConfig,
+    "held_out": HeldOutConfig,
     "evaluation": EvalConfig,
+}
+
+# (old section, field name) -> section now, for fields moved between sections: a mapping
+# written before the move (a run folder's config.yaml, a sweep file) still loads.
+MOVED_FIELDS = {
+    (old_section, f.name): section
+    for section, cls in SECTIONS.items()
+    for f in dataclasses.fields(cls)
+    if "key" in f.metadata
+    for old_section in [f.metadata["key"].partition(".")[0]]
+    if old_section != section
 }
 
 
@@ -323,6 +352,8 @@ class RunConfig:
     """Optimiser and learning-rate schedule."""
     train: TrainConfig = field(default_factory=TrainConfig)
     """Budget, batch, seed and run mechanics."""
+    held_out: HeldOutConfig = field(default_factory=HeldOutConfig)
+    """Held-out loss curve: how often, on how many sequences, with which MD masking draws."""
     evaluation: EvalConfig = field(default_factory=EvalConfig)
     """Zero-shot multiple-choice evaluation of the final model."""
 
@@ -404,13 +435,14 @@ def flat_fields(config: RunConfig) -> dict[str, Any]:
 
 
 def run_key(config: RunConfig) -> str:
-    """Stable identity of a run: a hash of every field that can change the trained model."""
+    """Stable identity of a run: a hash of every field that can change the trained model,
+    each under `section.name` (or the name in its `key_name` metadata, for a moved field)."""
     identity = {}
     for section, cls in SECTIONS.items():
         for f in dataclasses.fields(cls):
             value = getattr(getattr(config, section), f.name)
             kind = f.metadata.get("identity", True)
             if kind is True or (kind == IDENTITY_UNLESS_DEFAULT["identity"] and value != f.default):
-                identity[f"{section}.{f.name}"] = to_plain(value)
+                identity[f.metadata.get("key", f"{section}.{f.name}")] = to_plain(value)
     blob = json.dumps(identity, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(blob.encode()).hexdigest()[:16]

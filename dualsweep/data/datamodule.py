@@ -67,7 +67,9 @@ class DualSweepData(L.LightningDataModule):
     def held_out_tokens(self) -> torch.Tensor:
         """The fixed held-out sequences (n, T), the same for every run on this corpus."""
         cfg = self.config
-        array = self.corpus.validation_sequences(cfg.model.seq_len, cfg.data.validation_sequences)
+        array = self.corpus.validation_sequences(
+            cfg.model.seq_len, cfg.held_out.validation_sequences
+        )
         return torch.from_numpy(array.astype(np.int64))
 
     def train_dataloader(self) -> DataLoader:

@@ -114,15 +114,15 @@ def evaluate_run(
     losses = None
     if held_out:
         sequences = run.corpus.validation_sequences(
-            config.model.seq_len, config.data.validation_sequences
+            config.model.seq_len, config.held_out.validation_sequences
         )
         losses = held_out_losses(
             run.model,
             torch.from_numpy(sequences.astype(np.int64)),
             run.corpus.special,
             objective_pair(config.objective.objectives),
-            draws=config.objective.md_eval_draws,
-            seed=config.objective.held_out_seed,
+            draws=config.held_out.md_eval_draws,
+            seed=config.held_out.held_out_seed,
             batch_size=config.train.batch_size,
             min_mask_rate=config.objective.min_mask_rate,
             document_masking=config.data.document_masking,

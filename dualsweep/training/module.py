@@ -98,7 +98,7 @@ class DualObjectiveModule(L.LightningModule):
         last = done == self.plan.steps
         if done % cfg.train.log_interval == 0 or last:
             self._log_window(done, lr_multiplier * cfg.optim.lr)
-        if (cfg.train.eval_interval and done % cfg.train.eval_interval == 0) or last:
+        if (cfg.held_out.eval_interval and done % cfg.held_out.eval_interval == 0) or last:
             self._evaluate(done)
         interval = cfg.train.checkpoint_interval
         if self.checkpoint_path and interval and done % interval == 0 and not last:
@@ -139,8 +139,8 @@ class DualObjectiveModule(L.LightningModule):
                 self.held_out,
                 self.special,
                 self.pair,
-                draws=cfg.objective.md_eval_draws,
-                seed=cfg.objective.held_out_seed,
+                draws=cfg.held_out.md_eval_draws,
+                seed=cfg.held_out.held_out_seed,
                 batch_size=cfg.train.micro_batch_size or cfg.train.batch_size,
                 min_mask_rate=cfg.objective.min_mask_rate,
                 document_masking=cfg.data.document_masking,

@@ -149,10 +149,10 @@ def train(
     data = DualSweepData(config, log=log)
     data.setup()  # corpus and repetition checks fail here, before the run folder exists
     held_out = data.held_out_tokens()
-    if len(held_out) < config.data.validation_sequences:
+    if len(held_out) < config.held_out.validation_sequences:
         log(
             f"note: the held-out split holds {len(held_out)} sequences of {config.model.seq_len} "
-            f"tokens; evaluating on all of them (data.validation_sequences={config.data.validation_sequences})"
+            f"tokens; evaluating on all of them (held_out.validation_sequences={config.held_out.validation_sequences})"
         )
 
     out_dir.mkdir(parents=True, exist_ok=True)
