@@ -9,6 +9,7 @@ summary row with status "failed" and the error.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime
 import logging
 import math
@@ -124,21 +125,48 @@ def train(
 
     With `resume`, a checkpoint left in OUT by an interrupted run of the same config is
     loaded and training continues from its step, giving the same numbers as an
-    uninterrupted run. The final weights go to OUT/model.pt.
+    uninterrupted run. The final weights go to OUT/model.pt. Everything that can be wrong
+    with the config or the data fails before OUT is created.
     """
-    import lightning as L
     import torch
-
-    from dualsweep.data.datamodule import DualSweepData
-    from dualsweep.objectives import objective_pair
-    from dualsweep.training.module import DualObjectiveModule
-    from dualsweep.training.progress import LineProgress
 
     started, started_at = time.perf_counter(), _now()
     out_dir = Path(out_dir)
     if config.train.threads:
         torch.set_num_threads(config.train.threads)
     accelerator, precision = resolve_device(config)
+    data, held_out = _checked_data(config, accelerator, log)
+    _start_run_folder(config, out_dir, data)
+    module = _module(config, data, held_out, out_dir / CHECKPOINT_FILE, resume=resume, log=log)
+    status, error, interrupted = _fit(
+        config, module, data, out_dir, accelerator, precision, list(callbacks), log
+    )
+    if status == "finished":
+        tmp = out_dir / f".{MODEL_FILE}.tmp"
+        torch.save(module.model.state_dict(), tmp)
+        tmp.replace(out_dir / MODEL_FILE)
+    summary = _summary(config, module, data, out_dir, status, error)
+    summary = dataclasses.replace(
+        summary,
+        accelerator=accelerator,
+        precision_used=precision,
+        started_at=started_at,
+        wall_time_s=time.perf_counter() - started,
+    )
+    write_parquet(pd.DataFrame([summary.row()]), out_dir / SUMMARY_FILE)
+    if status == "finished":  # only now: a kill before this line can still resume
+        (out_dir / CHECKPOINT_FILE).unlink(missing_ok=True)
+    if interrupted:
+        raise KeyboardInterrupt(f"training interrupted; resume with --resume ({out_dir})")
+    return summary
+
+
+def _checked_data(config: RunConfig, accelerator: str, log: Callable[[str], None]):
+    """Check what can be checked before any work, and prepare the corpus and repetition plan
+    (their errors also come before the run folder exists); return the data and held-out set."""
+    from dualsweep.data.datamodule import DualSweepData
+    from dualsweep.objectives import objective_pair
+
     check_loggers(config)
     objective_pair(config.objective.objectives)  # an unregistered name fails before any work
     if accelerator == "gpu" and (untiled := config.model.untiled_dims()):
@@ -147,24 +175,38 @@ def train(
             "waste tensor-core tiles"
         )
     data = DualSweepData(config, log=log)
-    data.setup()  # corpus and repetition checks fail here, before the run folder exists
+    data.setup()
     held_out = data.held_out_tokens()
     if len(held_out) < config.held_out.validation_sequences:
         log(
             f"note: the held-out split holds {len(held_out)} sequences of {config.model.seq_len} "
             f"tokens; evaluating on all of them (held_out.validation_sequences={config.held_out.validation_sequences})"
         )
+    return data, held_out
 
+
+def _start_run_folder(config: RunConfig, out_dir: Path, data) -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / RUN_MARKER_FILE).write_text(run_key(config) + "\n")  # marks the folder as a run
     (out_dir / CONFIG_FILE).write_text(yaml.safe_dump(to_plain(config), sort_keys=False))
     if data.corpus.meta["tokenizer"]:  # the run folder is self-contained for evaluation
         shutil.copyfile(data.corpus.meta["tokenizer"], out_dir / TOKENIZER_FILE)
-    L.seed_everything(config.train.seed, verbose=False)
-    checkpoint_path = out_dir / CHECKPOINT_FILE
-    module = DualObjectiveModule(
-        config, data.corpus.special, data.plan, held_out, checkpoint_path=checkpoint_path
-    )
+
+
+def _module(config: RunConfig, data, held_out, checkpoint_path: Path, *, resume: bool, log):
+    """The seeded module, restored from `checkpoint_path` when resuming and it is readable."""
+    import lightning as L
+    import torch
+
+    from dualsweep.training.module import DualObjectiveModule
+
+    def fresh():
+        L.seed_everything(config.train.seed, verbose=False)
+        return DualObjectiveModule(
+            config, data.corpus.special, data.plan, held_out, checkpoint_path=checkpoint_path
+        )
+
+    module = fresh()
     if resume and checkpoint_path.is_file():
         try:
             data.start_step = module.restore(torch.load(checkpoint_path, weights_only=True))
@@ -172,18 +214,23 @@ def train(
         except Exception as e:  # noqa: BLE001 - a truncated or foreign checkpoint: start over
             aside = checkpoint_path.with_name(f"{CHECKPOINT_FILE}.unreadable")
             checkpoint_path.replace(aside)
-            # The first module's initialisation consumed the seeded generator: re-seed, so
-            # the restarted run starts from exactly the weights of a fresh run.
-            L.seed_everything(config.train.seed, verbose=False)
-            module = DualObjectiveModule(
-                config, data.corpus.special, data.plan, held_out, checkpoint_path=checkpoint_path
-            )
+            # The first module's initialisation consumed the seeded generator: a second fresh
+            # one re-seeds, so the restarted run starts from exactly a fresh run's weights.
+            module = fresh()
             log(
                 f"checkpoint unusable ({type(e).__name__}: {e}); moved to {aside}, starting from step 0"
             )
     if config.train.compile:
         module.model.compile()  # in place: parameter names (and so optimiser groups) unchanged
-    callbacks = list(callbacks)
+    return module
+
+
+def _fit(config, module, data, out_dir, accelerator, precision, callbacks, log):
+    """Run Lightning's loop; return (status, error, interrupted): every failure is recorded."""
+    import lightning as L
+
+    from dualsweep.training.progress import LineProgress
+
     terminal_bar = config.train.progress_bar and sys.stderr.isatty()
     if config.train.progress_bar and not terminal_bar:
         every = config.train.log_interval * max(
@@ -205,27 +252,27 @@ def train(
             limit_val_batches=0,
             log_every_n_steps=1,  # we send rows to the loggers ourselves, at log_interval
         )
-        status, error, interrupted = "finished", "", False
         try:
             trainer.fit(module, datamodule=data)
         except (KeyboardInterrupt, SystemExit) as e:  # Lightning turns Ctrl-C into sys.exit(1)
-            status, error, interrupted = "failed", f"interrupted ({type(e).__name__})", True
             if threading.current_thread() is threading.main_thread():
                 signal.signal(signal.SIGINT, signal.default_int_handler)  # Lightning ignored it
+            return "failed", f"interrupted ({type(e).__name__})", True
         except Exception as e:  # noqa: BLE001 - every failure is recorded, then reported
-            status, error = "failed", f"{type(e).__name__}: {e}"
             log(traceback.format_exc())
-    if status == "finished":
-        tmp = out_dir / f".{MODEL_FILE}.tmp"
-        torch.save(module.model.state_dict(), tmp)
-        tmp.replace(out_dir / MODEL_FILE)
+            return "failed", f"{type(e).__name__}: {e}", False
+    return "finished", "", False
+
+
+def _summary(config, module, data, out_dir: Path, status: str, error: str) -> RunSummary:
+    """Write the curve and return the run's summary (timing and device fields by the caller)."""
     objectives = tuple(o.columns for o in module.pair)
     curve = curve_frame(module.curve, objectives)
     write_parquet(curve, out_dir / CURVE_FILE)
     trained = curve.dropna(subset=["train_loss"])
     steps = int(trained["step"].iloc[-1]) if len(trained) else 0
     tokens = steps * config.train.batch_size * config.model.seq_len
-    summary = RunSummary(
+    return RunSummary(
         config=config,
         status=status,
         error=error,
@@ -243,17 +290,7 @@ def train(
         objectives=objectives,
         train_time_s=module.train_time_s,
         held_out_eval_time_s=module.held_out_eval_time_s,
-        wall_time_s=time.perf_counter() - started,
         tokens_per_s=tokens / module.train_time_s if module.train_time_s > 0 else math.nan,
-        accelerator=accelerator,
-        precision_used=precision,
-        started_at=started_at,
         finished_at=_now(),
         code_version=code_version(),
     )
-    write_parquet(pd.DataFrame([summary.row()]), out_dir / SUMMARY_FILE)
-    if status == "finished":  # only now: a kill before this line can still resume
-        checkpoint_path.unlink(missing_ok=True)
-    if interrupted:
-        raise KeyboardInterrupt(f"training interrupted; resume with --resume ({out_dir})")
-    return summary
