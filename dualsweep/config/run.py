@@ -8,6 +8,10 @@ sections, so the flattened config (`flat_fields`) gives the Parquet column names
 A field's own range sits in its metadata (`POSITIVE`, `SEED`, `bound(0, 1)`, ...: see
 `dualsweep.config.fields`) and is checked by `Checked.__post_init__`; checks across fields
 follow in each section's `__post_init__`.
+
+Longer than 300 lines on purpose: this file is the reference of every field a run has (its
+type, default, range and docstring, which the README points to), and split by section it
+would send a reader through seven files to answer "what can I set?".
 """
 
 from __future__ import annotations
