@@ -8,7 +8,8 @@ in the same results root: `<name>-seeds` (other seeds at some of the sweep's poi
 noise thresholds and the step side of the allocation comparison) and `<name>-allocation`
 (`mix_allocation: sequence` runs at some points); none is typed in by hand except the paper's
 own (`claims.PAPER_470M`) and the targets (`claims.EVAL_SHARE_TARGET`,
-`claims.SCORE_STDERR_TARGET`).
+`claims.SCORE_STDERR_TARGET`). The README's block of verdicts is built in `analysis.readme`;
+`readme_block` and `update_readme` stay importable from here, where `write_report` uses them.
 """
 
 from __future__ import annotations
@@ -22,10 +23,10 @@ import pandas as pd
 
 from analysis import claims
 from analysis.data import AnalysisError, trial_table
+from analysis.readme import REPORT_FILE, readme_block, update_readme
 from dualsweep.results import SweepResults, load, sweep_dir
 from dualsweep.schema import RESULTS_ROOT, RUNS_TABLE
 
-REPORT_FILE = "REPORT.md"
 SEEDS_SUFFIX = "-seeds"
 ALLOCATION_SUFFIX = "-allocation"
 
@@ -243,88 +244,6 @@ def load_companion(
 def load_seeds(name: str, results_root: str | Path = RESULTS_ROOT) -> SweepResults | None:
     """The companion sweep `<name>-seeds`, or None where it has no runs table."""
     return load_companion(name, SEEDS_SUFFIX, results_root)
-
-
-def _measured(section: str, stated: dict) -> str:
-    """The one number (or few) behind a verdict, for the README's claims table."""
-    if section == "overfitting" and "gap" in stated:
-        high, low = stated["highest_r"], stated["lowest_r"]
-        return (
-            f"pure AR final − best at R={high:g}: {stated['gap'][high]:+.3f} nats; "
-            f"final vs R={low:g}: {stated['rise'][high]:+.3f}"
-        )
-    if section == "mix_beats_pure" and "wins" in stated:
-        return (
-            f"best mix wins at {stated['wins']}/{stated['compared']} R, beyond noise at "
-            f"{stated['significant']}"
-        )
-    if section == "best_alpha_falls" and "median_lowest_r" in stated:
-        return (
-            f"median best α {stated['median_lowest_r']:.3g} at the lowest R, "
-            f"{stated['median_highest_r']:.3g} at the highest"
-        )
-    if section == "ar_vs_md_targets" and "overlap" in stated:
-        return f"90% intervals overlap at {stated['overlap']}/{stated['compared']} R"
-    if section == "time" and "share_median" in stated:
-        return f"median {stated['share_median']:.1f}% (max {stated['share_max']:.1f}%)"
-    if section == "stderr" and "stderr" in stated:
-        return ", ".join(f"{mode} {se:.2f}" for mode, se in stated["stderr"].items())
-    return ""
-
-
-def readme_block(name: str, numbers: dict) -> list[str]:
-    """The claims table of the README's generated block: each verdict, its numbers, a link."""
-    report = f"results/{name}/{REPORT_FILE}"
-    rows = [("2", "pure AR overfits with repetition", "overfitting", numbers["overfitting"])]
-    for key, n, what in (
-        ("mix_beats_pure", "3", "a mix beats both pure objectives at every R"),
-        ("best_alpha_falls", "4", "best α falls as R grows"),
-        ("ar_vs_md_targets", "5", "best α similar for AR and MD targets"),
-    ):
-        rows += [(n, f"{what}: `{c}`", key, stated) for c, stated in numbers[key].items()]
-    rows += [
-        ("7", f"mix allocation, step vs sequence: `{c}`", "allocation", stated)
-        for c, stated in numbers["allocation"].get("metrics", {}).items()
-    ]
-    cost = numbers["evaluation_cost"]
-    rows += [
-        ("10", "evaluation ≤ 15% of a trial's time", "time", cost["time"]),
-        ("10", "task-averaged score standard error ≈ 2 points or less", "stderr", cost["stderr"]),
-    ]
-    lines = [
-        f"Claims of the paper against this sweep, written by `make plots` from the committed "
-        f"tables (rules, intervals and seed noise in [{report}]({report})):",
-        "",
-        "| § | claim | verdict | measured |",
-        "|---|---|---|---|",
-    ]
-    lines += [
-        f"| [{n}]({report}) | {what} | **{stated['verdict']}** | {_measured(key, stated)} |"
-        for n, what, key, stated in rows
-    ]
-    return lines
-
-
-def update_readme(readme: Path, name: str, lines: Sequence[str]) -> bool:
-    """Replace the README's generated block for sweep `name`, if it has one; True if it did.
-
-    The block sits between `<!-- results:NAME -->` and `<!-- /results:NAME -->`, so the
-    README quotes the report's verdicts as written by code, never copied by hand.
-    """
-    if not readme.is_file():
-        return False
-    text = readme.read_text()
-    start, end = f"<!-- results:{name} -->", f"<!-- /results:{name} -->"
-    if start not in text or end not in text:
-        return False
-    head, rest = text.split(start, 1)
-    _, tail = rest.split(end, 1)
-    updated = head + start + "\n" + "\n".join(lines).rstrip() + "\n" + end + tail
-    if updated != text:
-        tmp = readme.with_name(f".{readme.name}.tmp{os.getpid()}")
-        tmp.write_text(updated)
-        os.replace(tmp, readme)
-    return True
 
 
 def write_report(

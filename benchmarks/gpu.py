@@ -34,15 +34,15 @@ from pathlib import Path
 import torch
 
 from benchmarks.common import RESULTS_DIR, alternating_steps, machine
-from benchmarks.training import (
+from benchmarks.loops import (
     PlainLoop,
-    _loop,
+    bare_loop,
     device_sync,
-    matched_ffn,
     matmul_peak,
     reference_loop,
     timed_steps,
 )
+from benchmarks.training import matched_ffn
 from dualsweep.config import RunConfig, load_sweep
 from dualsweep.data.special import SpecialTokens
 from dualsweep.model import Transformer
@@ -116,9 +116,9 @@ def bench_size(size: str, device: torch.device, steps: int, repetitions: int, co
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats()
     torch._dynamo.reset()  # compile this size from scratch, not from the last size's graphs
-    half = _loop(config, special, 0.5, device=device)
+    half = bare_loop(config, special, 0.5, device=device)
     result["parameters"] = half.model.num_parameters()
-    pure = _loop(config, special, 1.0, device=device)
+    pure = bare_loop(config, special, 1.0, device=device)
     timed_steps(half.train_step, batches[:1], sync)  # warm-up: allocations, autotuning
     timed_steps(pure.train_step, batches[:1], sync)
     half_times, pure_times = alternating_steps(
@@ -131,7 +131,7 @@ def bench_size(size: str, device: torch.device, steps: int, repetitions: int, co
     del pure
 
     if compile_:
-        compiled = _loop(config, special, 0.5, compile_model=True, device=device)
+        compiled = bare_loop(config, special, 0.5, compile_model=True, device=device)
         start = time.perf_counter()
         timed_steps(compiled.train_step, batches[:1], sync)
         result["compile_and_first_step_s"] = time.perf_counter() - start

@@ -41,10 +41,10 @@ def measure(names, repetitions: int, steps: int) -> list[common.Ratio]:
         "sweep_efficiency_8x": lambda: sweep_efficiency(budget_multiple=8),
     }
     if set(names) & set(TRAINING):
-        from benchmarks import training
+        from benchmarks import loops, training
 
-        config = training.bench_config()
-        tokens, data = training.batches(config, steps)
+        config = loops.bench_config()
+        tokens, data = loops.batches(config, steps)
         special = data.corpus.special
         benches |= {
             "dual_overhead": lambda: training.dual_overhead(config, tokens, special, repetitions),

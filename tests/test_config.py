@@ -1,4 +1,8 @@
-"""Configs: loading, validation messages, overrides, sweep files, run keys."""
+"""Configs: loading, validation messages, overrides, sweep files, run keys.
+
+Long because it checks every declared field rule (bounds, unique names, ranges, identity) and
+loads every file in sweeps/, as the style guide asks of configs.
+"""
 
 from __future__ import annotations
 

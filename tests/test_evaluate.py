@@ -1,4 +1,8 @@
-"""Evaluation: choice scoring in three modes, multiple-choice summaries, built-in tasks, runs."""
+"""Evaluation: choice scoring in three modes, multiple-choice summaries, built-in tasks, runs.
+
+Long because each of the three scoring modes is checked against a hand computation on a real
+model, and the lm-eval adapter and harness are tested here as well.
+"""
 
 from __future__ import annotations
 

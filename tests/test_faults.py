@@ -4,6 +4,9 @@ Exit 2 is a bad input (config, data, task or results file), 1 a fault; nothing p
 left behind. The fast cases run in `make test`; the ones that need a sweep carry the `slow`
 marker (`make test-slow`). A damaged checkpoint is in test_train.py (the restart equals a
 fresh run bit for bit).
+
+One file for the whole fault audit: long because it covers every fault class, from an empty
+config to kill -9 at random points of a sweep.
 """
 
 from __future__ import annotations

@@ -5,6 +5,9 @@ final loss ends 1.0 nats above its best at R = 16; the mix wins on the AR loss a
 score beyond noise, wins on the MD score within noise, and loses on the MD ELBO. An allocation
 sweep trains the `sequence` rule at alpha 1/2 (R = 4 and 16): at R = 16 it is 0.1 nats lower
 on the AR loss (within noise) and 10 points lower on the AR score (beyond noise).
+
+Long because it builds this synthetic sweep and its seeds and allocation companions by hand,
+then checks every section's rule and the README block against them.
 """
 
 from __future__ import annotations

@@ -1,4 +1,8 @@
-"""Sweeps on an embedded Ray: results tables, resume after kill -9, failures, bad files, plan."""
+"""Sweeps on an embedded Ray: results tables, resume after kill -9, failures, bad files, plan.
+
+Long because each test drives a real sweep on an embedded Ray, and each fault it injects
+(kill -9, Ctrl-C, a diverging trial, a bad file, a cluster address) is set up in full.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,8 @@
-"""End-to-end training: the CLI, outputs, reproducibility, failures."""
+"""End-to-end training: the CLI, outputs, reproducibility, failures.
+
+Long because each behaviour of `train` (outputs, reproducibility, resume, failures, loggers,
+compile, micro-batches, the bare-loop equivalence) needs its own tiny run.
+"""
 
 from __future__ import annotations
 

@@ -1,0 +1,69 @@
+"""The paper's claims as rules: each takes the sweep's numbers and says whether it holds.
+
+What belongs here: one pure function per claim section of REPORT.md (tables in; Markdown
+lines and a dict of the numbers it states out), with its verdict rule written in code and
+printed beside the verdict, and the seed-noise thresholds those rules use. Assembling the
+report and writing it belong to `analysis.report`.
+
+Verdicts: "reproduced", "partly", "not reproduced", or "not tested" where the sweep lacks
+the runs a rule needs; the allocation comparison (section 7) says which rule is better where,
+and the evaluation-cost targets (section 10) are "met", "not met" or "not recorded". Values of
+a point trained with several seeds are their mean, as in `analysis.tables.main_table`.
+
+Modules, lowest first: `formatting` (the section type, compared columns, Markdown helpers),
+`noise` (seed spreads, thresholds, standard errors; section 6), `trained_points` (sections
+2-3), `best_alpha` (4-5), `mix_allocation` (7), `scores` (8-9), `cost` (10). This package
+re-exports the sections and constants `analysis.report` calls as `claims.<name>`, so the
+report reads as one list of sections without knowing which module holds each.
+"""
+
+from analysis.claims.best_alpha import (
+    PAPER_ALPHA_R,
+    TARGET_PAIRS,
+    ar_vs_md_targets,
+    best_alpha_falls,
+)
+from analysis.claims.cost import (
+    EVAL_SHARE_TARGET,
+    SCORE_STDERR_TARGET,
+    evaluation_cost,
+    evaluation_share,
+    scoring_time,
+)
+from analysis.claims.formatting import LOSSES, SCORES, Section
+from analysis.claims.mix_allocation import allocation
+from analysis.claims.noise import (
+    FALLBACK_LOSS_THRESHOLD,
+    Limits,
+    noise_limits,
+    seed_noise,
+    seed_spread,
+)
+from analysis.claims.scores import PAPER_470M, paper_numbers, prefix_vs_ar
+from analysis.claims.trained_points import mix_beats_pure, overfitting
+
+__all__ = [
+    "EVAL_SHARE_TARGET",
+    "FALLBACK_LOSS_THRESHOLD",
+    "LOSSES",
+    "PAPER_470M",
+    "PAPER_ALPHA_R",
+    "SCORES",
+    "SCORE_STDERR_TARGET",
+    "TARGET_PAIRS",
+    "Limits",
+    "Section",
+    "allocation",
+    "ar_vs_md_targets",
+    "best_alpha_falls",
+    "evaluation_cost",
+    "evaluation_share",
+    "mix_beats_pure",
+    "noise_limits",
+    "overfitting",
+    "paper_numbers",
+    "prefix_vs_ar",
+    "scoring_time",
+    "seed_noise",
+    "seed_spread",
+]

@@ -1,0 +1,176 @@
+"""Claims read off the trained points: pure AR overfits (section 2), a mix beats both pure
+objectives (section 3).
+
+What belongs here: the rules that compare the sweep's trained (alpha, R) points directly,
+with the noise thresholds of `analysis.claims.noise`. Claims about the GP surface's best
+alpha are in `analysis.claims.best_alpha`.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from analysis.claims.formatting import (
+    LOSSES,
+    SCORES,
+    Section,
+    decide,
+    fmt,
+    fmt_alpha,
+    fmt_se,
+    table_lines,
+    verdict_lines,
+)
+from analysis.claims.noise import Limits, point_stderr
+from analysis.data import metric
+from analysis.tables import main_table
+
+
+# -- 2. pure AR overfits ---------------------------------------------------------------
+def overfitting(table: pd.DataFrame, limits: Limits) -> Section:
+    """Section 2: pure AR's final vs best held-out loss per R."""
+    c = "final_held_out_ar_loss"
+    threshold, source = limits[c]
+    ar = table[table["alpha"] == 1].groupby("repetitions")[[c, "best_held_out_ar_loss"]].mean()
+    ar = ar.dropna()
+    lines = ["## 2. Pure AR overfits with repetition", ""]
+    lines += ["Claim: on repeated data, pure AR's held-out loss ends above its minimum.", ""]
+    rule = (
+        f"reproduced if, at the highest R, final minus best held-out AR loss exceeds the "
+        f"noise threshold ({threshold:.3f} nats, {source}) and the final loss exceeds the "
+        f"final loss at the lowest R; partly if one of the two holds."
+    )
+    if len(ar) < 2:
+        lines += ["Pure AR was trained at fewer than two R.", ""]
+        return lines + verdict_lines("not tested", rule), {"verdict": "not tested"}
+    low, high = ar.index.min(), ar.index.max()
+    gap = ar[c] - ar["best_held_out_ar_loss"]
+    rise = ar[c] - ar.loc[low, c]
+    lines += table_lines(
+        ["R", "final", "best", "final − best", f"final − final at R={low:g}"],
+        [
+            [f"{r:g}", fmt(row[c], c), fmt(row["best_held_out_ar_loss"], c)]
+            + [fmt(gap[r], c, signed=True), fmt(rise[r], c, signed=True)]
+            for r, row in ar.iterrows()
+        ],
+    )
+    overfits, worse = bool(gap[high] > threshold), bool(rise[high] > 0)
+    lines += [
+        f"At R={high:g} the gap is {fmt(gap[high], c)} nats "
+        f"({'above' if overfits else 'not above'} {threshold:.3f}) and the final loss is "
+        f"{fmt(rise[high], c, signed=True)} against R={low:g}.",
+        "",
+    ]
+    verdict = decide(overfits + worse, 2)
+    numbers = {
+        "lowest_r": float(low),
+        "highest_r": float(high),
+        "gap": gap.to_dict(),
+        "rise": rise.to_dict(),
+        "threshold": threshold,
+        "verdict": verdict,
+    }
+    return lines + verdict_lines(verdict, rule), numbers
+
+
+# -- 3. a mix beats both pure objectives -----------------------------------------------
+def _mix_row(r, lower_is_better: bool, stderr: dict, bar: float | None) -> dict:
+    """One R: the margin of the best mix over the better pure objective (positive: mix better)."""
+    pick = min if lower_is_better else max
+    better_alpha = pick((1.0, 0.0), key=lambda a: r.pure_ar if a == 1.0 else r.pure_md)
+    # Both pure objectives must be trained at this R; otherwise the R is not compared.
+    both = np.isfinite(r.pure_ar) and np.isfinite(r.pure_md)
+    better = (r.pure_ar if better_alpha == 1.0 else r.pure_md) if both else np.nan
+    margin = (better - r.best_mix) if lower_is_better else (r.best_mix - better)
+    se = float(
+        np.hypot(
+            stderr.get((r.repetitions, r.best_mix_alpha), np.nan),
+            stderr.get((r.repetitions, better_alpha), np.nan),
+        )
+    )
+    compared = bool(np.isfinite(margin))
+    return {
+        "repetitions": r.repetitions,
+        "best_mix_alpha": r.best_mix_alpha,
+        "best_mix": r.best_mix,
+        "pure_ar": r.pure_ar,
+        "pure_md": r.pure_md,
+        "margin": margin,
+        "margin_stderr": se,
+        "compared": compared,
+        "wins": compared and bool(margin > 0),
+        "significant": compared and bool(margin > (2 * se if bar is None else bar)),
+    }
+
+
+def _mix_metric(table: pd.DataFrame, column: str, limits: Limits) -> Section:
+    m = metric(table, column)
+    score = column.startswith("score_")
+    stderr = point_stderr(table, column) if score else {}
+    threshold, source = limits.get(column, (np.nan, ""))
+    rows = [
+        _mix_row(r, m.lower_is_better, stderr, None if score else threshold)
+        for r in main_table(table, [m]).itertuples()
+    ]
+
+    def cell(row, alpha, value) -> str:
+        return fmt_se(value, stderr.get((row["repetitions"], alpha), np.nan), column)
+
+    def decided(row) -> str:
+        if not row["compared"]:
+            return "not compared"
+        return ("wins" if row["wins"] else "loses") + (
+            ", beyond noise" if row["significant"] else ""
+        )
+
+    lines = [f"### `{column}` ({'lower' if m.lower_is_better else 'higher'} is better)", ""]
+    lines += table_lines(
+        ["R", "best mix α", "best mix", "pure AR", "pure MD", "margin", "decided"],
+        [
+            [str(row["repetitions"]), fmt_alpha(row["best_mix_alpha"])]
+            + [cell(row, row["best_mix_alpha"], row["best_mix"]), cell(row, 1.0, row["pure_ar"])]
+            + [cell(row, 0.0, row["pure_md"])]
+            + [fmt_se(row["margin"], row["margin_stderr"], column, signed=True), decided(row)]
+            for row in rows
+        ],
+    )
+    compared = [row for row in rows if row["compared"]]
+    wins = sum(row["wins"] for row in compared)
+    significant = sum(row["significant"] for row in compared)
+    noise = "2 standard errors of the margin" if score else f"{threshold:.3f} nats ({source})"
+    lines += [
+        f"The best mix wins at {wins} of {len(compared)} R with both pure objectives trained, "
+        f"beyond {noise} at {significant}.",
+        "",
+    ]
+    if not compared:
+        verdict = "not tested"
+    elif significant == len(compared):  # beyond noise implies a win
+        verdict = "reproduced"
+    else:
+        verdict = "partly" if wins else "not reproduced"
+    rule = (
+        f"reproduced if the best mix beats the better pure objective at every compared R by "
+        f"more than {noise}; partly if it wins at some R; not reproduced if at none."
+    )
+    numbers = {"rows": rows, "compared": len(compared), "wins": wins}
+    numbers |= {"significant": significant, "verdict": verdict}
+    return lines + verdict_lines(verdict, rule), numbers
+
+
+def mix_beats_pure(table: pd.DataFrame, limits: Limits) -> Section:
+    """Section 3: per metric and R, the best trained mix against both pure objectives."""
+    lines = ["## 3. A mix beats both pure objectives at every R", ""]
+    lines += [
+        "Claim: at every R some mix 0 < α < 1 is better than pure AR and pure MD. Only "
+        "trained points count. The best of several mixes is picked on the same numbers, "
+        "so its margin leans optimistic.",
+        "",
+    ]
+    numbers = {}
+    for column in (*LOSSES, *SCORES):
+        if column in table and table[column].notna().any():
+            part, numbers[column] = _mix_metric(table, column, limits)
+            lines += part
+    return lines, numbers

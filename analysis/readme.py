@@ -1,0 +1,99 @@
+"""The README's generated block: the report's verdicts, quoted by code, never copied by hand.
+
+What belongs here: turning the numbers `analysis.report.build_report` states into the
+README's claims table (one row per verdict, the number behind it, a link to the section of
+REPORT.md) and replacing the block between the README's markers. Building and writing the
+report itself belong to `analysis.report`, which calls this module last.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+# The report's file name, in each sweep's results folder: declared here, the lowest module
+# that names it (the block links to it); `analysis.report` writes the file under this name.
+REPORT_FILE = "REPORT.md"
+
+
+def _measured(section: str, stated: dict) -> str:
+    """The one number (or few) behind a verdict, for the README's claims table."""
+    if section == "overfitting" and "gap" in stated:
+        high, low = stated["highest_r"], stated["lowest_r"]
+        return (
+            f"pure AR final − best at R={high:g}: {stated['gap'][high]:+.3f} nats; "
+            f"final vs R={low:g}: {stated['rise'][high]:+.3f}"
+        )
+    if section == "mix_beats_pure" and "wins" in stated:
+        return (
+            f"best mix wins at {stated['wins']}/{stated['compared']} R, beyond noise at "
+            f"{stated['significant']}"
+        )
+    if section == "best_alpha_falls" and "median_lowest_r" in stated:
+        return (
+            f"median best α {stated['median_lowest_r']:.3g} at the lowest R, "
+            f"{stated['median_highest_r']:.3g} at the highest"
+        )
+    if section == "ar_vs_md_targets" and "overlap" in stated:
+        return f"90% intervals overlap at {stated['overlap']}/{stated['compared']} R"
+    if section == "time" and "share_median" in stated:
+        return f"median {stated['share_median']:.1f}% (max {stated['share_max']:.1f}%)"
+    if section == "stderr" and "stderr" in stated:
+        return ", ".join(f"{mode} {se:.2f}" for mode, se in stated["stderr"].items())
+    return ""
+
+
+def readme_block(name: str, numbers: dict) -> list[str]:
+    """The claims table of the README's generated block: each verdict, its numbers, a link."""
+    report = f"results/{name}/{REPORT_FILE}"
+    rows = [("2", "pure AR overfits with repetition", "overfitting", numbers["overfitting"])]
+    for key, n, what in (
+        ("mix_beats_pure", "3", "a mix beats both pure objectives at every R"),
+        ("best_alpha_falls", "4", "best α falls as R grows"),
+        ("ar_vs_md_targets", "5", "best α similar for AR and MD targets"),
+    ):
+        rows += [(n, f"{what}: `{c}`", key, stated) for c, stated in numbers[key].items()]
+    rows += [
+        ("7", f"mix allocation, step vs sequence: `{c}`", "allocation", stated)
+        for c, stated in numbers["allocation"].get("metrics", {}).items()
+    ]
+    cost = numbers["evaluation_cost"]
+    rows += [
+        ("10", "evaluation ≤ 15% of a trial's time", "time", cost["time"]),
+        ("10", "task-averaged score standard error ≈ 2 points or less", "stderr", cost["stderr"]),
+    ]
+    lines = [
+        f"Claims of the paper against this sweep, written by `make plots` from the committed "
+        f"tables (rules, intervals and seed noise in [{report}]({report})):",
+        "",
+        "| § | claim | verdict | measured |",
+        "|---|---|---|---|",
+    ]
+    lines += [
+        f"| [{n}]({report}) | {what} | **{stated['verdict']}** | {_measured(key, stated)} |"
+        for n, what, key, stated in rows
+    ]
+    return lines
+
+
+def update_readme(readme: Path, name: str, lines: Sequence[str]) -> bool:
+    """Replace the README's generated block for sweep `name`, if it has one; True if it did.
+
+    The block sits between `<!-- results:NAME -->` and `<!-- /results:NAME -->`, so the
+    README quotes the report's verdicts as written by code, never copied by hand.
+    """
+    if not readme.is_file():
+        return False
+    text = readme.read_text()
+    start, end = f"<!-- results:{name} -->", f"<!-- /results:{name} -->"
+    if start not in text or end not in text:
+        return False
+    head, rest = text.split(start, 1)
+    _, tail = rest.split(end, 1)
+    updated = head + start + "\n" + "\n".join(lines).rstrip() + "\n" + end + tail
+    if updated != text:
+        tmp = readme.with_name(f".{readme.name}.tmp{os.getpid()}")
+        tmp.write_text(updated)
+        os.replace(tmp, readme)
+    return True

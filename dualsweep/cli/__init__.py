@@ -1,0 +1,82 @@
+"""The `dualsweep` command line. Heavy packages are imported inside the commands that need them.
+
+Exit codes: 0 success, 1 a run failed or a fault (an unwritable folder, a full disk), 2 a bad
+config, data or input file (nothing was written), 130 interrupted. Every error is one line
+naming the file or field; `--debug` (or DUALSWEEP_DEBUG=1) adds the full traceback.
+
+Modules: `parser` (the arguments), `run` (train, evaluate, lm-eval), `sweep` (sweep, plan),
+`fit`, and `checks` (exit codes, output-folder checks). This package re-exports the commands,
+the checks and the exit codes, so `dualsweep.cli.<name>` works as it did when the command
+line was one module; `main` looks each command up here when it runs it, so replacing
+`dualsweep.cli.cmd_plan` (as the fault tests do) replaces what `dualsweep plan` runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Callable
+
+from dualsweep.cli.checks import EXIT_FAILED, EXIT_USAGE, check_run_folder, writable_folder
+from dualsweep.cli.fit import cmd_fit
+from dualsweep.cli.parser import build_parser
+from dualsweep.cli.run import cmd_evaluate, cmd_lm_eval, cmd_train
+from dualsweep.cli.sweep import cmd_plan, cmd_sweep
+from dualsweep.config import ConfigError
+
+__all__ = [
+    "EXIT_FAILED",
+    "EXIT_USAGE",
+    "build_parser",
+    "check_run_folder",
+    "cmd_evaluate",
+    "cmd_fit",
+    "cmd_lm_eval",
+    "cmd_plan",
+    "cmd_sweep",
+    "cmd_train",
+    "main",
+    "writable_folder",
+]
+
+
+def _handler(command: str) -> Callable[[argparse.Namespace], int]:
+    """The function that runs `command`, read from this module's names at call time."""
+    return {
+        "train": cmd_train,
+        "sweep": cmd_sweep,
+        "evaluate": cmd_evaluate,
+        "lm-eval": cmd_lm_eval,
+        "fit": cmd_fit,
+        "plan": cmd_plan,
+    }[command]
+
+
+def _bad_input_errors() -> tuple[type[Exception], ...]:
+    """Errors that mean a bad input file (exit 2), imported lazily with their modules."""
+    from dualsweep.data.sources import DataError
+    from dualsweep.evaluate.tasks import TaskError
+    from dualsweep.results import ResultsError
+
+    return (ConfigError, DataError, TaskError, ResultsError)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    debug = args.debug or os.environ.get("DUALSWEEP_DEBUG", "") not in ("", "0")
+    try:
+        return _handler(args.command)(args)
+    except KeyboardInterrupt as e:
+        print(f"dualsweep: {e or 'interrupted'}", file=sys.stderr)
+        return 130
+    except Exception as e:  # noqa: BLE001 - one line per error; --debug for the traceback
+        if debug:
+            import traceback
+
+            traceback.print_exc()
+        bad_input = isinstance(e, _bad_input_errors())
+        message = str(e) if bad_input else f"{type(e).__name__}: {e}"
+        hint = "" if debug or bad_input else " (run with --debug for the traceback)"
+        print(f"dualsweep: error: {message}{hint}", file=sys.stderr)
+        return EXIT_USAGE if bad_input else EXIT_FAILED

@@ -1,0 +1,47 @@
+"""What the commands share: their exit codes and the checks of output folders.
+
+What belongs here: refusing, before any work, an output path that cannot hold what a command
+writes (a file, a read-only folder, a folder of other files, an interrupted run). Each check
+raises ConfigError with one line naming the option and what to do.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from dualsweep.config import ConfigError
+from dualsweep.schema import CHECKPOINT_FILE, RUN_MARKER_FILE, SUMMARY_FILE
+
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+
+
+def writable_folder(path: Path, option: str) -> None:
+    """Refuse, before any work, a path that is a file or whose nearest existing folder is read-only."""
+    if path.exists() and not path.is_dir():
+        raise ConfigError(f"{option}: {path} is a file, not a folder")
+    existing = path
+    while not existing.exists():
+        existing = existing.parent
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ConfigError(f"{option}: cannot write to {existing} (permission denied)")
+
+
+def check_run_folder(out: Path, *, force: bool, resume: bool) -> None:
+    """`--out` must be new, empty, or a dualsweep run folder: never a folder of other files."""
+    writable_folder(out, "--out")
+    if not out.is_dir() or not any(out.iterdir()):
+        return
+    ours = any((out / name).exists() for name in (RUN_MARKER_FILE, SUMMARY_FILE, CHECKPOINT_FILE))
+    if not ours:
+        held = ", ".join(sorted(p.name for p in out.iterdir())[:5])
+        raise ConfigError(
+            f"--out: {out} holds files that are not a dualsweep run ({held}); "
+            "choose a new or empty folder (nothing there is overwritten)"
+        )
+    if (out / CHECKPOINT_FILE).exists() and not (resume or force):
+        raise ConfigError(
+            f"--out: {out} holds an interrupted run's checkpoint; use --resume to continue it, "
+            "or --force to start over"
+        )

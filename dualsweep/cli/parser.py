@@ -1,0 +1,163 @@
+"""The `dualsweep` argument parser: every command, its arguments and their help.
+
+What belongs here: argparse only, nothing that runs a command. A parsed command is named by
+`args.command`; `dualsweep.cli.main` maps that name to the function that runs it.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="dualsweep",
+        description="Data-constrained scaling studies of dual-objective (AR + masked-diffusion) language models.",
+    )
+    parser.add_argument(
+        "--debug",
+        action="store_true",
+        help="print the full traceback of an error (also DUALSWEEP_DEBUG=1)",
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    train = commands.add_parser(
+        "train",
+        help="train one model at one (alpha, repetitions) point",
+        description="Train one model; writes OUT/config.yaml, OUT/curve.parquet and OUT/summary.parquet.",
+    )
+    train.add_argument(
+        "--config", required=True, help="a run config or a sweep file (its base is used)"
+    )
+    train.add_argument("--alpha", help="AR weight in [0, 1]; fractions like 63/64 allowed")
+    train.add_argument("--repetitions", "-R", help="data repetitions R (a positive integer)")
+    train.add_argument("--seed", help="training seed")
+    train.add_argument(
+        "--set",
+        action="append",
+        metavar="KEY=VALUE",
+        help="override any config field, e.g. --set d_model=64 or --set optim.lr=1e-3 (repeatable)",
+    )
+    train.add_argument("--out", required=True, help="run folder to create")
+    train.add_argument("--force", action="store_true", help="train again over a run in --out")
+    train.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue an interrupted run in --out from its checkpoint (train.checkpoint_interval)",
+    )
+
+    sweep = commands.add_parser(
+        "sweep",
+        help="run every trial of a sweep file on Ray Tune (resumes an interrupted sweep)",
+        description="Run a sweep's trials on an embedded Ray (default) or a Ray cluster "
+        "(RAY_ADDRESS or --address); results go to RESULTS/<name>/{runs,curves,evals}.parquet.",
+    )
+    sweep.add_argument("sweep_file", help="a sweep file, e.g. sweeps/smoke.yaml")
+    sweep.add_argument(
+        "--address", help="Ray cluster address (default: $RAY_ADDRESS, else embedded Ray)"
+    )
+    sweep.add_argument(
+        "--storage",
+        default="runs",
+        help="where trial folders live (shared storage on a multi-node cluster); default: runs",
+    )
+    sweep.add_argument(
+        "--results", default="results", help="root of the results tables; default: results"
+    )
+    sweep.add_argument(
+        "--rebuild-tables",
+        action="store_true",
+        help="set the sweep's tables aside (*.parquet.replaced) and write them again from the "
+        "trial folders (after a damaged or lost table)",
+    )
+
+    evaluate = commands.add_parser(
+        "evaluate",
+        help="evaluate a finished run: held-out losses and multiple choice in each mode",
+        description="Score a run folder's final model on its configured tasks (evaluation section) "
+        "in AR, MD (pseudo-log-likelihood) and prefix-LM modes; writes RUN_DIR/evals.parquet.",
+    )
+    evaluate.add_argument("run_dir")
+    evaluate.add_argument(
+        "--tasks", nargs="+", help="continuation, word_order, cloze or .jsonl files"
+    )
+    evaluate.add_argument("--modes", nargs="+", help="any of ar md prefix")
+    evaluate.add_argument(
+        "--set",
+        action="append",
+        metavar="KEY=VALUE",
+        help="override an evaluation field, e.g. --set task_items=500",
+    )
+    evaluate.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
+
+    lm = commands.add_parser(
+        "lm-eval",
+        help="run lm-evaluation-harness tasks on a finished run (needs the lmeval extra)",
+        description="Evaluate a run folder's model with lm-evaluation-harness, scoring in a chosen mode.",
+    )
+    lm.add_argument("run_dir")
+    lm.add_argument(
+        "--tasks", nargs="+", required=True, help="lm-eval task names, e.g. hellaswag arc_easy"
+    )
+    lm.add_argument(
+        "--mode", default="ar", choices=["ar", "md", "prefix"], help="how continuations are scored"
+    )
+    lm.add_argument(
+        "--md-mask-span", type=int, default=1, help="md mode: tokens masked together (0 = all)"
+    )
+    lm.add_argument("--include-path", help="a folder of local task YAML files")
+    lm.add_argument("--limit", type=int, help="score only the first N documents of each task")
+    lm.add_argument("--device", default="cpu")
+
+    fit = commands.add_parser(
+        "fit",
+        help="fit the GP surface of a sweep's metric and print the best alpha per R",
+        description="Gaussian process over (log2 R, logit alpha) -> metric, from results/<sweep>/*.parquet; "
+        "posterior samples give the distribution of the best alpha at each trained R.",
+    )
+    fit.add_argument("sweep", help="sweep name, e.g. tiny")
+    fit.add_argument(
+        "--metric",
+        default="final_held_out_ar_loss",
+        help="a column: final_held_out_ar_loss, final_held_out_md_elbo, score_ar, score_md, "
+        "score_prefix, score_md:word_order, ... (default final_held_out_ar_loss)",
+    )
+    fit.add_argument(
+        "--noise",
+        default="white",
+        choices=["white", "stderr", "auto"],
+        help="white: one fitted noise level (the paper's); stderr: each run's standard error",
+    )
+    fit.add_argument("--results", default="results", help="root of the results tables")
+
+    plan = commands.add_parser(
+        "plan", help="print a sweep's trials, tokens and compute without launching anything"
+    )
+    plan.add_argument("sweep_file")
+    plan.add_argument(
+        "--mfu",
+        type=_fraction,
+        default=0.4,
+        help="model FLOP utilisation assumed, in (0, 1] (default 0.4)",
+    )
+    plan.add_argument(
+        "--peak-tflops",
+        type=_positive,
+        default=989.0,
+        help="accelerator peak TFLOP/s (default 989: H100 SXM dense bf16)",
+    )
+    return parser
+
+
+def _positive(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be positive (got {text})")
+    return value
+
+
+def _fraction(text: str) -> float:
+    value = float(text)
+    if not 0 < value <= 1:
+        raise argparse.ArgumentTypeError(f"must be in (0, 1] (got {text})")
+    return value

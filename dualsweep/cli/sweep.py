@@ -1,0 +1,64 @@
+"""The commands on a sweep file: `sweep` (run every trial on Ray Tune) and `plan` (print its
+trials, tokens and compute without launching anything).
+
+What belongs here: validating the sweep file and its folders before anything is created or
+launched, then one call of `run_sweep` or `plan_sweep`. Ray is imported inside `sweep` only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from dualsweep.cli.checks import EXIT_FAILED, writable_folder
+from dualsweep.config import load_sweep
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    sweep = load_sweep(args.sweep_file)  # validated before anything is created or launched
+    from dualsweep.data.sources import check_source
+    from dualsweep.sweep.runner import run_sweep
+
+    writable_folder(Path(args.results), "--results")
+    if "://" not in args.storage:
+        writable_folder(Path(args.storage), "--storage")
+    check_source(sweep.base.data)  # a missing corpus fails here, not in every trial
+
+    address = args.address or os.environ.get("RAY_ADDRESS") or None
+    try:
+        outcome = run_sweep(
+            sweep,
+            results_root=args.results,
+            storage=args.storage,
+            address=address,
+            rebuild_tables=args.rebuild_tables,
+        )
+    except (ConnectionError, RuntimeError) as e:  # no cluster, or another driver on this sweep
+        print(f"dualsweep: error: {e}", file=sys.stderr)
+        return EXIT_FAILED
+    if outcome.failed:
+        print(
+            f"{len(outcome.failed)} trial(s) failed: {', '.join(outcome.failed)}", file=sys.stderr
+        )
+        print(
+            "their errors are in the `error` and `evaluation_error` columns of runs.parquet; "
+            "re-run to retry them",
+            file=sys.stderr,
+        )
+        return EXIT_FAILED
+    return 0
+
+
+def cmd_plan(args: argparse.Namespace) -> int:
+    sweep = load_sweep(args.sweep_file)
+    from dualsweep.sweep.plan import format_plan, plan_sweep
+
+    peak = args.peak_tflops * 1e12
+    print(
+        format_plan(
+            sweep, plan_sweep(sweep, peak_flops=peak, mfu=args.mfu), peak_flops=peak, mfu=args.mfu
+        )
+    )
+    return 0
