@@ -46,7 +46,7 @@ from benchmarks.training import matched_ffn
 from dualsweep.config import RunConfig, load_sweep
 from dualsweep.data.special import SpecialTokens
 from dualsweep.model import Transformer
-from dualsweep.sweep.plan import training_flops_per_token
+from dualsweep.sweep.plan import H100_BF16_PEAK_FLOPS, training_flops_per_token
 
 RESULT_FILE = RESULTS_DIR / "gpu.json"
 # Dense bf16 tensor-core peaks (no sparsity) by a substring of torch's device name, the first
@@ -54,8 +54,8 @@ RESULT_FILE = RESULTS_DIR / "gpu.json"
 NOMINAL_BF16_PEAK = (
     ("H100 PCIe", 756e12),
     ("H100 NVL", 835e12),
-    ("H100", 989e12),
-    ("H200", 989e12),
+    ("H100", H100_BF16_PEAK_FLOPS),
+    ("H200", H100_BF16_PEAK_FLOPS),  # the same tensor cores, more memory
     ("A100", 312e12),
     ("L40S", 362e12),
 )
@@ -181,7 +181,9 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--device cuda: torch sees no CUDA device")
     name = torch.cuda.get_device_name() if device.type == "cuda" else "cpu"
     matched, nominal = next(((k, v) for k, v in NOMINAL_BF16_PEAK if k in name), (None, None))
-    size = 8192 if device.type == "cuda" else 512
+    # On a CPU (the dry run of the script) a bf16 matmul is slow and its "peak" means little:
+    # a small one keeps the dry run to seconds.
+    size = 8192 if device.type == "cuda" else 128
     measured_peak = matmul_peak(size, dtype=torch.bfloat16, device=device)
     report = {
         "machine": machine(),

@@ -83,6 +83,13 @@ AR_COLUMNS = ObjectiveColumns("ar", bound=False, estimated=False)
 MD_COLUMNS = ObjectiveColumns("md", bound=True, estimated=True)
 
 
+# The multiple-choice scoring modes of the built-in objectives (a scoring objective's mode is
+# its name: ar, md) and prefix-LM. The config and the command line check modes against this
+# torch-free list; `evaluate.scoring.scoring_modes()` derives the same list from the registry
+# (tests/test_objectives.py checks they agree).
+SCORING_MODES = ("ar", "md", "prefix")
+
+
 # -- curves ----------------------------------------------------------------------------
 # One row per logged step. Held-out columns are NaN on rows without an evaluation; train
 # columns are NaN on the step-0 row (before any update) and where an objective was absent.

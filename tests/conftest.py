@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import random
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -66,3 +69,35 @@ def write_text_corpus(root: Path, n_documents: int = 300, seed: int = 0) -> Path
 @pytest.fixture
 def text_corpus(tmp_path) -> Path:
     return write_text_corpus(tmp_path / "corpus")
+
+
+@pytest.fixture(scope="module")
+def ray_cluster():
+    """One local Ray cluster shared by a module's sweep tests that are not about starting
+    Ray: a driver joins it in about a second, where an embedded start takes 7-9 s here. It
+    runs in its own process (tests/ray_cluster_owner.py), whose workers inherit this
+    session's environment (the hermetic corpus cache), and stops after the module, so that
+    its idle processes take no CPU from later tests; yields its address."""
+    # Token auth on, as for any local cluster a plain `ray.init()` starts: a dualsweep driver
+    # given an address uses the token when one exists (sweep/runner.py), and a cluster without
+    # auth cancels such a driver's actors before they start.
+    if not (os.environ.get("RAY_AUTH_TOKEN") or (Path.home() / ".ray" / "auth_token").is_file()):
+        from ray._private.authentication.authentication_token_setup import (
+            generate_and_save_token,
+        )
+
+        generate_and_save_token()
+    owner = subprocess.Popen(
+        [sys.executable, str(REPO / "tests" / "ray_cluster_owner.py")],
+        env={**os.environ, "RAY_AUTH_MODE": "token"},
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    address = owner.stdout.readline().strip()
+    if not address:
+        owner.kill()
+        raise RuntimeError("the shared Ray cluster did not start (tests/ray_cluster_owner.py)")
+    yield address
+    owner.stdin.close()  # the owner shuts the cluster down
+    owner.wait(timeout=60)

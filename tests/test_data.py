@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
+import subprocess
 import sys
 from collections import Counter
 
@@ -34,10 +37,23 @@ def text_config(path, tmp_path, **fields) -> DataConfig:
 
 
 def test_builtin_corpus_is_deterministic_and_offline():
-    first, second = builtin_documents(), builtin_documents()
-    assert first == second
-    assert len(first) > 1000 and len(set(first)) == len(first)
-    assert all(len(d) >= 20 for d in first)
+    # Deterministic across processes, whatever their hash seed (set and dict order): another
+    # process with another PYTHONHASHSEED, running meanwhile, extracts the same documents.
+    digest = "import hashlib; from dualsweep.data.builtin import builtin_documents as b; "
+    digest += "print(hashlib.sha256('\\0'.join(b()).encode()).hexdigest())"
+    other = subprocess.Popen(
+        [sys.executable, "-c", digest],
+        env={**os.environ, "PYTHONHASHSEED": "12345"},
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    documents = builtin_documents()
+    assert (
+        other.communicate(timeout=300)[0].strip()
+        == hashlib.sha256("\0".join(documents).encode()).hexdigest()
+    )
+    assert len(documents) > 1000 and len(set(documents)) == len(documents)
+    assert all(len(d) >= 20 for d in documents)
 
 
 def test_split_follows_document_content(text_corpus, tmp_path):

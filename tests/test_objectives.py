@@ -406,3 +406,12 @@ def test_a_third_objective_plugs_in_through_the_registry(tmp_path, monkeypatch):
     # log V (uniform) after training, like the AR loss.
     assert row["final_held_out_mlm_loss"] < math.log(config.model.vocab_size)
     assert run_key(config) != run_key(config.replace(objectives=["ar", "md"]))
+
+
+def test_the_scoring_modes_of_the_registry_are_the_schemas():
+    # The torch-free list the config and the command line check against is what the
+    # registry's scoring objectives give.
+    from dualsweep.evaluate.scoring import scoring_modes
+    from dualsweep.schema import SCORING_MODES
+
+    assert scoring_modes() == SCORING_MODES

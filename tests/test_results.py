@@ -13,7 +13,7 @@ from dualsweep.config import RunConfig, flat_fields
 from dualsweep.results import RunSummary, load, upsert
 from dualsweep.schema import EVAL_COLUMNS, SWEEP_COLUMNS, curve_columns, summary_metric_columns
 
-from .conftest import REPO
+from .conftest import REPO, write_text_corpus
 
 
 def test_upsert_keeps_one_row_per_key(tmp_path):
@@ -67,9 +67,11 @@ def test_bottom_layers_do_not_import_torch_or_ray(tmp_path):
 def test_preparing_a_corpus_imports_no_torch(tmp_path):
     # Corpus preparation (sources, tokenizer, shards) is the data layer's torch-free half:
     # a machine that only prepares corpora, or a sweep driver checking them, never loads it.
+    corpus = write_text_corpus(tmp_path / "corpus", n_documents=60)
     code = (
         "import sys, dualsweep.data.corpus as c, dualsweep.config as k;"
-        "corpus = c.prepare_corpus(k.DataConfig(max_documents=40), 320, log=lambda m: None);"
+        f"config = k.DataConfig(source='text_dir', path={str(corpus)!r});"
+        "corpus = c.prepare_corpus(config, 320, log=lambda m: None);"
         "assert len(corpus.training_sequences(32)) > 0;"
         "heavy = {'torch', 'lightning', 'ray'} & set(sys.modules); assert not heavy, heavy"
     )

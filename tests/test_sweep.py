@@ -10,11 +10,11 @@ import dataclasses
 import json
 import math
 import os
+import re
 import signal
 import subprocess
 import sys
 import time
-import uuid
 from pathlib import Path
 
 import pandas as pd
@@ -27,7 +27,7 @@ from dualsweep.results import load
 from dualsweep.sweep.plan import parameter_counts, plan_sweep, training_flops_per_token
 from dualsweep.sweep.runner import run_sweep
 
-from .conftest import REPO
+from .conftest import REPO, write_text_corpus
 
 SMOKE = REPO / "sweeps" / "smoke.yaml"
 
@@ -62,14 +62,44 @@ def attempts(storage: Path, sweep: str, key: str) -> int:
     return len([line for line in lines if line.strip()])
 
 
-def test_smoke_sweep_end_to_end(tmp_path):
-    sweep = load_sweep(SMOKE)
+# Trials of about a second: 32 steps of 16 x 64 tokens, evaluated on one small task.
+QUICK = {
+    "train": {"token_budget": 32768, "log_interval": 8},
+    "held_out": {"eval_interval": 0, "validation_sequences": 8},
+    "evaluation": {"tasks": ["word_order"], "modes": ["ar"], "task_items": 10},
+}
+
+
+def quick(**sections) -> dict:
+    """QUICK with some sections' fields changed."""
+    return {name: {**QUICK.get(name, {}), **sections.get(name, {})} for name in {*QUICK, *sections}}
+
+
+def trials_released(storage: Path, sweep: str) -> bool:
+    """No process holds any trial of `sweep` (a killed driver's workers are gone)."""
+    import fcntl
+
+    for lock in storage.glob(f"{sweep}/*/.lock"):
+        with lock.open("w") as f:
+            try:
+                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return False
+            fcntl.flock(f, fcntl.LOCK_UN)
+    return True
+
+
+def test_smoke_sweep_end_to_end(tmp_path, ray_cluster):
+    # The embedded Ray of `make sweep` on a laptop (the other sweep tests join a cluster).
+    evaluation = {"tasks": ["continuation", "word_order"], "modes": ["ar", "md", "prefix"]}
+    sweep = load_sweep(write_sweep(tmp_path / "smoke.yaml", base=quick(evaluation=evaluation)))
     lines: list[str] = []
     outcome = run_sweep(
         sweep, results_root=tmp_path / "results", storage=tmp_path / "runs", log=lines.append
     )
     assert outcome.finished == 4 and outcome.failed == [] and outcome.launched == 4
-    assert any(", 2 running," in line for line in lines)  # two trials at once on two cores
+    running = [int(m.group(1)) for line in lines if (m := re.search(r", (\d+) running,", line))]
+    assert 1 <= max(running) <= min(4, os.cpu_count())  # one 1-CPU trial per core at most
 
     results = load("smoke", tmp_path / "results")
     runs = results.runs
@@ -85,7 +115,7 @@ def test_smoke_sweep_end_to_end(tmp_path):
         "tokens_per_s",
     ):
         assert runs[column].map(math.isfinite).all(), column
-    assert (runs["unique_tokens"] == 131072 // runs["repetitions"]).all()
+    assert (runs["unique_tokens"] == 32768 // runs["repetitions"]).all()
     assert set(results.curves["run_key"]) == set(runs["run_key"])
     assert not results.curves.duplicated(["run_key", "step"]).any()
 
@@ -115,12 +145,13 @@ def test_smoke_sweep_end_to_end(tmp_path):
     )
     path = write_sweep(
         tmp_path / "smoke.yaml",
-        base={"evaluation": {"tasks": ["word_order", str(task)], "modes": ["ar"]}},
+        base=quick(evaluation={"tasks": ["word_order", str(task)], "modes": ["ar"]}),
     )
-    more = run_sweep(
+    more = run_sweep(  # on the shared cluster: the same trial folders, another Ray
         load_sweep(path),
         results_root=tmp_path / "results",
         storage=tmp_path / "runs",
+        address=ray_cluster,
         log=lines.append,
     )
     assert more.finished == 4 and more.launched == 4  # for evaluation only
@@ -154,151 +185,125 @@ def _wait_for(condition, timeout: float, what: str) -> None:
         time.sleep(0.25)
 
 
-@pytest.mark.slow  # a sweep of its own: `make test-slow`
-def test_kill_9_of_the_driver_then_rerun(tmp_path):
-    # One trial at a time, each long enough to be caught mid-way, with checkpoints.
+def test_kill_9_then_ctrl_c_of_the_driver_then_the_same_command_finishes(tmp_path, ray_cluster):
+    # One trial at a time, with checkpoints: a driver killed by SIGKILL, the next one stopped
+    # by Ctrl-C, a third one finishes the sweep. Drivers join the shared cluster.
     path = write_sweep(
-        tmp_path / "killed.yaml",
-        name="killed",
+        tmp_path / "driver.yaml",
+        name="driver",
         max_concurrent_trials=1,
-        base={
-            "train": {"token_budget": 524288, "checkpoint_interval": 64},
-            "held_out": {"eval_interval": 128},
-        },
+        base=quick(train={"token_budget": 65536, "checkpoint_interval": 8}),
     )
     sweep = load_sweep(path)
     keys = [run_key(c) for c in sweep.trials()]
     storage, results = tmp_path / "runs", tmp_path / "results"
-    marker = f"DUALSWEEP_TEST_{uuid.uuid4().hex}"
-    env = {**os.environ, marker: "1"}
-    command = sweep_command(path, storage, results)
-    driver = subprocess.Popen(
-        command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
-    try:
+    folders = [storage / "driver" / k for k in keys]
+    env = {**os.environ, "RAY_ADDRESS": ray_cluster}
 
-        def first_done_second_checkpointed():
-            summaries = [(storage / "killed" / k / "summary.parquet").is_file() for k in keys]
-            checkpoints = [(storage / "killed" / k / "checkpoint.pt").is_file() for k in keys]
-            return any(summaries) and any(
-                c and not s for c, s in zip(checkpoints, summaries, strict=True)
-            )
+    def finished():
+        return {k for k, f in zip(keys, folders, strict=True) if (f / "summary.parquet").is_file()}
 
-        _wait_for(first_done_second_checkpointed, 240, "one finished trial and one checkpointed")
-        driver.send_signal(signal.SIGKILL)
-        driver.wait()
-    finally:
-        for pid in _processes_with(marker):  # Ray's processes outlive a killed driver
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-    finished_before = {k for k in keys if (storage / "killed" / k / "summary.parquet").is_file()}
-    interrupted = {
-        k for k in keys if (storage / "killed" / k / "checkpoint.pt").is_file()
-    } - finished_before
-    assert finished_before and interrupted
+    def checkpointed():
+        return {k for k, f in zip(keys, folders, strict=True) if (f / "checkpoint.pt").is_file()}
 
-    outcome = run_sweep(sweep, results_root=results, storage=storage, log=lambda line: None)
-    assert outcome.finished == 4 and outcome.failed == []
-    runs = load("killed", results).runs
-    assert sorted(runs["run_key"]) == sorted(keys)  # every point once
-    for key in finished_before:  # never trained again
-        assert attempts(storage, "killed", key) == 1
-    for key in interrupted:  # restarted from its checkpoint
-        assert attempts(storage, "killed", key) == 2
-        assert "resuming from step" in (storage / "killed" / key / "train.log").read_text()
-
-
-@pytest.mark.slow  # a sweep of its own: `make test-slow`
-def test_ctrl_c_of_the_driver_exits_130_and_says_how_to_finish(tmp_path):
-    path = write_sweep(
-        tmp_path / "stopped.yaml",
-        name="stopped",
-        points=[[1, 4], [0.5, 16]],
-        max_concurrent_trials=1,
-    )
-    storage, results = tmp_path / "runs", tmp_path / "results"
-    marker = f"DUALSWEEP_TEST_{uuid.uuid4().hex}"
     driver = subprocess.Popen(
         sweep_command(path, storage, results),
-        env={**os.environ, marker: "1"},
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        _wait_for(
+            lambda: finished() and checkpointed() - finished(),
+            120,
+            "a finished trial and a checkpointed one",
+        )
+    finally:
+        driver.send_signal(signal.SIGKILL)
+        driver.wait()
+    # The killed driver's trial workers die with its job: only then is what they left final.
+    _wait_for(lambda: trials_released(storage, "driver"), 60, "the killed driver's workers to end")
+    finished_before, interrupted = finished(), checkpointed() - finished()
+    assert finished_before and interrupted
+
+    attempts_now = sum(
+        attempts(storage, "driver", k)
+        for k in keys
+        if (storage / "driver" / k / "attempts.jsonl").is_file()
+    )
+    driver = subprocess.Popen(
+        sweep_command(path, storage, results),
+        env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
     )
     try:
-        _wait_for(lambda: any(storage.glob("stopped/*/train.log")), 120, "a trial to start")
+        _wait_for(
+            lambda: (
+                sum(
+                    attempts(storage, "driver", k)
+                    for k in keys
+                    if (storage / "driver" / k / "attempts.jsonl").is_file()
+                )
+                > attempts_now
+            ),
+            120,
+            "the second driver's first trial to start",
+        )
         driver.send_signal(signal.SIGINT)
         output, _ = driver.communicate(timeout=120)
     finally:
-        for pid in _processes_with(marker):
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+        if driver.poll() is None:
+            driver.kill()
     assert driver.returncode == 130, output
     assert "interrupted with" in output and "run the same command again" in output
     # Tune's hints that do not apply to a dualsweep sweep are not shown.
     assert "Tuner.restore" not in output and "Failed to fetch metrics" not in output
+    _wait_for(lambda: trials_released(storage, "driver"), 60, "the stopped trials to end")
+
     outcome = run_sweep(
-        load_sweep(path), results_root=results, storage=storage, log=lambda line: None
+        sweep, results_root=results, storage=storage, address=ray_cluster, log=lambda line: None
     )
-    assert outcome.finished == 2 and outcome.failed == []
+    assert outcome.finished == 4 and outcome.failed == []
+    runs = load("driver", results).runs
+    assert sorted(runs["run_key"]) == sorted(keys)  # every point once
+    for key in finished_before:  # never trained again
+        assert attempts(storage, "driver", key) == 1
+    for key in interrupted:  # resumed from its checkpoint, not started over
+        assert attempts(storage, "driver", key) >= 2
+        assert "resuming from step" in (storage / "driver" / key / "train.log").read_text()
 
 
-@pytest.mark.slow  # a sweep of its own: `make test-slow`
-def test_failed_trials_are_recorded_not_retried_for_bad_input_and_do_not_stop_others(tmp_path):
-    # The first 20 documents of the built-in corpus hold ~24K training tokens: R = 1 needs
-    # 65,536 unique tokens and fails in data preparation; R = 4 and R = 16 need far fewer.
-    # A data error comes back on every try, so `retries` does not apply to it.
+def test_input_errors_are_not_retried_and_runtime_errors_are(
+    tmp_path, capsys, ray_cluster, monkeypatch
+):
+    # A small text corpus: R = 1 needs 32,768 unique tokens and fails in data preparation,
+    # an input error that would come back on every try; R = 16 needs 2,048 and trains, and
+    # at lr 1e30 its loss turns NaN, a runtime error: retried once.
+    corpus = write_text_corpus(tmp_path / "corpus", n_documents=80)
     path = write_sweep(
         tmp_path / "failing.yaml",
         name="failing",
-        points=[[1, 1], [1, 4], [0.5, 16]],
+        points=[[1, 1], [1, 16]],
         retries=1,
-        base={"data": {"max_documents": 20}, "train": {"token_budget": 65536}},
+        base=quick(
+            data={"source": "text_dir", "path": str(corpus)},
+            optim={"lr": 1e30, "grad_clip": 0},
+        ),
     )
-    code = main(
-        [
-            "sweep",
-            str(path),
-            "--storage",
-            str(tmp_path / "runs"),
-            "--results",
-            str(tmp_path / "results"),
-        ]
-    )
-    assert code == 1
+    monkeypatch.setenv("RAY_ADDRESS", ray_cluster)
+    args = ["sweep", str(path), "--storage", str(tmp_path / "runs")]
+    assert main([*args, "--results", str(tmp_path / "results")]) == 1
+    captured = capsys.readouterr()
+    assert "2 trial(s) failed" in captured.err, captured
+    assert "not retried: DataError" in captured.out  # the live line says why
     runs = load("failing", tmp_path / "results").runs.set_index("repetitions")
-    assert runs.loc[1, "status"] == "failed"
-    assert "data.repetitions: R=1 with train.token_budget=65536 needs" in runs.loc[1, "error"]
+    assert (runs["status"] == "failed").all()
+    assert "data.repetitions: R=1 with train.token_budget=32768 needs" in runs.loc[1, "error"]
     assert runs.loc[1, "attempts"] == 1  # not retried
-    assert (runs.loc[[4, 16], "status"] == "finished").all()
-    assert (runs.loc[[4, 16], "attempts"] == 1).all()
-
-
-@pytest.mark.slow  # a sweep of its own: `make test-slow`
-def test_a_diverging_trial_is_retried_and_recorded_with_its_error(tmp_path):
-    path = write_sweep(
-        tmp_path / "nan.yaml",
-        name="nan",
-        points=[[1, 1]],
-        retries=1,
-        base={"optim": {"lr": 1e30, "grad_clip": 0}, "train": {"token_budget": 16384}},
-    )
-    outcome = run_sweep(
-        load_sweep(path),
-        results_root=tmp_path / "results",
-        storage=tmp_path / "runs",
-        log=lambda line: None,
-    )
-    assert len(outcome.failed) == 1
-    (row,) = load("nan", tmp_path / "results").runs.to_dict("records")
-    assert row["status"] == "failed" and row["error"].startswith(
-        "NonFiniteLossError: training loss became nan"
-    )
-    assert row["attempts"] == 2  # a runtime error is retried (here it comes back)
+    assert runs.loc[16, "error"].startswith("NonFiniteLossError: training loss became nan")
+    assert runs.loc[16, "attempts"] == 2  # the first try and one retry
 
 
 @pytest.mark.parametrize(

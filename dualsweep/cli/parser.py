@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import argparse
 
+from dualsweep.schema import SCORING_MODES
+from dualsweep.sweep.plan import H100_BF16_PEAK_FLOPS
+
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
@@ -100,7 +103,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--tasks", nargs="+", required=True, help="lm-eval task names, e.g. hellaswag arc_easy"
     )
     lm.add_argument(
-        "--mode", default="ar", choices=["ar", "md", "prefix"], help="how continuations are scored"
+        "--mode", default="ar", choices=SCORING_MODES, help="how continuations are scored"
     )
     lm.add_argument(
         "--md-mask-span", type=int, default=1, help="md mode: tokens masked together (0 = all)"
@@ -143,8 +146,8 @@ def build_parser() -> argparse.ArgumentParser:
     plan.add_argument(
         "--peak-tflops",
         type=_positive,
-        default=989.0,
-        help="accelerator peak TFLOP/s (default 989: H100 SXM dense bf16)",
+        default=H100_BF16_PEAK_FLOPS / 1e12,
+        help=f"accelerator peak TFLOP/s (default {H100_BF16_PEAK_FLOPS / 1e12:g}: H100 SXM dense bf16)",
     )
     return parser
 

@@ -38,6 +38,7 @@ from dualsweep.config.fields import (
     to_plain,
     unique,
 )
+from dualsweep.schema import SCORING_MODES
 
 # Field metadata: fields marked `identity=False` change how a run is shown, logged or
 # evaluated, never the trained model, so they are left out of the run key (a finished run is
@@ -279,7 +280,7 @@ class HeldOutConfig(Checked):
     """Seed of the held-out masking draws (the same masks for every run and evaluation)."""
 
 
-Mode = Literal["ar", "md", "prefix"]
+Mode = Literal[SCORING_MODES]  # ar, md, prefix
 BUILTIN_TASKS = ("continuation", "word_order", "cloze")
 """Multiple-choice tasks built from the held-out documents (see `dualsweep.evaluate.tasks`)."""
 

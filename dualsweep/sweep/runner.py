@@ -239,7 +239,10 @@ def _tune(
         grid = tuner.fit()
         for result in grid:
             if result.error is not None:
-                key = result.config["run_key"]
+                # A trial whose actor never started has no config: its folder is its key.
+                key = result.config["run_key"] if result.config else Path(result.path).name
+                if key not in configs:
+                    continue
                 # Tune's error text ends with the trial's own "Type: message" line.
                 lines = str(result.error).strip().splitlines() or [type(result.error).__name__]
                 record_failure(configs[key], trials, key, lines[-1])
