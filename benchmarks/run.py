@@ -101,6 +101,18 @@ def run(names, processes: int, repetitions: int, steps: int) -> list[common.Rati
     return results
 
 
+def model_line() -> str:
+    """The benchmarked model, read from the config the benchmarks load (loops.bench_config)."""
+    from benchmarks.loops import bench_config
+
+    config = bench_config()
+    m, t = config.model, config.train
+    return (
+        f"Model: the tiny sweep's (d_model {m.d_model}, {m.n_layers} layers, {m.n_heads} heads, "
+        f"SwiGLU {m.ffn_hidden}, vocab {m.vocab_size}, {t.batch_size} x {m.seq_len} tokens per step)."
+    )
+
+
 def report(results: list[common.Ratio], command: str, args) -> str:
     m = common.machine()
     lines = [
@@ -109,7 +121,7 @@ def report(results: list[common.Ratio], command: str, args) -> str:
         f"Machine: {m['cpu']}, {m['cpu_count']} cores, torch {m['torch']} ({m['torch_threads']} threads), "
         f"device {m['device']}, Python {m['python']}.",
         f"Command: `{command}` (written by it; per-benchmark JSON in `benchmarks/results/`).",
-        "Model: the tiny sweep's (d_model 128, 4 layers, 4 heads, SwiGLU 512, vocab 1024, 16 x 128 tokens per step).",
+        model_line(),
         (
             f"Training benchmarks: each ran in {args.processes} fresh processes of {args.repetitions} "
             f"repetitions of {args.steps} steps; the ratio is the median process's, the interval the "

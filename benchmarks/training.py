@@ -213,7 +213,7 @@ def hardware_use(config, tokens, special, repetitions: int) -> Ratio:
 
 
 def data_path(config, tokens, special, data, repetitions: int) -> Ratio:
-    loader_steps = 200
+    loader_steps = min(200, config.steps)  # the loader holds exactly the run's steps
 
     def deliver() -> float:
         loader = iter(data.train_dataloader())

@@ -82,6 +82,19 @@ class ObjectiveColumns:
 AR_COLUMNS = ObjectiveColumns("ar", bound=False, estimated=False)
 MD_COLUMNS = ObjectiveColumns("md", bound=True, estimated=True)
 
+OBJECTIVE_COLUMNS: dict[str, ObjectiveColumns] = {"ar": AR_COLUMNS, "md": MD_COLUMNS}
+"""The columns of each objective by name: the torch-free half of the objective registry
+(`dualsweep.objectives.register` adds a new objective's), for code that writes result rows
+without importing torch (a sweep driver recording a trial that died)."""
+
+
+def pair_columns(names: Sequence[str]) -> tuple[ObjectiveColumns, ...]:
+    """The columns of the objectives `names` (a run's `objective.objectives`); an objective this
+    process has not registered gets the naming rule's columns of an exact loss."""
+    return tuple(
+        OBJECTIVE_COLUMNS.get(n, ObjectiveColumns(n, bound=False, estimated=False)) for n in names
+    )
+
 
 # The multiple-choice scoring modes of the built-in objectives (a scoring objective's mode is
 # its name: ar, md) and prefix-LM. The config and the command line check modes against this

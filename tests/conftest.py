@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import random
+import re
+import select
 import subprocess
 import sys
 from pathlib import Path
@@ -94,10 +96,18 @@ def ray_cluster():
         stdout=subprocess.PIPE,
         text=True,
     )
-    address = owner.stdout.readline().strip()
-    if not address:
+    ready, _, _ = select.select([owner.stdout], [], [], 120)  # a hung start fails, not hangs
+    address = owner.stdout.readline().strip() if ready else ""
+    if not re.fullmatch(r"[\w.-]+:\d+", address):
         owner.kill()
-        raise RuntimeError("the shared Ray cluster did not start (tests/ray_cluster_owner.py)")
-    yield address
-    owner.stdin.close()  # the owner shuts the cluster down
-    owner.wait(timeout=60)
+        raise RuntimeError(
+            f"the shared Ray cluster did not start: {address!r} (tests/ray_cluster_owner.py)"
+        )
+    try:
+        yield address
+    finally:
+        owner.stdin.close()  # the owner shuts the cluster down
+        try:
+            owner.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            owner.kill()

@@ -208,6 +208,23 @@ def test_plan_refuses_non_positive_rates(capsys, flags):
     assert flags[0] in capsys.readouterr().err
 
 
+def test_a_sweep_on_a_full_disk_is_one_line_and_exit_1(tmp_path, capsys, monkeypatch):
+    # Collecting the trial folders into the tables is the sweep's first write: a full disk
+    # there is a fault (exit 1), said in one line; the trial folders are left as they were.
+    import dualsweep.sweep.runner as runner
+
+    def full_disk(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(runner, "collect", full_disk)
+    args = ["sweep", str(SMOKE), "--results", str(tmp_path / "r"), "--storage", str(tmp_path / "t")]
+    assert main(args) == 1
+    assert error_line(capsys) == (
+        "dualsweep: error: OSError: [Errno 28] No space left on device "
+        "(run with --debug for the traceback)"
+    )
+
+
 @pytest.mark.parametrize("option", ["--results", "--storage"])
 def test_sweep_paths_that_are_files_start_nothing(tmp_path, capsys, option):
     a_file = tmp_path / "file"

@@ -375,6 +375,7 @@ class FixedRateMLM(Objective):
 def test_a_third_objective_plugs_in_through_the_registry(tmp_path, monkeypatch):
     import pandas as pd
 
+    from dualsweep import schema
     from dualsweep.config import ConfigError, run_key
     from dualsweep.objectives import registry
     from dualsweep.training import train
@@ -383,11 +384,13 @@ def test_a_third_objective_plugs_in_through_the_registry(tmp_path, monkeypatch):
 
     config = tiny_run_config(alpha=0.5, objectives=["ar", "mlm"], eval_interval=0)
     with pytest.raises(
-        ConfigError, match=r"objectives: unknown objective 'mlm' \(registered: ar, md\)"
+        ConfigError, match=r"^objective\.objectives: unknown objective 'mlm' \(registered: ar, md\)"
     ):
         train(config, tmp_path / "unregistered", log=lambda m: None)
     assert not (tmp_path / "unregistered").exists()
-    monkeypatch.setattr(registry, "_REGISTRY", dict(registry._REGISTRY))  # restored afterwards
+    # Restored afterwards: the registry, and its torch-free half in the schema.
+    monkeypatch.setattr(registry, "_REGISTRY", dict(registry._REGISTRY))
+    monkeypatch.setattr(schema, "OBJECTIVE_COLUMNS", dict(schema.OBJECTIVE_COLUMNS))
     register(FixedRateMLM())
     summary = train(config, tmp_path / "run", log=lambda m: None)
     assert summary.status == "finished", summary.error
@@ -415,3 +418,28 @@ def test_the_scoring_modes_of_the_registry_are_the_schemas():
     from dualsweep.schema import SCORING_MODES
 
     assert scoring_modes() == SCORING_MODES
+
+
+def test_two_random_objectives_draw_for_their_own_rows_and_held_out_sets():
+    # (mlm, md): both replace tokens, so the batch's corruption merges two draws; on the
+    # held-out set each has its own generator, and MD's draws do not depend on its partner.
+    tokens = torch.randint(4, 24, (6, 12), generator=gen())
+    is_first = np.array([True, False, True, False, True, False])
+    pair = (FixedRateMLM(), MD)
+    corruption = corrupt_batch(tokens, is_first, SPECIAL, gen(3), pair)
+    mlm, md = torch.from_numpy(is_first), torch.from_numpy(~is_first)
+    assert torch.equal(corruption.inputs, tokens.masked_fill(corruption.masked, SPECIAL.mask))
+    assert not (corruption.masked & ~maskable_positions(tokens, SPECIAL)).any()
+    assert (corruption.rates[mlm] == FixedRateMLM.rate).all()
+    assert ((corruption.rates[md] >= 1e-3) & (corruption.rates[md] < 1)).all()
+
+    model = FixedLogits(torch.zeros(6, 12, 24))
+    both = held_out_losses(model, tokens, SPECIAL, pair, draws=2, seed=0, batch_size=6)
+    alone = held_out_losses(model, tokens, SPECIAL, PAIR, draws=2, seed=0, batch_size=6)
+    assert both.values["held_out_md_elbo"] == alone.values["held_out_md_elbo"]
+    assert set(both.values) == {
+        "held_out_mlm_loss",
+        "held_out_mlm_loss_stderr",
+        "held_out_md_elbo",
+        "held_out_md_elbo_stderr",
+    }

@@ -77,15 +77,14 @@ def quick(**sections) -> dict:
 
 def trials_released(storage: Path, sweep: str) -> bool:
     """No process holds any trial of `sweep` (a killed driver's workers are gone)."""
-    import fcntl
+    from dualsweep.paths import exclusive_lock
 
     for lock in storage.glob(f"{sweep}/*/.lock"):
-        with lock.open("w") as f:
-            try:
-                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                return False
-            fcntl.flock(f, fcntl.LOCK_UN)
+        try:
+            with exclusive_lock(lock, wait=False):
+                pass
+        except BlockingIOError:
+            return False
     return True
 
 

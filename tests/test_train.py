@@ -161,8 +161,8 @@ def test_a_non_finite_loss_fails_the_run_and_keeps_its_curve(tmp_path, monkeypat
 
     real = step.dual_objective_loss
 
-    def poisoned(model, tokens, is_ar, *args, **kwargs):
-        out = real(model, tokens, is_ar, *args, **kwargs)
+    def poisoned(model, tokens, corruption, *args, **kwargs):
+        out = real(model, tokens, corruption, *args, **kwargs)
         poisoned.calls += 1
         if poisoned.calls > 6:
             return type(out)(loss=out.loss * math.nan, sequence_losses=out.sequence_losses)
@@ -214,11 +214,11 @@ def test_an_interrupted_run_resumes_to_the_same_numbers(tmp_path, monkeypatch):
 
     real = step.dual_objective_loss
 
-    def crash_at_step_21(model, tokens, is_ar, *args, **kwargs):
+    def crash_at_step_21(model, tokens, corruption, *args, **kwargs):
         crash_at_step_21.calls += 1
         if crash_at_step_21.calls == 22:
             raise RuntimeError("simulated crash")
-        return real(model, tokens, is_ar, *args, **kwargs)
+        return real(model, tokens, corruption, *args, **kwargs)
 
     crash_at_step_21.calls = 0
     monkeypatch.setattr(step, "dual_objective_loss", crash_at_step_21)

@@ -251,8 +251,8 @@ def _in_words(low: Any, high: Any, low_open: bool, high_open: bool) -> str:
 
 
 def unique(item: str) -> Rules:
-    """Metadata: a tuple that holds no `item` twice."""
-    return Rules(checks=(Unique(f"lists a {item} twice"),))
+    """Metadata: a tuple that holds no `item` twice ('a mode', 'an objective')."""
+    return Rules(checks=(Unique(f"lists {item} twice"),))
 
 
 POSITIVE = bound(0, low_open=True, why="must be positive")

@@ -169,9 +169,9 @@ class DataConfig(Checked):
 @dataclass(frozen=True, kw_only=True)
 class ObjectiveConfig(Checked):
     alpha: float = field(default=1.0, metadata=UNIT_INTERVAL)
-    """Weight of the autoregressive loss: alpha * L_AR + (1 - alpha) * L_MD (fractions like 63/64 allowed)."""
+    """Weight of the first objective of `objectives`, the autoregressive loss by default: alpha * L_AR + (1 - alpha) * L_MD (fractions like 63/64 allowed)."""
     objectives: tuple[str, str] = field(
-        default=("ar", "md"), metadata=unique("objective") | IDENTITY_UNLESS_DEFAULT
+        default=("ar", "md"), metadata=unique("an objective") | IDENTITY_UNLESS_DEFAULT
     )
     """The two registered objectives mixed, alpha weighing the first (ar: autoregressive, md: masked diffusion; see dualsweep.objectives)."""
     mix_allocation: Literal["sequence", "step"] = "step"
@@ -240,7 +240,9 @@ class TrainConfig(Checked):
     """Torch CPU threads (0 = torch's default)."""
     compile: bool = False
     """torch.compile the model."""
-    loggers: tuple[Logger, ...] = field(default=("csv",), metadata=unique("logger") | NOT_IDENTITY)
+    loggers: tuple[Logger, ...] = field(
+        default=("csv",), metadata=unique("a logger") | NOT_IDENTITY
+    )
     """Experiment loggers: any of csv, tensorboard, wandb."""
     progress_bar: bool = field(default=True, metadata=NOT_IDENTITY)
     """Show a progress bar while training."""
@@ -275,7 +277,7 @@ class HeldOutConfig(Checked):
     )
     """Held-out sequences evaluated at each evaluation (the same ones for every run)."""
     md_eval_draws: int = field(default=4, metadata=COUNT | key_name("objective.md_eval_draws"))
-    """K: masking draws averaged in the held-out MD ELBO."""
+    """K: masking draws averaged in a random objective's held-out value (MD's ELBO), with its standard error."""
     held_out_seed: int = field(default=0, metadata=SEED | key_name("objective.held_out_seed"))
     """Seed of the held-out masking draws (the same masks for every run and evaluation)."""
 
@@ -296,11 +298,11 @@ def strategy_name(mode: str, span: int) -> str:
 @dataclass(frozen=True, kw_only=True)
 class EvalConfig(Checked):
     tasks: tuple[str, ...] = field(
-        default=("continuation", "word_order"), metadata=unique("task") | NOT_IDENTITY
+        default=("continuation", "word_order"), metadata=unique("a task") | NOT_IDENTITY
     )
     """Multiple-choice tasks run on the final model: built-in names (BUILTIN_TASKS: continuation, word_order, cloze) or .jsonl paths."""
     modes: tuple[Mode, ...] = field(
-        default=("ar", "md", "prefix"), metadata=unique("mode") | NOT_IDENTITY
+        default=("ar", "md", "prefix"), metadata=unique("a mode") | NOT_IDENTITY
     )
     """Scoring modes: ar (log-likelihood), md (pseudo-log-likelihood), prefix (prefix-LM)."""
     md_mask_span: int = field(default=1, metadata=NON_NEGATIVE | NOT_IDENTITY)
@@ -447,7 +449,8 @@ def run_key(config: RunConfig) -> str:
         for f in dataclasses.fields(cls):
             value = getattr(getattr(config, section), f.name)
             kind = f.metadata.get("identity", True)
-            if kind is True or (kind == IDENTITY_UNLESS_DEFAULT["identity"] and value != f.default):
+            unless_default = kind == IDENTITY_UNLESS_DEFAULT["identity"]
+            if kind is True or (unless_default and to_plain(value) != to_plain(f.default)):
                 identity[f.metadata.get("key", f"{section}.{f.name}")] = to_plain(value)
     blob = json.dumps(identity, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(blob.encode()).hexdigest()[:16]

@@ -9,6 +9,7 @@ smooth, runs comparable.
 from __future__ import annotations
 
 import math
+import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -16,7 +17,6 @@ import numpy as np
 import torch
 
 from dualsweep.data.special import SpecialTokens
-from dualsweep.model import BIDIRECTIONAL, CAUSAL
 from dualsweep.objectives import Draw, Objective, document_ids, modelled, next_token_nll
 from dualsweep.schema import ObjectiveColumns
 
@@ -55,10 +55,15 @@ def held_out_draws(
     """The objective's corruptions of the whole held-out set: K draws for a random objective
     (MD), one (the clean tokens) otherwise.
 
-    Drawn on the CPU from one seeded generator, with rates stratified across the N sequences
-    (each still U(0, 1), so the estimate stays unbiased, with less variance than i.i.d. rates):
-    the same for every run and evaluation on this held-out set, whatever the batch size.
+    Drawn on the CPU from one generator seeded by `seed` and the objective (MD: `seed` itself;
+    another objective: `seed` plus a hash of its name, so that two random objectives never
+    share draws and MD's are the same whatever it is paired with), with rates stratified across
+    the N sequences (each still U(0, 1), so the estimate stays unbiased, with less variance than
+    i.i.d. rates): the same for every run and evaluation on this held-out set, whatever the
+    batch size.
     """
+    if objective.name != "md":  # MD keeps the seed its committed curves were drawn with
+        seed = (seed + zlib.crc32(objective.name.encode())) % 2**32
     generator = torch.Generator().manual_seed(seed)
     every_row = np.ones(len(tokens), dtype=bool)
     return [
@@ -102,8 +107,7 @@ def held_out_losses(
             for k, draw in enumerate(objective_draws):
                 inputs = draw.inputs[rows].to(device, non_blocking=True)
                 docs = document_ids(inputs, special.eos) if document_masking else None
-                attention = BIDIRECTIONAL if objective.bidirectional else CAUSAL
-                nll = next_token_nll(model(inputs, attention, docs), batch)
+                nll = next_token_nll(model(inputs, objective.attention, docs), batch)
                 masked = None if draw.masked is None else draw.masked[rows].to(device)
                 sums = objective.sequence_sums(nll, targets, masked, draw.rates[rows].to(device))
                 total[k] += sums.double().sum()

@@ -77,7 +77,7 @@ def _rows(pairs, mode: str, mask_id: int, span: int) -> list[_Row]:
     rows = []
     for index, (context, continuation) in enumerate(pairs):
         for row in objective.score_rows(context, continuation, mask_id=mask_id, span=span):
-            prefix = len(row.tokens) if row.bidirectional else CAUSAL
+            prefix = len(row.tokens) if objective.bidirectional else CAUSAL
             rows.append(_Row(index, row.tokens, row.targets, prefix))
     return rows
 

@@ -15,7 +15,6 @@ import numpy as np
 import torch
 
 from dualsweep.data.special import SpecialTokens
-from dualsweep.model import BIDIRECTIONAL, CAUSAL
 from dualsweep.objectives.losses import document_ids, modelled, next_token_nll
 from dualsweep.objectives.registry import Objective
 
@@ -138,10 +137,10 @@ def corrupt_batch(
         )
         if draw.masked is None:  # nothing replaced: its rows keep the clean tokens
             continue
-        on_rows = torch.from_numpy(rows).to(tokens.device, non_blocking=True)
         if masked is None:  # the only objective that replaced tokens: take its draw whole
             inputs, masked, rates = draw.inputs, draw.masked, draw.rates
         else:
+            on_rows = torch.from_numpy(rows).to(tokens.device, non_blocking=True)
             inputs = torch.where(on_rows[:, None], draw.inputs, inputs)
             masked = masked | draw.masked
             rates = torch.where(on_rows, draw.rates, rates)
@@ -157,10 +156,6 @@ class MixedLoss:
     (over micro-batches these add up to the whole batch's loss)."""
     sequence_losses: torch.Tensor
     """Per-sequence loss (B,) in nats/token: AR NLL, or the MD ELBO estimate."""
-
-
-def _attention(objective: Objective) -> int:
-    return BIDIRECTIONAL if objective.bidirectional else CAUSAL
 
 
 def dual_objective_loss(
@@ -194,13 +189,13 @@ def dual_objective_loss(
     n_first = int(corruption.is_first.sum())
     first_rows = torch.from_numpy(corruption.is_first).to(tokens.device, non_blocking=True)
     if n_first == B:
-        prefix: torch.Tensor | int = _attention(first)
+        prefix: torch.Tensor | int = first.attention
     elif n_first == 0:
-        prefix = _attention(second)
+        prefix = second.attention
     elif first.bidirectional == second.bidirectional:
-        prefix = _attention(first)
+        prefix = first.attention
     else:
-        prefix = torch.where(first_rows, _attention(first), _attention(second))
+        prefix = torch.where(first_rows, first.attention, second.attention)
         prefix = prefix.clamp(max=T)  # a whole-row prefix: every row's value fits the mask
     docs = document_ids(corruption.inputs, special.eos) if document_masking else None
     logits = model(corruption.inputs, prefix, docs)

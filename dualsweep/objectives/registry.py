@@ -5,7 +5,10 @@ it, how a sequence's loss is summed, how it scores a multiple-choice continuatio
 name in columns and logs. Training (`objectives.mix`), the held-out evaluation, the scoring
 modes and the result columns (`dualsweep.schema`) all read these definitions; a run mixes the
 pair named by `objective.objectives` (alpha weighs the first). A new objective is a subclass
-registered with `register()`: nothing else changes (tests/test_objectives.py trains one).
+registered with `register()` in the process that trains: training, the held-out evaluation
+and the result columns pick it up with no other change (tests/test_objectives.py trains
+one); a multiple-choice scoring mode of its own also needs its name in the torch-free
+`schema.SCORING_MODES`, which the config checks `evaluation.modes` against.
 
 Masked diffusion, masked-next-token form (MNTP): draw t ~ U(0, 1) per sequence, replace each
 maskable input token by the mask id with probability t, attend bidirectionally, and at
@@ -21,8 +24,10 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from dualsweep import schema
 from dualsweep.config import ConfigError
 from dualsweep.data.special import SpecialTokens
+from dualsweep.model import BIDIRECTIONAL, CAUSAL
 from dualsweep.objectives.losses import (
     ar_nll_sums,
     mask_tokens,
@@ -48,13 +53,12 @@ class Draw:
 
 @dataclass(frozen=True)
 class ScoreRow:
-    """One forward pass's row when scoring a continuation: its input, where it is read, and
-    whether it attends bidirectionally."""
+    """One forward pass's row when scoring a continuation (attending as its objective does):
+    its input and where it is read."""
 
     tokens: list[int]
     targets: list[int]
     """Positions whose original token is read, each from the logits at the position before."""
-    bidirectional: bool
 
 
 class Objective:
@@ -67,7 +71,13 @@ class Objective:
     columns: ObjectiveColumns
     """Its result columns (`columns.estimated`: its draws are random)."""
     scores: bool = False
-    """It has a multiple-choice scoring mode of its own name (`score_rows`)."""
+    """It has a multiple-choice scoring mode of its own name (`score_rows`); the config and
+    the command line also need that name in `schema.SCORING_MODES`."""
+
+    @property
+    def attention(self) -> int:
+        """The model's `prefix_lengths` for this objective's rows: CAUSAL or BIDIRECTIONAL."""
+        return BIDIRECTIONAL if self.bidirectional else CAUSAL
 
     def draw(
         self,
@@ -117,7 +127,7 @@ class Autoregressive(Objective):
 
     def score_rows(self, context, continuation, *, mask_id, span) -> list[ScoreRow]:
         tokens = [*context, *continuation]
-        return [ScoreRow(tokens, list(range(len(context), len(tokens))), bidirectional=False)]
+        return [ScoreRow(tokens, list(range(len(context), len(tokens))))]
 
 
 class MaskedDiffusion(Objective):
@@ -153,7 +163,7 @@ class MaskedDiffusion(Objective):
         for start in range(0, len(positions), step):
             chunk = positions[start : start + step]
             masked = [mask_id if j in chunk else t for j, t in enumerate(tokens)]
-            rows.append(ScoreRow(masked, chunk, bidirectional=True))
+            rows.append(ScoreRow(masked, chunk))
         return rows
 
 
@@ -170,6 +180,7 @@ def register(objective: Objective) -> Objective:
             f"objective {objective.name!r}: its columns are named {objective.columns.name!r}"
         )
     _REGISTRY[objective.name] = objective
+    schema.OBJECTIVE_COLUMNS[objective.name] = objective.columns
     return objective
 
 
@@ -178,7 +189,7 @@ def get_objective(name: str) -> Objective:
         return _REGISTRY[name]
     except KeyError:
         raise ConfigError(
-            f"objectives: unknown objective {name!r} (registered: {', '.join(_REGISTRY)})"
+            f"objective.objectives: unknown objective {name!r} (registered: {', '.join(_REGISTRY)})"
         ) from None
 
 

@@ -7,7 +7,9 @@ configured tasks and modes, unless it already was (adding a task evaluates, not 
 
 An error in the trial's input (its config, its corpus, a task file) comes back on every
 try: it is recorded and reported as `status: failed` instead of raised, so Tune ends the
-trial without retrying it.
+trial without retrying it. Some of these are about the node rather than the config (a
+`cuda` device where there is none, a corpus path missing on one node): they are not retried
+either; fix the node or the config and run the sweep again.
 """
 
 from __future__ import annotations

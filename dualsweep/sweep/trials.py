@@ -29,6 +29,7 @@ from dualsweep.schema import (
     RUNS_TABLE,
     SUMMARY_FILE,
     TRIAL_LOCK_FILE,
+    pair_columns,
 )
 from dualsweep.sweep.storage import TrialStorage
 
@@ -78,7 +79,9 @@ def record_failure(config: RunConfig, storage: TrialStorage, key: str, error: st
         row["error"] = error
     else:
         trial_dir.mkdir(parents=True, exist_ok=True)
-        row = pd.DataFrame([RunSummary(config=config, status="failed", error=error).row()])
+        columns = pair_columns(config.objective.objectives)
+        summary = RunSummary(config=config, status="failed", error=error, objectives=columns)
+        row = pd.DataFrame([summary.row()])
     write_parquet(row, summary)
     storage.push(key)
 

@@ -2,7 +2,7 @@
 evaluation, the curve and the checkpoints.
 
 Manual optimisation, because Muon + AdamW are two optimisers stepping together. The step
-index comes with each batch, so the AR/MD allocation, the masking draws and the learning
+index comes with each batch, so the objectives' allocation, the masking draws and the learning
 rate are pure functions of (config, step): the same on every re-run and after a resume.
 Losses are accumulated on the device and read back only at log steps (no host sync per step).
 """
