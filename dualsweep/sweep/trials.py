@@ -80,8 +80,8 @@ def record_failure(config: RunConfig, storage: TrialStorage, key: str, error: st
     else:
         trial_dir.mkdir(parents=True, exist_ok=True)
         columns = pair_columns(config.objective.objectives)
-        summary = RunSummary(config=config, status="failed", error=error, objectives=columns)
-        row = pd.DataFrame([summary.row()])
+        failed = RunSummary(config=config, status="failed", error=error, objectives=columns)
+        row = pd.DataFrame([failed.row()])
     write_parquet(row, summary)
     storage.push(key)
 
