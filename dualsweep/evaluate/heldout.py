@@ -9,7 +9,6 @@ smooth, runs comparable.
 from __future__ import annotations
 
 import math
-import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -55,16 +54,14 @@ def held_out_draws(
     """The objective's corruptions of the whole held-out set: K draws for a random objective
     (MD), one (the clean tokens) otherwise.
 
-    Drawn on the CPU from one generator seeded by `seed` and the objective (MD: `seed` itself;
-    another objective: `seed` plus a hash of its name, so that two random objectives never
-    share draws and MD's are the same whatever it is paired with), with rates stratified across
+    Drawn on the CPU from one generator seeded by `seed` plus the objective's
+    `held_out_seed_offset` (MD's is 0; two random objectives never share draws, and MD's are
+    the same whatever it is paired with), with rates stratified across
     the N sequences (each still U(0, 1), so the estimate stays unbiased, with less variance than
     i.i.d. rates): the same for every run and evaluation on this held-out set, whatever the
     batch size.
     """
-    if objective.name != "md":  # MD keeps the seed its committed curves were drawn with
-        seed = (seed + zlib.crc32(objective.name.encode())) % 2**32
-    generator = torch.Generator().manual_seed(seed)
+    generator = torch.Generator().manual_seed((seed + objective.held_out_seed_offset) % 2**32)
     every_row = np.ones(len(tokens), dtype=bool)
     return [
         objective.draw(

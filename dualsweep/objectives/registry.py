@@ -19,6 +19,7 @@ bound on the sequence's negative log-likelihood (the masked-diffusion ELBO).
 
 from __future__ import annotations
 
+import zlib
 from dataclasses import dataclass
 
 import numpy as np
@@ -73,6 +74,12 @@ class Objective:
     scores: bool = False
     """It has a multiple-choice scoring mode of its own name (`score_rows`); the config and
     the command line also need that name in `schema.SCORING_MODES`."""
+
+    @property
+    def held_out_seed_offset(self) -> int:
+        """Added to `held_out_seed` for this objective's held-out draws, so that two random
+        objectives never share draws (a hash of its name)."""
+        return zlib.crc32(self.name.encode())
 
     @property
     def attention(self) -> int:
@@ -137,6 +144,7 @@ class MaskedDiffusion(Objective):
     bidirectional = True
     columns = MD_COLUMNS
     scores = True
+    held_out_seed_offset = 0  # the seed its committed held-out curves were drawn with
 
     def draw(self, tokens, rows, special, generator, *, stratified, min_rate) -> Draw:
         device = tokens.device
