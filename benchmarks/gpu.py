@@ -14,7 +14,9 @@ data path is measured by `make bench` and is not what a GPU changes. Reported pe
 - model_speed (124m only): our model over the reference GPT of benchmarks/reference_gpt.py at
   the same width, depth, heads, vocabulary and sequence length and about the same parameter
   count, both through the same plain AR step (its attention materialises T x T scores, which at 470M would not
-  fit beside the rest).
+  fit beside the rest);
+- step peak memory: one training step of one model (after a warm-up step), with the whole
+  (micro-batch, seq_len, vocab) logits and with `train.loss_chunk_tokens` = 4,096.
 
 Writes benchmarks/results/gpu.json; `make bench` then copies its table into RESULTS.md.
 `--device cpu --sizes tiny` runs the same code on the CPU, to check the script itself. It
@@ -143,6 +145,11 @@ def bench_size(size: str, device: torch.device, steps: int, repetitions: int, co
         del compiled
     result["training_flops"] = {k: v * flops_per_token for k, v in result["tokens_per_s"].items()}
     del half
+    if device.type == "cuda":  # one model: its step's peak with whole and with chunked logits
+        result["step_peak_memory_gb"] = {
+            f"chunk_{chunk}": step_peak_memory_gb(config, special, batches, device, chunk)
+            for chunk in (0, LOSS_CHUNK_TOKENS)
+        }
 
     if size != "470m":
         torch.manual_seed(0)
@@ -156,6 +163,28 @@ def bench_size(size: str, device: torch.device, steps: int, repetitions: int, co
         )
         result["model_speed"] = speed_ratio(ours_times, reference_times)
     return result
+
+
+LOSS_CHUNK_TOKENS = 4096
+"""`train.loss_chunk_tokens` of the peak-memory row: 4,096 positions x 51,200 is 0.8 GB of
+float32 logits at a time, against 3.4 GB for a whole micro-batch of 8 x 2,048."""
+
+
+def step_peak_memory_gb(config, special, batches, device, chunk_tokens: int) -> float:
+    """Peak GPU memory of one training step (alpha = 1/2) of a fresh model, after a warm-up
+    step has created the optimiser states."""
+    gc.collect()
+    torch.cuda.empty_cache()
+    loop = bare_loop(config.replace(loss_chunk_tokens=chunk_tokens), special, 0.5, device=device)
+    sync = device_sync(device)
+    timed_steps(loop.train_step, batches[:1], sync)
+    torch.cuda.reset_peak_memory_stats()
+    timed_steps(loop.train_step, batches[1:2], sync)
+    peak = torch.cuda.max_memory_allocated() / 2**30
+    del loop
+    gc.collect()
+    torch.cuda.empty_cache()
+    return peak
 
 
 def speed_ratio(times_a: list[float], times_b: list[float]) -> float:
@@ -236,8 +265,8 @@ def markdown(report: dict) -> list[str]:
         f"{over}; the measured bf16 matmul peak was {measured / 1e12:.0f} TFLOP/s. Target: MFU of "
         "at least 40% at 470M.",
         "",
-        "| size | parameters | MFU alpha=1/2 | MFU alpha=1 | MFU compiled | dual_overhead | compile | model_speed | peak memory, 2 models |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| size | parameters | MFU alpha=1/2 | MFU alpha=1 | MFU compiled | dual_overhead | compile | model_speed | peak memory, 2 models | step peak, whole / chunked logits |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
 
     def pct(r, key):
@@ -247,11 +276,17 @@ def markdown(report: dict) -> list[str]:
     def num(r, key, fmt="{:.3f}"):
         return fmt.format(r[key]) if key in r else "-"
 
+    def step_peaks(r):
+        peaks = r.get("step_peak_memory_gb")
+        if not peaks:
+            return "-"
+        return f"{peaks['chunk_0']:.1f} / {peaks[f'chunk_{LOSS_CHUNK_TOKENS}']:.1f} GB"
+
     for r in report["sizes"]:
         lines.append(
             f"| {r['size']} | {r['parameters'] / 1e6:.1f}M | {pct(r, 'alpha_half')} | {pct(r, 'alpha_one')} | "
             f"{pct(r, 'alpha_half_compiled')} | {num(r, 'dual_overhead')} | {num(r, 'compile')} | "
-            f"{num(r, 'model_speed')} | {num(r, 'peak_memory_gb', '{:.1f} GB')} |"
+            f"{num(r, 'model_speed')} | {num(r, 'peak_memory_gb', '{:.1f} GB')} | {step_peaks(r)} |"
         )
     return lines
 

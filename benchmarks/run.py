@@ -27,16 +27,19 @@ TRAINING = (
     "data_path",
     "compile",
 )
+MEMORY = ("step_memory",)  # fresh processes of its own (benchmarks/memory.py)
 SWEEP = ("sweep_efficiency", "sweep_efficiency_8x")
-NAMES = TRAINING + SWEEP
+NAMES = TRAINING + MEMORY + SWEEP
 RESULT_PREFIX = "BENCHMARK-RESULT "  # how a child process hands its result to the parent
 
 
 def measure(names, repetitions: int, steps: int) -> list[common.Ratio]:
     """Run these benchmarks in this process (the training ones share one data setup)."""
+    from benchmarks.memory import step_memory
     from benchmarks.sweep import sweep_efficiency
 
     benches = {
+        "step_memory": step_memory,
         "sweep_efficiency": sweep_efficiency,
         "sweep_efficiency_8x": lambda: sweep_efficiency(budget_multiple=8),
     }
@@ -131,7 +134,8 @@ def report(results: list[common.Ratio], command: str, args) -> str:
             "process; the ratio is of medians, the interval the lowest and highest repetition's"
         )
         + " (the two sides alternating step by step where both are training steps, each side's "
-        "median step time). Sweep benchmarks: one run each.",
+        "median step time). step_memory: each side in 2 fresh processes, alternating. Sweep "
+        "benchmarks: one run each.",
         "",
         "| benchmark | ratio | interval | target | verdict | what |",
         "|---|---|---|---|---|---|",
@@ -228,6 +232,16 @@ def _reading(results: list[common.Ratio]) -> list[str]:
         "- framework_overhead: Lightning's own loop (from one step's end to the next one's start,",
         f"  batch fetch included) takes {frame['lightning_between_steps_s'] * 1e3:.2f} ms of a "
         f"{frame['lightning_s_per_step'] * 1e3:.0f} ms step; the rest of any gap is inside the step.",
+    ]
+    memory = by["step_memory"].details
+    lines += [
+        f"- step_memory: one training step (alpha = 1/2, after a warm-up step) peaks at "
+        f"{memory['whole_step_peak_mb']:,.0f} MB over the resident size with whole logits "
+        f"({memory['whole_logits_mb']:,.0f} MB of float32 logits, which autograd keeps with their",
+        f"  gradient) and at {memory['chunked_step_peak_mb']:,.0f} MB with `train.loss_chunk_tokens`; the "
+        f"chunked step takes {memory['step_time_chunked_over_whole']:.2f}x the whole one's time. At the "
+        "paper's micro-batch (8 x 2,048) the whole logits alone are 3.4 GB; `make bench-gpu` measures",
+        "  the 470M step's peak on a GPU both ways.",
     ]
     sweep = by["sweep_efficiency"].details
     fixed = sweep["ray_start_stop_s"] + sweep["worker_import_s"]

@@ -145,16 +145,13 @@ class Transformer(nn.Module):
             else:
                 nn.init.normal_(p, std=std)
 
-    def forward(
+    def features(
         self,
         tokens: torch.Tensor,
         prefix_lengths: torch.Tensor | int = CAUSAL,
         document_ids: torch.Tensor | None = None,
-        at: tuple[torch.Tensor, torch.Tensor] | None = None,
     ) -> torch.Tensor:
-        """Logits (B, T, V) for tokens (B, T); with `at` = (rows, positions), only the logits
-        (N, V) at those N places, so that scoring a few tokens per row pays for no other
-        position's output head (a large share of the compute with a large vocabulary).
+        """The normalised final hidden states (B, T, C) the output head reads.
 
         `prefix_lengths`: an int for the whole batch (CAUSAL, BIDIRECTIONAL or a prefix length)
         or a (B,) tensor, one mode per sample. The whole-batch causal and bidirectional cases
@@ -177,9 +174,27 @@ class Transformer(nn.Module):
         x = self.embed(tokens)  # (B, T, C)
         for block in self.blocks:
             x = block(x, cos, sin, mask, is_causal)
+        return self.final_norm(x)
+
+    def forward(
+        self,
+        tokens: torch.Tensor,
+        prefix_lengths: torch.Tensor | int = CAUSAL,
+        document_ids: torch.Tensor | None = None,
+        at: tuple[torch.Tensor, torch.Tensor] | None = None,
+    ) -> torch.Tensor:
+        """Logits (B, T, V) for tokens (B, T) in the attention mode of `prefix_lengths` (see
+        `features`); with `at` = (rows, positions), only the logits (N, V) at those N places,
+        so that scoring a few tokens per row pays for no other position's output head (a
+        large share of the compute with a large vocabulary).
+
+        Training with a large vocabulary can skip the whole (B, T, V) tensor: see
+        `objectives.chunked_next_token_nll`, which applies `head` to `features` in chunks.
+        """
+        x = self.features(tokens, prefix_lengths, document_ids)
         if at is not None:
             x = x[at]  # (N, C): only the places asked for
-        return self.head(self.final_norm(x))  # (B, T, V), or (N, V)
+        return self.head(x)  # (B, T, V), or (N, V)
 
     def num_parameters(self, non_embedding: bool = False) -> int:
         """Parameters counted once (a tied head is not counted twice)."""

@@ -128,7 +128,15 @@ def summary_metric_columns(objectives: Sequence[ObjectiveColumns] = (AR_COLUMNS,
 
 # -- sweep tables ----------------------------------------------------------------------
 # Added to each summary row when a sweep collects its trials into runs.parquet.
-SWEEP_COLUMNS = ("sweep", "attempts", "evaluated", "evaluation_error", "trial_dir", "in_sweep")
+SWEEP_COLUMNS = (
+    "sweep",
+    "attempts",
+    "attempt_nodes",
+    "evaluated",
+    "evaluation_error",
+    "trial_dir",
+    "in_sweep",
+)
 
 # evals.parquet (and a run's evals.parquet): one row per task x scoring mode.
 EVAL_COLUMNS = (

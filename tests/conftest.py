@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import random
 import re
 import select
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -73,13 +76,28 @@ def text_corpus(tmp_path) -> Path:
     return write_text_corpus(tmp_path / "corpus")
 
 
-@pytest.fixture(scope="module")
-def ray_cluster():
-    """One local Ray cluster shared by a module's sweep tests that are not about starting
-    Ray: a driver joins it in about a second, where an embedded start takes 7-9 s here. It
-    runs in its own process (tests/ray_cluster_owner.py), whose workers inherit this
-    session's environment (the hermetic corpus cache), and stops after the module, so that
-    its idle processes take no CPU from later tests; yields its address."""
+@dataclass
+class OwnedCluster:
+    """A local Ray cluster run by tests/ray_cluster_owner.py: its address and node ids (head
+    first), and a way to kill a worker node."""
+
+    address: str
+    node_ids: list[str]
+    owner: subprocess.Popen
+
+    def remove_worker(self, index: int) -> None:
+        """Kill worker node `index` (0 = the first after the head) at once."""
+        self.owner.stdin.write(f"remove {index}\n")
+        self.owner.stdin.flush()
+        ready, _, _ = select.select([self.owner.stdout], [], [], 60)
+        answer = self.owner.stdout.readline().strip() if ready else ""
+        assert answer == f"removed {index}", answer
+
+
+@contextlib.contextmanager
+def owned_cluster(*cpus: int):
+    """Start a local cluster (a head of cpus[0] CPUs and a worker node per further count) in
+    its own process, with token auth on; stop it on exit."""
     # Token auth on, as for any local cluster a plain `ray.init()` starts: a dualsweep driver
     # given an address uses the token when one exists (sweep/runner.py), and a cluster without
     # auth cancels such a driver's actors before they start.
@@ -90,7 +108,7 @@ def ray_cluster():
 
         generate_and_save_token()
     owner = subprocess.Popen(
-        [sys.executable, str(REPO / "tests" / "ray_cluster_owner.py")],
+        [sys.executable, str(REPO / "tests" / "ray_cluster_owner.py"), *map(str, cpus)],
         env={**os.environ, "RAY_AUTH_MODE": "token"},
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
@@ -101,13 +119,24 @@ def ray_cluster():
     if not re.fullmatch(r"[\w.-]+:\d+", address):
         owner.kill()
         raise RuntimeError(
-            f"the shared Ray cluster did not start: {address!r} (tests/ray_cluster_owner.py)"
+            f"the test's Ray cluster did not start: {address!r} (tests/ray_cluster_owner.py)"
         )
     try:
-        yield address
+        yield OwnedCluster(address, json.loads(owner.stdout.readline()), owner)
     finally:
         owner.stdin.close()  # the owner shuts the cluster down
         try:
             owner.wait(timeout=60)
         except subprocess.TimeoutExpired:
             owner.kill()
+
+
+@pytest.fixture(scope="module")
+def ray_cluster():
+    """One local Ray cluster (2 CPUs) shared by a module's sweep tests that are not about
+    starting Ray: a driver joins it in about a second, where an embedded start takes 7-9 s
+    here. Its workers inherit this session's environment (the hermetic corpus cache), and it
+    stops after the module, so that its idle processes take no CPU from later tests; yields
+    its address."""
+    with owned_cluster(2) as cluster:
+        yield cluster.address

@@ -73,7 +73,8 @@ def test_gpu_check_script_runs_on_cpu_and_its_numbers_are_consistent(tmp_path):
     assert size["mfu"]["alpha_half"] is None  # no nominal peak for a CPU
     assert 0 < size["dual_overhead"] and 0 < size["model_speed"] and "compile" not in size
     (row,) = [line for line in gpu.markdown(report) if line.startswith("| tiny |")]
-    assert row.count("|") == 10  # one row of the table's nine columns
+    assert row.count("|") == 11  # one row of the table's ten columns
+    assert "step_peak_memory_gb" not in size  # measured on a GPU only
 
 
 def test_across_processes_reports_the_median_process_whole():

@@ -124,6 +124,7 @@ def test_rules_and_identity_metadata_combine():
     assert not_identity == {
         "cache_dir",
         "micro_batch_size",
+        "loss_chunk_tokens",
         "loggers",
         "progress_bar",
         "checkpoint_interval",
@@ -424,3 +425,32 @@ def test_untiled_dims_names_the_widths_off_a_multiple_of_64():
         "d_model": 120,
         "head_dim": 12,
     }
+
+
+@pytest.mark.parametrize(
+    ("resources", "message"),
+    [
+        ("{workers: 0}", r"^resources\.workers: must be a positive integer \(got 0\)"),
+        (
+            "{workers: 3}",
+            r"^resources\.workers: must divide base\.train\.batch_size \(16\).*\(got 3\)",
+        ),
+        (
+            "{gpu: 0.5, workers: 2}",
+            r"^resources\.gpu: each data-parallel worker needs whole GPUs .*got 0\.5",
+        ),
+    ],
+)
+def test_bad_data_parallel_resources(tmp_path, resources, message):
+    text = (
+        f"name: s\nbase: {{train: {{batch_size: 16}}}}\npoints: [[1, 1]]\nresources: {resources}\n"
+    )
+    with pytest.raises(ConfigError, match=message):
+        load_sweep(_sweep(tmp_path, text))
+
+
+def test_a_data_parallel_trial_reserves_its_workers_and_a_sliver():
+    from dualsweep.config import Resources
+
+    assert Resources(cpu=2, gpu=1).per_trial() == {"CPU": 2, "GPU": 1}
+    assert Resources(cpu=8, gpu=1, workers=4).per_trial() == {"CPU": pytest.approx(32.01), "GPU": 4}

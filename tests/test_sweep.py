@@ -194,6 +194,7 @@ def test_kill_9_then_ctrl_c_of_the_driver_then_the_same_command_finishes(tmp_pat
         tmp_path / "driver.yaml",
         name="driver",
         max_concurrent_trials=1,
+        points=[[1, 1], [0, 1], ["1/2", 4]],  # one to finish, one to cut short, one to wait
         base=quick(train={"token_budget": 65536, "checkpoint_interval": 8}),
     )
     sweep = load_sweep(path)
@@ -267,7 +268,7 @@ def test_kill_9_then_ctrl_c_of_the_driver_then_the_same_command_finishes(tmp_pat
     outcome = run_sweep(
         sweep, results_root=results, storage=storage, address=ray_cluster, log=lambda line: None
     )
-    assert outcome.finished == 4 and outcome.failed == []
+    assert outcome.finished == 3 and outcome.failed == []
     runs = load("driver", results).runs
     assert sorted(runs["run_key"]) == sorted(keys)  # every point once
     for key in finished_before:  # never trained again
@@ -442,3 +443,45 @@ def test_a_changed_item_count_or_md_span_counts_as_not_evaluated(tmp_path):
     frame.assign(task="mine").to_parquet(tmp_path / "evals.parquet")
     mine = EvalConfig(tasks=("mine.jsonl",), modes=("ar", "md"), task_items=7, md_mask_span=0)
     assert evaluated(tmp_path, mine)
+
+
+def test_a_two_worker_trial_trains_the_one_worker_curve(tmp_path, ray_cluster):
+    """Data parallelism changes where a trial's rows are computed, not what it trains: a
+    sweep trial on a Ray Train group of two gloo workers gives the curve of the same config
+    trained in one process (what a 1-worker trial runs: the same `train()`)."""
+    from dualsweep.training import train
+
+    base = quick(
+        train={"micro_batch_size": 4},
+        held_out={"eval_interval": 16, "validation_sequences": 8},
+        evaluation={"tasks": []},
+    )
+    path = write_sweep(
+        tmp_path / "dp.yaml",
+        name="dp",
+        base=base,
+        points=[{"alpha": "1/2", "repetitions": 4}],
+        resources={"cpu": 0.9, "gpu": 0, "workers": 2},  # 2 x 0.9 + 0.01 fit 2 CPUs
+    )
+    sweep = load_sweep(path)
+    outcome = run_sweep(
+        sweep,
+        results_root=tmp_path / "results",
+        storage=tmp_path / "runs",
+        address=ray_cluster,
+        log=lambda line: None,
+    )
+    assert outcome.finished == 1, outcome
+    results = load("dp", tmp_path / "results")
+    row = results.runs.iloc[0]
+    assert len(row["attempt_nodes"].split(",")) == 2  # one node id per worker
+    log = (tmp_path / "runs" / "dp" / row["run_key"] / "train.log").read_text()
+    assert "training on 2 data-parallel workers" in log
+
+    (config,) = sweep.trials()
+    assert train(config, tmp_path / "one", log=lambda line: None).status == "finished"
+    one = pd.read_parquet(tmp_path / "one" / "curve.parquet").set_index("step")
+    two = results.curves.set_index("step").sort_index()
+    assert list(one.index) == list(two.index) and len(one) > 4
+    for column in ("train_loss", "train_ar_loss", "train_md_loss", "held_out_ar_loss"):
+        pd.testing.assert_series_equal(one[column], two[column], rtol=1e-4, check_names=False)

@@ -227,7 +227,12 @@ class TrainConfig(Checked):
     batch_size: int = field(default=16, metadata=COUNT)
     """Sequences per optimizer step."""
     micro_batch_size: int = field(default=0, metadata=NOT_IDENTITY)
-    """Sequences per forward pass, dividing batch_size (gradient accumulation); 0 = the whole batch."""
+    """Sequences per forward pass, dividing batch_size (gradient accumulation); 0 = the whole
+    batch. With data-parallel workers: per worker, at most its share of the batch."""
+    loss_chunk_tokens: int = field(default=0, metadata=NON_NEGATIVE | NOT_IDENTITY)
+    """Positions per chunk of the output head and cross-entropy in training (0 = all at once):
+    the (micro-batch, seq_len, vocab) logits are never held whole, at the cost of one more
+    head matmul per position (memory, not numbers: the losses agree to float rounding)."""
     seed: int = field(default=0, metadata=SEED)
     """Seed of initialisation, epoch shuffles and masking draws."""
     log_interval: int = field(default=10, metadata=COUNT)

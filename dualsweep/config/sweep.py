@@ -15,19 +15,41 @@ from typing import Any
 from dualsweep.config.fields import ConfigError, build, coerce, fail, join, parse_float, unknown_key
 from dualsweep.config.run import RunConfig
 
+TRIAL_DRIVER_CPU = 0.01
+"""CPU a data-parallel trial's own process reserves: it only waits for its worker group, and
+Ray refuses 0 (reserving a whole CPU would leave a 2-worker trial unplaceable on 2 CPUs)."""
+
 
 @dataclass(frozen=True, kw_only=True)
 class Resources:
     cpu: float = 1.0
-    """CPUs reserved per trial (also the trial's torch threads when train.threads is 0)."""
+    """CPUs reserved per trial, or per worker when `workers` > 1 (also the torch threads of
+    each training process when train.threads is 0)."""
     gpu: float = 0.0
-    """GPUs reserved per trial."""
+    """GPUs reserved per trial, or per worker when `workers` > 1."""
+    workers: int = 1
+    """Data-parallel workers per trial. Above 1, a trial trains as a Ray Train `TorchTrainer`
+    group (gloo on CPU, NCCL on GPU), possibly across nodes, each worker computing its share
+    of every batch: the same numbers as one worker (to float tolerance)."""
 
     def __post_init__(self) -> None:
         if self.cpu <= 0:
             raise ConfigError(f"cpu: must be positive (got {self.cpu!r})")
         if self.gpu < 0:
             raise ConfigError(f"gpu: must be >= 0 (got {self.gpu!r})")
+        if self.workers < 1:
+            raise ConfigError(f"workers: must be a positive integer (got {self.workers!r})")
+        if self.workers > 1 and 0 < self.gpu != int(self.gpu):
+            raise ConfigError(
+                f"gpu: each data-parallel worker needs whole GPUs (NCCL runs one worker per GPU; "
+                f"got {self.gpu!r} with workers={self.workers})"
+            )
+
+    def per_trial(self) -> dict[str, float]:
+        """What a trial reserves in all: its workers', plus its own process's sliver."""
+        if self.workers == 1:
+            return {"CPU": self.cpu, "GPU": self.gpu}
+        return {"CPU": self.workers * self.cpu + TRIAL_DRIVER_CPU, "GPU": self.workers * self.gpu}
 
 
 @dataclass(frozen=True)
@@ -119,6 +141,14 @@ def sweep_from_dict(raw: dict, base: RunConfig) -> SweepConfig:
         retries=retries,
         description=coerce(raw.get("description", ""), str, "description"),
     )
+    workers = sweep.resources.workers
+    if base.train.batch_size % workers:
+        fail(
+            "resources.workers",
+            workers,
+            f"must divide base.train.batch_size ({base.train.batch_size}): each worker trains "
+            "an equal share of every batch",
+        )
     if base.train.device == "cuda" and sweep.resources.gpu == 0:
         fail("resources.gpu", 0, "is 0 but base.train.device is 'cuda': reserve a GPU per trial")
     for i, point in enumerate(points):

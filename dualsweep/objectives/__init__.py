@@ -9,6 +9,7 @@ from collections.abc import Sequence
 
 from dualsweep.objectives.losses import (
     ar_nll_sums,
+    chunked_next_token_nll,
     document_ids,
     mask_tokens,
     maskable_positions,
@@ -26,6 +27,7 @@ from dualsweep.objectives.mix import (
     first_rows_per_step,
     first_sequence_flags,
     objective_allocation,
+    objective_order,
 )
 from dualsweep.objectives.registry import (
     AR,
@@ -55,6 +57,7 @@ __all__ = [
     "Objective",
     "ScoreRow",
     "ar_nll_sums",
+    "chunked_next_token_nll",
     "corrupt_batch",
     "document_ids",
     "dual_objective_loss",
@@ -67,6 +70,7 @@ __all__ = [
     "modelled",
     "next_token_nll",
     "objective_allocation",
+    "objective_order",
     "objective_pair",
     "register",
     "registered",

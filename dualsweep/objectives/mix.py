@@ -15,7 +15,12 @@ import numpy as np
 import torch
 
 from dualsweep.data.special import SpecialTokens
-from dualsweep.objectives.losses import document_ids, modelled, next_token_nll
+from dualsweep.objectives.losses import (
+    chunked_next_token_nll,
+    document_ids,
+    modelled,
+    next_token_nll,
+)
 from dualsweep.objectives.registry import Objective
 
 
@@ -105,6 +110,29 @@ class Corruption:
             weights=self.weights[start:stop],
         )
 
+    def take(self, index: np.ndarray) -> Corruption:
+        """The corruption of rows `index` (a copy), in that order."""
+        on_device = torch.from_numpy(index).to(self.inputs.device, non_blocking=True)
+        return Corruption(
+            inputs=self.inputs[on_device],
+            masked=None if self.masked is None else self.masked[on_device],
+            rates=self.rates[on_device],
+            is_first=self.is_first[index],
+            weights=self.weights[on_device],
+        )
+
+
+def objective_order(is_first: np.ndarray) -> np.ndarray:
+    """Row order with the first objective's rows first, each group in batch order.
+
+    Cutting a batch in this order into workers' shares and micro-batches makes every part
+    but at most one (the one straddling the boundary) hold a single objective, so its
+    forward pass is all-causal or all-bidirectional and takes the mask-free attention
+    kernels. With alpha = k/N and N workers of equal shares, the first k workers compute only
+    the first objective and the others only the second: the paper's per-device split.
+    """
+    return np.argsort(~is_first, kind="stable")
+
 
 def corrupt_batch(
     tokens: torch.Tensor,
@@ -166,6 +194,7 @@ def dual_objective_loss(
     pair: Sequence[Objective],
     *,
     document_masking: bool = False,
+    loss_chunk_tokens: int = 0,
 ) -> MixedLoss:
     """alpha * L_first + (1 - alpha) * L_second in one forward pass, one objective per sequence.
 
@@ -183,6 +212,9 @@ def dual_objective_loss(
     rows (1 - alpha) / n_2, so each batch's loss is alpha * mean(first) + (1 - alpha) *
     mean(second). With alpha = 1 this is the first objective's loss and the second draws
     nothing; with alpha = 0 the second's.
+
+    With `loss_chunk_tokens`, `model` must also offer `features` and `head` (the Transformer
+    does): the output head and cross-entropy then run that many positions at a time.
     """
     first, second = pair
     B, T = tokens.shape
@@ -198,8 +230,11 @@ def dual_objective_loss(
         prefix = torch.where(first_rows, first.attention, second.attention)
         prefix = prefix.clamp(max=T)  # a whole-row prefix: every row's value fits the mask
     docs = document_ids(corruption.inputs, special.eos) if document_masking else None
-    logits = model(corruption.inputs, prefix, docs)
-    nll = next_token_nll(logits, tokens)
+    if loss_chunk_tokens:  # the logits are never held whole (losses.chunked_next_token_nll)
+        features = model.features(corruption.inputs, prefix, docs)
+        nll = chunked_next_token_nll(features, model.head.weight, tokens, loss_chunk_tokens)
+    else:
+        nll = next_token_nll(model(corruption.inputs, prefix, docs), tokens)
     targets = modelled(tokens[:, 1:], special)
     n_targets = targets.sum(dim=1).clamp(min=1)
     masked, rates = corruption.masked, corruption.rates

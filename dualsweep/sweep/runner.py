@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from dualsweep.config import SweepConfig, run_key, to_plain
+from dualsweep.config.sweep import TRIAL_DRIVER_CPU
 from dualsweep.paths import exclusive_lock
 from dualsweep.results import sweep_dir
 from dualsweep.schema import RESULTS_ROOT
@@ -111,12 +112,16 @@ def _check_resources(sweep: SweepConfig, address: str | None, log) -> None:
     import ray
 
     total = ray.cluster_resources()
-    need = {"CPU": sweep.resources.cpu, "GPU": sweep.resources.gpu}
+    need = sweep.resources.per_trial()
     if all(need[r] <= total.get(r, 0) for r in need):
         return
     where = f"the Ray cluster at {address}" if address else "the embedded Ray on this machine"
+    res = sweep.resources
+    each = f"cpu={res.cpu:g}, gpu={res.gpu:g}"
+    if res.workers > 1:
+        each = f"{res.workers} workers of {each} (CPU={need['CPU']:g}, GPU={need['GPU']:g} in all)"
     message = (
-        f"resources: each trial needs cpu={sweep.resources.cpu:g}, gpu={sweep.resources.gpu:g}, but "
+        f"resources: each trial needs {each}, but "
         f"{where} has CPU={total.get('CPU', 0):g}, GPU={total.get('GPU', 0):g}"
     )
     if not address:
@@ -124,6 +129,20 @@ def _check_resources(sweep: SweepConfig, address: str | None, log) -> None:
             f"{message}; run on a cluster (RAY_ADDRESS) or lower the sweep's resources"
         )
     log(f"warning: {message}; trials wait until the cluster grows")
+
+
+def _groups_that_fit(sweep: SweepConfig) -> int | None:
+    """How many data-parallel trials the cluster holds at once (None: Tune's own limit).
+
+    A data-parallel trial's process reserves almost nothing, so without a limit Tune would
+    start every trial at once, all but a few waiting for their worker groups."""
+    import ray
+
+    if sweep.resources.workers == 1:
+        return None
+    total, need = ray.cluster_resources(), sweep.resources.per_trial()
+    fits = [total.get(r, 0) // need[r] for r in need if need[r] > 0]
+    return max(1, int(min(fits)))
 
 
 def run_sweep(
@@ -203,14 +222,18 @@ def _tune(
     started_ray = _start_ray(address)
     try:
         _check_resources(sweep, address, log)
+        resources = sweep.resources
         trainable = tune.with_resources(
             tune.with_parameters(
                 run_trial,
                 trials={key: to_plain(configs[key]) for key in pending},
                 storage=trials,
-                threads=max(1, int(sweep.resources.cpu)),
+                resources=resources,
             ),
-            {"cpu": sweep.resources.cpu, "gpu": sweep.resources.gpu},
+            # A data-parallel trial's process only waits: its workers reserve their own.
+            {"cpu": resources.cpu, "gpu": resources.gpu}
+            if resources.workers == 1
+            else {"cpu": TRIAL_DRIVER_CPU},
         )
         progress = SweepProgress(
             sweep.name,
@@ -224,7 +247,7 @@ def _tune(
             trainable,
             param_space={"run_key": tune.grid_search(pending)},
             tune_config=tune.TuneConfig(
-                max_concurrent_trials=sweep.max_concurrent_trials or None,
+                max_concurrent_trials=sweep.max_concurrent_trials or _groups_that_fit(sweep),
                 reuse_actors=True,  # a fresh actor pays the torch + Lightning import per trial
                 trial_dirname_creator=lambda trial: trial.config["run_key"],
             ),

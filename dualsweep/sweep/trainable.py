@@ -14,8 +14,11 @@ either; fix the node or the config and run the sweep again.
 
 from __future__ import annotations
 
-from dualsweep.config import ConfigError, run_config_from_dict
-from dualsweep.schema import EVAL_ERROR_FILE
+import os
+from pathlib import Path
+
+from dualsweep.config import ConfigError, Resources, run_config_from_dict
+from dualsweep.schema import EVAL_ERROR_FILE, TRAIN_LOG_FILE
 from dualsweep.sweep.storage import TrialStorage
 from dualsweep.sweep.trials import (
     evaluated,
@@ -23,6 +26,7 @@ from dualsweep.sweep.trials import (
     record_failure,
     trial_lock,
     trial_status,
+    update_attempt,
 )
 
 
@@ -54,10 +58,9 @@ def _push_checkpoints(storage: TrialStorage, key: str):
 
 
 def run_trial(
-    params: dict, *, trials: dict[str, dict], storage: TrialStorage, threads: int
+    params: dict, *, trials: dict[str, dict], storage: TrialStorage, resources: Resources
 ) -> None:
     """Train the trial unless it finished, evaluate it unless it was, and report to Tune."""
-    import torch
     from ray import tune
 
     key = params["run_key"]
@@ -67,19 +70,26 @@ def run_trial(
     trial_dir.mkdir(parents=True, exist_ok=True)
     with trial_lock(trial_dir):
         storage.pull(key)  # a URI holds the latest checkpoint, perhaps from another node
-        if config.train.threads == 0:
-            torch.set_num_threads(threads)  # one thread per reserved CPU, not the whole machine
-        with (trial_dir / "train.log").open("a") as log_file:
+        if config.train.threads == 0 and resources.workers == 1:
+            import torch  # (a data-parallel trial's process trains nothing itself)
+
+            torch.set_num_threads(_threads(resources))  # one per reserved CPU, not all of them
+        with (trial_dir / TRAIN_LOG_FILE).open("a") as log_file:
 
             def log(line: str) -> None:
                 print(line, file=log_file, flush=True)
 
             try:
                 if trial_status(trial_dir) != "finished":  # finished trials are never retrained
-                    record_attempt(trial_dir)
-                    summary = _train(config, trial_dir, storage, key, log)
-                    if summary.status != "finished":
-                        raise TrialFailed(summary.error)
+                    record_attempt(trial_dir, _node_id())
+                    if resources.workers == 1:
+                        status, error = _train(config, trial_dir, storage, key, log)
+                    else:
+                        status, error = _train_on_workers(
+                            config, trial_dir, storage, key, resources, log
+                        )
+                    if status != "finished":
+                        raise TrialFailed(error)
                 if not evaluated(trial_dir, config.evaluation):
                     _evaluate(config, trial_dir, log)
             except _input_errors() as e:
@@ -93,11 +103,125 @@ def run_trial(
     tune.report(report)
 
 
-def _train(config, trial_dir, storage: TrialStorage, key: str, log):
+def _threads(resources: Resources) -> int:
+    return max(1, int(resources.cpu))
+
+
+def _node_id() -> str:
+    import ray
+
+    return ray.get_runtime_context().get_node_id()
+
+
+def _train(config, trial_dir, storage: TrialStorage, key: str, log) -> tuple[str, str]:
     from dualsweep.training import train
 
     callbacks = [_push_checkpoints(storage, key)] if storage.uri else []
-    return train(config, trial_dir, resume=True, callbacks=callbacks, log=log)
+    summary = train(config, trial_dir, resume=True, callbacks=callbacks, log=log)
+    return summary.status, summary.error
+
+
+def _train_on_workers(
+    config, trial_dir, storage: TrialStorage, key: str, resources: Resources, log
+) -> tuple[str, str]:
+    """Train on a Ray Train `TorchTrainer` group of `resources.workers` data-parallel workers.
+
+    Every worker runs the same `train()` (training/run.py), which finds its rank in the
+    process group Ray Train set up; rank 0 writes the trial folder. A worker that dies ends
+    the group (no Train-level retry): Tune retries the trial, which resumes from the
+    folder's checkpoint like any other trial. The nodes the workers ran on are added to
+    this attempt's record.
+    """
+    from ray.train import FailureConfig, RunConfig, ScalingConfig, WorkerGroupError
+    from ray.train.torch import TorchConfig, TorchTrainer
+
+    from dualsweep.config import to_plain
+
+    # How often Ray Train's controller polls its workers (default 2 s): ours report nothing
+    # until they end, so this is the delay before a finished or failed group is noticed.
+    os.environ.setdefault("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.5")
+
+    on_gpu = resources.gpu > 0
+    trainer = TorchTrainer(
+        _worker_loop,
+        train_loop_config={
+            "config": to_plain(config),
+            "trial_dir": str(trial_dir),
+            "storage": storage,
+            "key": key,
+            "threads": _threads(resources),
+        },
+        scaling_config=ScalingConfig(
+            num_workers=resources.workers,
+            use_gpu=on_gpu,
+            resources_per_worker={
+                "CPU": resources.cpu,
+                **({"GPU": resources.gpu} if on_gpu else {}),
+            },
+        ),
+        torch_config=TorchConfig(backend="nccl" if on_gpu else "gloo"),
+        run_config=RunConfig(
+            name=f"train-{key}",
+            storage_path=storage.tune_storage,
+            failure_config=FailureConfig(max_failures=0),
+        ),
+    )
+    log(f"training on {resources.workers} data-parallel workers (Ray Train)")
+    storage.push(key)  # the workers, perhaps on other nodes, pull the folder as it is now
+    try:
+        outcome = trainer.fit().return_value
+    except WorkerGroupError as e:
+        # An input error on a worker (too few tokens for R, a bad corpus file) comes back on
+        # every try: raised as itself, run_trial records it without a retry.
+        for failure in e.worker_failures.values():
+            cause = getattr(failure, "cause", None) or failure
+            if isinstance(cause, _input_errors()):
+                raise cause from None
+        raise
+    storage.pull(key)  # what rank 0 wrote, from wherever it ran
+    update_attempt(trial_dir, worker_nodes=outcome["nodes"])
+    return outcome["status"], outcome["error"]
+
+
+def _worker_loop(loop: dict) -> dict:
+    """One data-parallel worker's training (its rank comes from Ray Train's process group)."""
+    import contextlib
+
+    import torch
+
+    from dualsweep.training import train
+    from dualsweep.training.distributed import Workers, gather_objects
+
+    config = run_config_from_dict(loop["config"])
+    storage, key = loop["storage"], loop["key"]
+    trial_dir = Path(loop["trial_dir"])
+    workers = Workers.current()
+    nodes = gather_objects(_node_id(), workers)
+    storage.pull(key)  # a URI: the checkpoint to resume from, on whichever node this runs
+    if config.train.threads == 0:
+        torch.set_num_threads(loop["threads"])
+    with contextlib.ExitStack() as stack:
+        if workers.writes:
+            log_file = stack.enter_context((trial_dir / TRAIN_LOG_FILE).open("a"))
+
+            def log(line: str) -> None:
+                print(line, file=log_file, flush=True)
+        else:
+
+            def log(line: str) -> None:
+                pass
+
+        callbacks = [_push_checkpoints(storage, key)] if storage.uri and workers.writes else []
+        try:
+            summary = train(config, trial_dir, resume=True, callbacks=callbacks, log=log)
+        finally:
+            if workers.writes:
+                storage.push(key)
+    if summary.status != "finished":
+        # Raised, not returned: Ray Train then ends the whole group at once, where a worker
+        # that returned would leave the others waiting in their next collective.
+        raise TrialFailed(summary.error)
+    return {"status": summary.status, "error": summary.error, "nodes": nodes}
 
 
 def _evaluate(config, trial_dir, log) -> None:

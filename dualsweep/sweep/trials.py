@@ -34,20 +34,41 @@ from dualsweep.schema import (
 from dualsweep.sweep.storage import TrialStorage
 
 
-def record_attempt(trial_dir: Path) -> int:
-    """Append one start to the trial's attempt log; return how many starts it now has."""
+def record_attempt(trial_dir: Path, node: str = "") -> int:
+    """Append one start to the trial's attempt log (time, process, host and Ray node); return
+    how many starts it now has."""
     with (trial_dir / ATTEMPTS_FILE).open("a") as f:
         started = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
-        f.write(
-            json.dumps({"started_at": started, "pid": os.getpid(), "host": os.uname().nodename})
-            + "\n"
-        )
+        record = {"started_at": started, "pid": os.getpid(), "host": os.uname().nodename}
+        f.write(json.dumps({**record, "node": node}) + "\n")
     return count_attempts(trial_dir)
 
 
-def count_attempts(trial_dir: Path) -> int:
+def update_attempt(trial_dir: Path, **fields) -> None:
+    """Add `fields` to the last attempt's record (e.g. the nodes of its workers)."""
+    attempts = read_attempts(trial_dir)
+    attempts[-1].update(fields)
     path = trial_dir / ATTEMPTS_FILE
-    return sum(1 for line in path.read_text().splitlines() if line.strip()) if path.is_file() else 0
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text("".join(json.dumps(a) + "\n" for a in attempts))
+    tmp.replace(path)
+
+
+def read_attempts(trial_dir: Path) -> list[dict]:
+    path = trial_dir / ATTEMPTS_FILE
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def count_attempts(trial_dir: Path) -> int:
+    return len(read_attempts(trial_dir))
+
+
+def attempt_nodes(attempts: list[dict]) -> str:
+    """The Ray nodes of each attempt, in order: attempts separated by ';', the workers of a
+    data-parallel attempt by ','. Empty for attempts recorded without one."""
+    return ";".join(",".join(a.get("worker_nodes") or [a.get("node", "")]) for a in attempts)
 
 
 def trial_lock(trial_dir: Path):
@@ -131,7 +152,9 @@ def collect(storage: TrialStorage, results_dir: Path, configs: dict[str, RunConf
             continue
         row = pd.read_parquet(trial_dir / SUMMARY_FILE)
         row.insert(0, "sweep", storage.sweep)
-        row["attempts"] = count_attempts(trial_dir)
+        attempts = read_attempts(trial_dir)
+        row["attempts"] = len(attempts)
+        row["attempt_nodes"] = attempt_nodes(attempts)
         row["evaluated"] = evaluated(trial_dir, config.evaluation)
         error_file = trial_dir / EVAL_ERROR_FILE
         row["evaluation_error"] = error_file.read_text() if error_file.is_file() else ""

@@ -23,6 +23,7 @@ from dualsweep.data.special import SpecialTokens
 from dualsweep.evaluate import held_out_losses
 from dualsweep.model import Transformer
 from dualsweep.objectives import objective_pair
+from dualsweep.training.distributed import SINGLE_WORKER, Workers, sum_over_workers
 from dualsweep.training.optim import build_optimizers
 from dualsweep.training.step import train_step
 
@@ -39,6 +40,7 @@ class DualObjectiveModule(L.LightningModule):
         plan: RepetitionPlan,
         held_out: torch.Tensor,
         checkpoint_path: Path | None = None,
+        workers: Workers = SINGLE_WORKER,
     ):
         super().__init__()
         self.automatic_optimization = False
@@ -53,6 +55,7 @@ class DualObjectiveModule(L.LightningModule):
         self.train_time_s = 0.0
         self.held_out_eval_time_s = 0.0
         self.checkpoint_path = checkpoint_path
+        self.workers = workers
         self.last_checkpoint_step: int | None = None
         self._optimizer_states: list[dict] | None = None
         self._generator: torch.Generator | None = None
@@ -85,6 +88,7 @@ class DualObjectiveModule(L.LightningModule):
             special=self.special,
             generator=self._generator,
             backward=self.manual_backward,
+            workers=self.workers,
         )
         w = self._window
         w["loss"] = w["loss"] + stats.loss
@@ -101,13 +105,22 @@ class DualObjectiveModule(L.LightningModule):
         if (cfg.held_out.eval_interval and done % cfg.held_out.eval_interval == 0) or last:
             self._evaluate(done)
         interval = cfg.train.checkpoint_interval
-        if self.checkpoint_path and interval and done % interval == 0 and not last:
+        if (
+            self.checkpoint_path
+            and self.workers.writes
+            and interval
+            and done % interval == 0
+            and not last
+        ):
             self.save_checkpoint(done, [o.optimizer for o in optimizers])
 
     # -- logging ------------------------------------------------------------------------
     def _log_window(self, done: int, lr: float) -> None:
         w = self._window
-        loss = float(w["loss"]) / w["steps"]  # the one host sync of the window
+        # The one host sync of the window; with several workers, the sums over all of them.
+        loss_total, *sums_rows = self._window_totals()
+        sums, rows = sums_rows[:2], sums_rows[2:]
+        loss = loss_total / w["steps"]
         if not math.isfinite(loss):
             raise NonFiniteLossError(f"training loss became {loss} by step {done}")
         elapsed = time.perf_counter() - self._window_started
@@ -120,8 +133,8 @@ class DualObjectiveModule(L.LightningModule):
             "lr": lr,
             "train_loss": loss,
             **{
-                objective.columns.train: float(total) / rows if rows else math.nan
-                for objective, total, rows in zip(self.pair, w["sums"], w["rows"], strict=True)
+                objective.columns.train: total / n if n else math.nan
+                for objective, total, n in zip(self.pair, sums, rows, strict=True)
             },
             "tokens_per_s": w["steps"] * tokens_per_step / elapsed,
             "elapsed_s": self.train_time_s,
@@ -130,7 +143,21 @@ class DualObjectiveModule(L.LightningModule):
         self.log("train_loss", loss, prog_bar=True, logger=False)
         self._reset_window()
 
+    def _window_totals(self) -> list[float]:
+        """The window's (loss, objective sums, objective rows), summed over the workers."""
+        w = self._window
+        device = self.model.embed.weight.device
+        values = torch.stack(
+            [
+                torch.as_tensor(v, dtype=torch.float64, device=device)
+                for v in (w["loss"], *w["sums"], *w["rows"])
+            ]
+        )
+        return sum_over_workers(values, self.workers).tolist()
+
     def _evaluate(self, done: int) -> None:
+        if not self.workers.writes:  # the workers hold the same weights: rank 0 evaluates
+            return
         started = time.perf_counter()
         cfg = self.config
         with self.trainer.precision_plugin.forward_context():  # same numerics as training

@@ -127,20 +127,47 @@ def train(
     loaded and training continues from its step, giving the same numbers as an
     uninterrupted run. The final weights go to OUT/model.pt. Everything that can be wrong
     with the config or the data fails before OUT is created.
+
+    Inside an initialised `torch.distributed` process group (a Ray Train worker group, see
+    sweep/trainable.py) every worker calls this with the same arguments: each trains its
+    share of every batch (training/distributed.py), and rank 0 alone writes OUT (OUT must be
+    one folder all workers can read, for resuming). The other workers return a summary
+    without results, and an error on one of them is raised, so that the group stops; a
+    failed summary on rank 0 is the caller's to turn into the group's end.
     """
     import torch
 
+    from dualsweep.training.distributed import Workers
+
     started, started_at = time.perf_counter(), _now()
     out_dir = Path(out_dir)
+    workers = Workers.current()
+    if config.train.batch_size % workers.size:
+        raise ConfigError(
+            f"train.batch_size: {config.train.batch_size} sequences do not split evenly over "
+            f"{workers.size} data-parallel workers"
+        )
     if config.train.threads:
         torch.set_num_threads(config.train.threads)
     accelerator, precision = resolve_device(config)
     data, held_out = _checked_data(config, accelerator, log)
-    _start_run_folder(config, out_dir, data)
-    module = _module(config, data, held_out, out_dir / CHECKPOINT_FILE, resume=resume, log=log)
-    status, error, interrupted = _fit(
-        config, module, data, out_dir, accelerator, precision, list(callbacks), log
+    if workers.writes:
+        _start_run_folder(config, out_dir, data)
+    module = _module(
+        config, data, held_out, out_dir / CHECKPOINT_FILE, workers, resume=resume, log=log
     )
+    status, error, interrupted = _fit(
+        config, module, data, out_dir, accelerator, precision, list(callbacks), workers, log
+    )
+    if not workers.writes:
+        if interrupted:
+            raise KeyboardInterrupt("training interrupted")
+        return RunSummary(
+            config=config,
+            status=status,
+            error=error,
+            objectives=tuple(o.columns for o in module.pair),
+        )
     if status == "finished":
         tmp = out_dir / f".{MODEL_FILE}.tmp"
         torch.save(module.model.state_dict(), tmp)
@@ -193,21 +220,40 @@ def _start_run_folder(config: RunConfig, out_dir: Path, data) -> None:
         shutil.copyfile(data.corpus.meta["tokenizer"], out_dir / TOKENIZER_FILE)
 
 
-def _module(config: RunConfig, data, held_out, checkpoint_path: Path, *, resume: bool, log):
-    """The seeded module, restored from `checkpoint_path` when resuming and it is readable."""
+def _module(config: RunConfig, data, held_out, checkpoint_path: Path, workers, *, resume, log):
+    """The seeded module, restored from `checkpoint_path` when resuming and it is readable.
+
+    Rank 0 decides whether the checkpoint is usable; the other workers load the same file
+    when it is, and start from rank 0's weights either way."""
     import lightning as L
     import torch
 
+    from dualsweep.training.distributed import broadcast_from_first, broadcast_parameters
     from dualsweep.training.module import DualObjectiveModule
 
     def fresh():
         L.seed_everything(config.train.seed, verbose=False)
         return DualObjectiveModule(
-            config, data.corpus.special, data.plan, held_out, checkpoint_path=checkpoint_path
+            config,
+            data.corpus.special,
+            data.plan,
+            held_out,
+            checkpoint_path=checkpoint_path,
+            workers=workers,
         )
 
     module = fresh()
-    if resume and checkpoint_path.is_file():
+    if not workers.writes:
+        start_step = broadcast_from_first(None, workers)
+        if start_step:
+            data.start_step = module.restore(torch.load(checkpoint_path, weights_only=True))
+            if data.start_step != start_step:
+                raise RuntimeError(
+                    f"worker {workers.rank} read step {data.start_step} from {checkpoint_path}, "
+                    f"rank 0 read step {start_step}"
+                )
+        broadcast_parameters(module.model, workers)
+    elif resume and checkpoint_path.is_file():
         try:
             data.start_step = module.restore(torch.load(checkpoint_path, weights_only=True))
             log(f"resuming from step {data.start_step} of {config.steps} ({checkpoint_path})")
@@ -220,19 +266,27 @@ def _module(config: RunConfig, data, held_out, checkpoint_path: Path, *, resume:
             log(
                 f"checkpoint unusable ({type(e).__name__}: {e}); moved to {aside}, starting from step 0"
             )
+    if workers.writes and workers.size > 1:
+        broadcast_from_first(data.start_step, workers)
+        broadcast_parameters(module.model, workers)
     if config.train.compile:
         module.model.compile()  # in place: parameter names (and so optimiser groups) unchanged
     return module
 
 
-def _fit(config, module, data, out_dir, accelerator, precision, callbacks, log):
-    """Run Lightning's loop; return (status, error, interrupted): every failure is recorded."""
+def _fit(config, module, data, out_dir, accelerator, precision, callbacks, workers, log):
+    """Run Lightning's loop; return (status, error, interrupted): every failure is recorded.
+
+    Each data-parallel worker runs its own single-device loop (the gradient sum is in the
+    step); only rank 0 logs. A failure on another rank is raised: rank 0 would otherwise wait
+    for it in the next collective."""
     import lightning as L
 
+    from dualsweep.training.module import NonFiniteLossError
     from dualsweep.training.progress import LineProgress
 
-    terminal_bar = config.train.progress_bar and sys.stderr.isatty()
-    if config.train.progress_bar and not terminal_bar:
+    terminal_bar = config.train.progress_bar and sys.stderr.isatty() and workers.writes
+    if config.train.progress_bar and workers.writes and not terminal_bar:
         every = config.train.log_interval * max(
             1, config.steps // (PROGRESS_LINES * config.train.log_interval)
         )
@@ -243,7 +297,7 @@ def _fit(config, module, data, out_dir, accelerator, precision, callbacks, log):
             devices=1,
             precision=precision,
             max_epochs=1,  # the dataset holds exactly the run's steps
-            logger=_loggers(config, out_dir) or False,
+            logger=(workers.writes and _loggers(config, out_dir)) or False,
             callbacks=callbacks,
             enable_checkpointing=False,
             enable_progress_bar=terminal_bar,
@@ -259,6 +313,8 @@ def _fit(config, module, data, out_dir, accelerator, precision, callbacks, log):
                 signal.signal(signal.SIGINT, signal.default_int_handler)  # Lightning ignored it
             return "failed", f"interrupted ({type(e).__name__})", True
         except Exception as e:  # noqa: BLE001 - every failure is recorded, then reported
+            if not workers.writes and not isinstance(e, NonFiniteLossError):
+                raise  # (a non-finite loss is seen by every worker at once: rank 0 records it)
             log(traceback.format_exc())
             return "failed", f"{type(e).__name__}: {e}", False
     return "finished", "", False

@@ -12,17 +12,21 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 from dualsweep.config import RunConfig
 from dualsweep.data.special import SpecialTokens
 from dualsweep.objectives import (
+    Corruption,
     Objective,
     corrupt_batch,
     dual_objective_loss,
     objective_allocation,
+    objective_order,
 )
 from dualsweep.schedules import wsd_multiplier
+from dualsweep.training.distributed import SINGLE_WORKER, Workers, sum_gradients
 from dualsweep.training.optim import set_lr_multiplier
 
 
@@ -36,12 +40,13 @@ class StepStats:
     """What one step measured; tensors stay on the device (read back only at log steps)."""
 
     loss: torch.Tensor
-    """The batch's mixed loss (0-d, detached)."""
+    """This worker's share of the batch's mixed loss (0-d, detached): the whole batch's with
+    one worker, and the workers' shares add up to it."""
     loss_sums: tuple[torch.Tensor, torch.Tensor]
-    """Sum of the per-sequence losses of the rows of each objective of the pair (0-d,
-    detached): AR NLLs, MD's 1/t-weighted ELBO estimates."""
+    """Sum of the per-sequence losses of this worker's rows of each objective of the pair
+    (0-d, detached): AR NLLs, MD's 1/t-weighted ELBO estimates."""
     rows: tuple[int, int]
-    """Rows of each objective of the pair."""
+    """This worker's rows of each objective of the pair."""
     lr_multiplier: float
     """The schedule's multiplier of every peak learning rate at this step."""
 
@@ -70,6 +75,7 @@ def train_step(
     special: SpecialTokens,
     generator: torch.Generator,
     backward: Callable[[torch.Tensor], None] = torch.Tensor.backward,
+    workers: Workers = SINGLE_WORKER,
 ) -> StepStats:
     """Set the step's learning rate, draw its objectives and masks, accumulate the gradient
     over micro-batches, clip it, and step every optimizer.
@@ -80,6 +86,11 @@ def train_step(
     re-seeded here. `backward` is Lightning's `manual_backward` inside the module (it applies
     the precision plugin), plain `loss.backward()` elsewhere. Autocast, where wanted, is the
     caller's context around this call.
+
+    With several data-parallel `workers`, each gets the same whole batch `tokens` and
+    computes its share of the rows (the batch in `objective_order`, cut in equal contiguous
+    shares); the gradients are summed over the workers before clipping, so every worker
+    steps to the same weights. The returned sums and row counts are this worker's.
     """
     objective, train = config.objective, config.train
     multiplier = lr_multiplier_at(config, step, total_steps)
@@ -87,6 +98,7 @@ def train_step(
     generator.manual_seed(step_seed(train.seed, step))
     B = len(tokens)
     is_first, weights = objective_allocation(objective.alpha, step, B, objective.mix_allocation)
+    # The whole batch's draws, on every worker: the same numbers whatever the worker count.
     corruption = corrupt_batch(
         tokens,
         is_first,
@@ -97,11 +109,13 @@ def train_step(
         stratified=objective.mask_rate_sampling == "stratified",
         min_mask_rate=objective.min_mask_rate,
     )
-    # Gradient accumulation: the batch's draws are made above, once, and each part's loss
-    # carries its rows' batch weights, so the parts add up to the whole batch's gradient.
-    micro = train.micro_batch_size or B
+    tokens, corruption = _own_rows(tokens, corruption, objective_order(is_first)[workers.share(B)])
+    # Gradient accumulation: each part's loss carries its rows' whole-batch weights, so the
+    # parts (of every worker) add up to the whole batch's gradient.
+    rows = len(tokens)
+    micro = min(train.micro_batch_size or rows, rows)
     parts, batch_loss = [], 0.0
-    for start in range(0, B, micro):
+    for start in range(0, rows, micro):
         part = dual_objective_loss(
             model,
             tokens[start : start + micro],
@@ -109,21 +123,34 @@ def train_step(
             special,
             pair,
             document_masking=config.data.document_masking,
+            loss_chunk_tokens=train.loss_chunk_tokens,
         )
         backward(part.loss)
         parts.append(part.sequence_losses.detach())
         batch_loss = batch_loss + part.loss.detach()
+    sum_gradients(model.parameters(), workers)
     if config.optim.grad_clip > 0:
         torch.nn.utils.clip_grad_norm_(model.parameters(), config.optim.grad_clip)
     for optimizer in optimizers:
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
     losses = torch.cat(parts)
-    first_rows = torch.from_numpy(is_first).to(tokens.device, non_blocking=True)
-    n_first = int(is_first.sum())
+    first_rows = torch.from_numpy(corruption.is_first).to(tokens.device, non_blocking=True)
+    n_first = int(corruption.is_first.sum())
     return StepStats(
         loss=batch_loss,
         loss_sums=((losses * first_rows).sum(), (losses * ~first_rows).sum()),
-        rows=(n_first, B - n_first),
+        rows=(n_first, rows - n_first),
         lr_multiplier=multiplier,
     )
+
+
+def _own_rows(
+    tokens: torch.Tensor, corruption: Corruption, rows: np.ndarray
+) -> tuple[torch.Tensor, Corruption]:
+    """The tokens and corruption of `rows` (views when they are contiguous in batch order)."""
+    first = int(rows[0])
+    if np.array_equal(rows, np.arange(first, first + len(rows))):
+        return tokens[first : first + len(rows)], corruption.rows(first, first + len(rows))
+    index = torch.from_numpy(rows).to(tokens.device, non_blocking=True)
+    return tokens[index], corruption.take(rows)

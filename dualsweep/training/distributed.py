@@ -1,0 +1,122 @@
+"""Data parallelism: where this process sits among a run's workers, and the few collectives
+a training step needs.
+
+A run with N workers (a Ray Train `TorchTrainer` group, see sweep/trainable.py) is N copies
+of the single-process loop: every worker reads the whole step's batch, draws the whole
+batch's objectives and masks from the same seed, computes the loss of its own share of the
+rows (step.py), and the gradients are summed across workers before the optimizers step.
+Every worker then holds the same weights, and the numbers are those of one process running
+the whole batch, whatever N (to float tolerance: only the order of the sums changes).
+
+Why not `DistributedDataParallel`: a step here runs several micro-batch backward passes
+inside one Lightning `training_step`, and DDP's reducer expects one backward per wrapped
+forward (the others need `no_sync`, and a missed one is silently unsynchronised). One
+explicit all-reduce of the accumulated gradients, in buckets, is the same sum, with nothing
+to forget; what it gives up is overlapping communication with the last backward pass.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+
+BUCKET_ELEMENTS = 2**24
+"""Gradient elements per all-reduce (64 MB in float32): bounds the extra flat buffer."""
+
+
+@dataclass(frozen=True)
+class Workers:
+    """This process's rank among `size` data-parallel workers (rank 0 writes the run's files)."""
+
+    rank: int = 0
+    size: int = 1
+
+    @classmethod
+    def current(cls) -> Workers:
+        """The initialised default process group's place, or a single worker."""
+        if dist.is_available() and dist.is_initialized():
+            return cls(rank=dist.get_rank(), size=dist.get_world_size())
+        return cls()
+
+    @property
+    def writes(self) -> bool:
+        """Rank 0 keeps the curve, evaluates held-out losses and writes checkpoints and results."""
+        return self.rank == 0
+
+    def share(self, batch_size: int) -> slice:
+        """This worker's contiguous share of a batch's rows (in objective order, see step.py)."""
+        if batch_size % self.size:
+            raise ValueError(
+                f"a batch of {batch_size} sequences does not split evenly over {self.size} workers"
+            )
+        per_worker = batch_size // self.size
+        return slice(self.rank * per_worker, (self.rank + 1) * per_worker)
+
+
+SINGLE_WORKER = Workers()
+
+
+def sum_gradients(parameters: Iterable[torch.nn.Parameter], workers: Workers) -> None:
+    """Replace every gradient by its sum over the workers (bucketed, one dtype per bucket)."""
+    if workers.size == 1:
+        return
+    grads = [p.grad for p in parameters if p.grad is not None]
+    bucket: list[torch.Tensor] = []
+    filled = 0
+    for grad in grads:
+        if bucket and (grad.dtype != bucket[0].dtype or filled + grad.numel() > BUCKET_ELEMENTS):
+            _sum_bucket(bucket)
+            bucket, filled = [], 0
+        bucket.append(grad)
+        filled += grad.numel()
+    if bucket:
+        _sum_bucket(bucket)
+
+
+def _sum_bucket(grads: list[torch.Tensor]) -> None:
+    flat = torch.cat([g.reshape(-1) for g in grads])
+    dist.all_reduce(flat, op=dist.ReduceOp.SUM)
+    offset = 0
+    for g in grads:
+        g.copy_(flat[offset : offset + g.numel()].view_as(g))
+        offset += g.numel()
+
+
+def sum_over_workers(values: torch.Tensor, workers: Workers) -> torch.Tensor:
+    """The element-wise sum of `values` over the workers (a copy; unchanged for one worker)."""
+    if workers.size == 1:
+        return values
+    total = values.clone()
+    dist.all_reduce(total, op=dist.ReduceOp.SUM)
+    return total
+
+
+def broadcast_from_first(value, workers: Workers):
+    """Rank 0's `value` (any picklable object) on every worker."""
+    if workers.size == 1:
+        return value
+    box = [value]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
+def gather_objects(value, workers: Workers) -> list:
+    """Every worker's `value`, in rank order, on every worker."""
+    if workers.size == 1:
+        return [value]
+    out: list = [None] * workers.size
+    dist.all_gather_object(out, value)
+    return out
+
+
+def broadcast_parameters(module: torch.nn.Module, workers: Workers) -> None:
+    """Copy rank 0's parameters and buffers to every worker: the workers start identical even
+    where initialisation is not bit-reproducible across processes."""
+    if workers.size == 1:
+        return
+    with torch.no_grad():
+        for tensor in list(module.parameters()) + list(module.buffers()):
+            dist.broadcast(tensor.data, src=0)

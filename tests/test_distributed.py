@@ -1,0 +1,125 @@
+"""Data-parallel training steps: two gloo worker processes against one process.
+
+The reference is the same `train_step` in one process on the whole batch; the claim is that
+two workers, each computing the loss of its share of the rows and summing gradients, step
+with the same gradient (to float tolerance: only the order of the sums differs), and that
+with alpha = k/N the shares are the paper's per-device split (each worker one objective).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+
+from dualsweep.data.special import SpecialTokens
+from dualsweep.model import Transformer
+from dualsweep.objectives import AR, MD, objective_allocation, objective_order
+from dualsweep.training.distributed import Workers
+from dualsweep.training.step import train_step
+
+from .conftest import tiny_run_config
+
+SPECIAL = SpecialTokens(pad=0, bos=1, eos=2, mask=3)
+STEP = 5  # any step: its draws depend on (seed, step) only
+
+
+class GradientRecorder:
+    """An 'optimizer' that keeps the gradient it is asked to step with and changes nothing."""
+
+    def __init__(self, model: torch.nn.Module):
+        self.named = list(model.named_parameters())
+        self.param_groups = [{"params": [p for _, p in self.named], "lr": 0.0, "initial_lr": 1.0}]
+        self.grads: dict[str, torch.Tensor] = {}
+
+    def step(self) -> None:
+        self.grads = {name: p.grad.detach().clone() for name, p in self.named}
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        for _, p in self.named:
+            p.grad = None
+
+
+def one_step(alpha: float, allocation: str, workers: Workers) -> dict:
+    """One step of the tiny model on a fixed batch; the gradient and this worker's rows."""
+    config = tiny_run_config(alpha=alpha, mix_allocation=allocation, micro_batch_size=2)
+    torch.manual_seed(0)
+    model = Transformer(config.model)
+    tokens = torch.randint(
+        4, config.model.vocab_size, (config.train.batch_size, config.model.seq_len),
+        generator=torch.Generator().manual_seed(1),
+    )  # fmt: skip
+    recorder = GradientRecorder(model)
+    stats = train_step(
+        model,
+        [recorder],
+        tokens,
+        step=STEP,
+        total_steps=config.steps,
+        config=config,
+        pair=(AR, MD),
+        special=SPECIAL,
+        generator=torch.Generator(),
+        workers=workers,
+    )
+    return {"grads": recorder.grads, "rows": stats.rows, "loss": float(stats.loss)}
+
+
+CASES = [
+    (0.5, "step", [(4, 0), (0, 4)]),  # k/N: the per-device split, one objective per worker
+    (0.5, "sequence", [(4, 0), (0, 4)]),  # same split: the step holds exactly 4 AR rows
+    (0.3, "step", [(2, 2), (0, 4)]),  # not a multiple of 1/N: round(0.3 * 8) = 2 AR rows
+]
+
+
+def _worker(rank: int, world: int, init_file: str, out: str):
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
+    try:
+        torch.set_num_threads(1)
+        steps = [one_step(alpha, rule, Workers(rank, world)) for alpha, rule, _ in CASES]
+        torch.save(steps, f"{out}/rank{rank}.pt")
+    finally:
+        dist.destroy_process_group()
+
+
+@pytest.fixture(scope="module")
+def two_worker_steps(tmp_path_factory) -> list[list[dict]]:
+    """Every case's step on 2 gloo worker processes (one spawn for all): [rank][case]."""
+    out = tmp_path_factory.mktemp("gloo")
+    mp.spawn(_worker, args=(2, str(out / "rendezvous"), str(out)), nprocs=2, join=True)
+    return [torch.load(out / f"rank{r}.pt", weights_only=False) for r in range(2)]
+
+
+@pytest.mark.parametrize("case", range(len(CASES)), ids=[f"{a}-{r}" for a, r, _ in CASES])
+def test_two_workers_step_with_the_one_process_gradient(two_worker_steps, case):
+    alpha, allocation, split = CASES[case]
+    ranks = [two_worker_steps[r][case] for r in range(2)]
+    whole = one_step(alpha, allocation, Workers())
+
+    assert [tuple(r["rows"]) for r in ranks] == split
+    assert sum(r["rows"][0] for r in ranks) == whole["rows"][0]
+    # The workers' loss shares add up to the whole batch's loss.
+    assert sum(r["loss"] for r in ranks) == pytest.approx(whole["loss"], rel=1e-6)
+    for name, expected in whole["grads"].items():
+        assert torch.equal(ranks[0]["grads"][name], ranks[1]["grads"][name]), name
+        torch.testing.assert_close(ranks[0]["grads"][name], expected, rtol=1e-5, atol=1e-7)
+
+
+def test_objective_order_cuts_every_share_but_one_into_one_objective():
+    """The order the shares and micro-batches are cut in: first objective's rows first, each
+    group in batch order, so at most one contiguous part holds both objectives."""
+    is_first, _ = objective_allocation(0.3, 7, 16, "sequence")
+    order = objective_order(is_first)
+    assert sorted(order) == list(range(16))
+    flags = is_first[order]
+    assert flags[: flags.sum()].all() and not flags[flags.sum() :].any()
+    assert np.all(np.diff(order[: flags.sum()]) > 0) and np.all(np.diff(order[flags.sum() :]) > 0)
+    parts = [flags[i : i + 4] for i in range(0, 16, 4)]
+    assert sum(0 < p.sum() < len(p) for p in parts) <= 1
+
+
+def test_a_batch_that_does_not_split_evenly_is_refused():
+    with pytest.raises(ValueError, match="does not split evenly over 3 workers"):
+        Workers(rank=0, size=3).share(8)
