@@ -1,4 +1,5 @@
-"""A sweep on a two-node Ray cluster whose worker node dies mid-sweep (`make test-slow`).
+"""Losing a node or a worker mid-sweep (`make test-slow`): a two-node Ray cluster whose
+worker node dies, and a data-parallel trial one of whose workers is killed.
 
 Both nodes are raylets on this machine (Ray's `cluster_utils.Cluster`, each its own CPU
 count and node id); the driver joins through RAY_ADDRESS, as on a real cluster, and the trial
@@ -11,9 +12,12 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import time
+from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from dualsweep.config import load_sweep, run_key
@@ -110,3 +114,68 @@ def test_a_worker_node_dies_mid_sweep_and_the_sweep_finishes_with_every_row_once
         f"and resumed on the head: {len(cut_short)}; attempts per node: "
         f"head {nodes_per_attempt.count(head)}, worker {nodes_per_attempt.count(worker)}"
     )
+
+
+def train_worker_pids() -> list[int]:
+    """Processes of Ray Train workers (Ray titles an actor's process `ray::<class>...`)."""
+    pids = []
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            try:
+                if b"RayTrainWorker" in (proc / "cmdline").read_bytes():
+                    pids.append(int(proc.name))
+            except OSError:
+                continue
+    return pids
+
+
+def test_a_killed_data_parallel_worker_resumes_to_the_one_process_curve(tmp_path):
+    """kill -9 of one worker of a 2-worker trial mid-training: the group ends, Tune retries
+    the trial, and it resumes from its checkpoint to the curve of an uninterrupted
+    one-process run."""
+    from dualsweep.training import train
+
+    path = write_sweep(
+        tmp_path / "dp.yaml",
+        name="dp",
+        points=[["1/2", 4]],
+        resources={"cpu": 0.9, "gpu": 0, "workers": 2},
+        base=quick(
+            train={"token_budget": 16 * 64 * 320, "checkpoint_interval": 32},
+            held_out={"eval_interval": 64},
+            evaluation={"tasks": []},
+        ),
+    )
+    sweep = load_sweep(path)
+    (config,) = sweep.trials()
+    folder = tmp_path / "runs" / "dp" / run_key(config)
+    with owned_cluster(2) as cluster:
+        log = (tmp_path / "driver.log").open("w")
+        driver = subprocess.Popen(
+            sweep_command(path, tmp_path / "runs", tmp_path / "results"),
+            env={**os.environ, "RAY_ADDRESS": cluster.address},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            wait_for(lambda: (folder / "checkpoint.pt").is_file(), 240, "a checkpoint")
+            pids = wait_for(train_worker_pids, 30, "the Ray Train workers")
+            os.kill(pids[0], signal.SIGKILL)
+            assert driver.wait(timeout=600) == 0, (tmp_path / "driver.log").read_text()
+        finally:
+            if driver.poll() is None:
+                driver.kill()
+            log.close()
+
+    records = attempt_records(folder)
+    assert len(records) == 2 and all(len(r["worker_nodes"]) == 2 for r in records)
+    assert "resuming from step" in (folder / "train.log").read_text()
+    runs = load("dp", tmp_path / "results").runs
+    assert len(runs) == 1 and runs["status"].iloc[0] == "finished"
+
+    assert train(config, tmp_path / "one", log=lambda line: None).status == "finished"
+    one = pd.read_parquet(tmp_path / "one" / "curve.parquet").set_index("step")
+    two = load("dp", tmp_path / "results").curves.set_index("step").sort_index()
+    assert list(one.index) == list(two.index)
+    for column in ("train_loss", "held_out_ar_loss", "held_out_md_elbo"):
+        pd.testing.assert_series_equal(one[column], two[column], rtol=1e-4, check_names=False)

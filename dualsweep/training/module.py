@@ -5,6 +5,9 @@ Manual optimisation, because Muon + AdamW are two optimisers stepping together. 
 index comes with each batch, so the objectives' allocation, the masking draws and the learning
 rate are pure functions of (config, step): the same on every re-run and after a resume.
 Losses are accumulated on the device and read back only at log steps (no host sync per step).
+With data-parallel workers every worker runs this module on its share of each batch; the
+logged sums are summed over the workers at log steps, and rank 0 alone evaluates the
+held-out set and writes checkpoints.
 """
 
 from __future__ import annotations

@@ -2,9 +2,10 @@
 
 The LightningModule calls it, and so does the benchmarks' bare PyTorch loop, so that a
 framework benchmark compares the same work. Everything random in a step (which rows train
-which objective of the pair, the mask rates and masks) is drawn from a generator seeded by (seed, step), and the learning
-rate is a function of the step: a step computes the same thing on every re-run, after a
-resume, and whatever the micro-batch size.
+which objective of the pair, the mask rates and masks) is drawn for the whole batch from a
+generator seeded by (seed, step), and the learning rate is a function of the step: a step
+computes the same thing on every re-run, after a resume, and whatever the micro-batch size
+or the number of data-parallel workers (training/distributed.py).
 """
 
 from __future__ import annotations
