@@ -28,18 +28,29 @@ TRAINING = (
     "compile",
 )
 MEMORY = ("step_memory",)  # fresh processes of its own (benchmarks/memory.py)
+PREPARE = ("prepare_1_process", "prepare_2_process")  # measured together (benchmarks/prepare.py)
 SWEEP = ("sweep_efficiency", "sweep_efficiency_8x")
-NAMES = TRAINING + MEMORY + SWEEP
+NAMES = TRAINING + MEMORY + PREPARE + SWEEP
 RESULT_PREFIX = "BENCHMARK-RESULT "  # how a child process hands its result to the parent
 
 
 def measure(names, repetitions: int, steps: int) -> list[common.Ratio]:
     """Run these benchmarks in this process (the training ones share one data setup)."""
     from benchmarks.memory import step_memory
+    from benchmarks.prepare import prepare_throughput
     from benchmarks.sweep import sweep_efficiency
+
+    prepared: dict[str, common.Ratio] = {}
+
+    def prepare_row(name: str) -> common.Ratio:
+        if not prepared:
+            prepared.update((r.name, r) for r in prepare_throughput())
+        return prepared[name]
 
     benches = {
         "step_memory": step_memory,
+        "prepare_1_process": lambda: prepare_row("prepare_1_process"),
+        "prepare_2_process": lambda: prepare_row("prepare_2_process"),
         "sweep_efficiency": sweep_efficiency,
         "sweep_efficiency_8x": lambda: sweep_efficiency(budget_multiple=8),
     }
@@ -242,6 +253,18 @@ def _reading(results: list[common.Ratio]) -> list[str]:
         f"chunked step takes {memory['step_time_chunked_over_whole']:.2f}x the whole one's time. At the "
         "paper's micro-batch (8 x 2,048) the whole logits alone are 3.4 GB; `make bench-gpu` measures",
         "  the 470M step's peak on a GPU both ways.",
+    ]
+    prep = by["prepare_2_process"].details
+    lines += [
+        f"- prepare_1_process, prepare_2_process: `dualsweep prepare` of {prep['corpus_mb']} MB of text "
+        f"({prep['tokens']:,} tokens, a given 1,024-entry tokenizer) at "
+        f"{prep['prepare_1_tokens_per_s']:,.0f} tokens/s with one process (encoding on the tokenizer's "
+        f"own threads) and {prep['prepare_2_tokens_per_s']:,.0f} with two encoding processes, against",
+        f"  {prep['ceiling_tokens_per_s']:,.0f} tokens/s for `encode_batch` on the text in memory "
+        f"(the ceiling: no reading, no writing, no second pass). Peak resident memory with a "
+        f"{prep['memory_mb_bound']} MB bound: {prep['prepare_1_main_peak_rss_mb']:.0f} MB (one process), "
+        f"{prep['prepare_2_main_peak_rss_mb']:.0f} MB main + {prep['prepare_2_worker_peak_rss_mb']:.0f} MB "
+        "per worker (two); most of it is the interpreter, numpy and the tokenizer.",
     ]
     sweep = by["sweep_efficiency"].details
     fixed = sweep["ray_start_stop_s"] + sweep["worker_import_s"]

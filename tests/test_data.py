@@ -25,9 +25,11 @@ VOCAB = 300
 
 
 def documents_of(stream: np.ndarray, eos: int) -> list[tuple[int, ...]]:
-    """Split a flat token stream into documents at eos (each keeps its eos)."""
+    """Split a flat token stream (an array, or a corpus's TokenStream) into documents at eos
+    (each keeps its eos)."""
+    stream = np.asarray(stream)
     ends = np.flatnonzero(stream == eos) + 1
-    return [tuple(d) for d in np.split(np.asarray(stream), ends) if len(d)]
+    return [tuple(d) for d in np.split(stream, ends) if len(d)]
 
 
 def text_config(path, tmp_path, **fields) -> DataConfig:
@@ -36,6 +38,7 @@ def text_config(path, tmp_path, **fields) -> DataConfig:
     )
 
 
+@pytest.mark.slow  # 10 s; the slow test_prepare.py check of the committed study's hashes implies it too
 def test_builtin_corpus_is_deterministic_and_offline():
     # Deterministic across processes, whatever their hash seed (set and dict order): another
     # process with another PYTHONHASHSEED, running meanwhile, extracts the same documents.
@@ -195,7 +198,7 @@ def test_jsonl_source(tmp_path):
         source="jsonl", path=str(path), text_field="body", cache_dir=str(tmp_path / "c")
     )
     corpus = prepare_corpus(config, VOCAB, log=lambda m: None)
-    assert corpus.meta["train_documents"] + corpus.meta["validation_documents"] == 200
+    assert corpus.meta["train"]["documents"] + corpus.meta["validation"]["documents"] == 200
 
     path.write_text(
         json.dumps({"body": "fine"}) + "\n" + json.dumps({"text": "wrong field"}) + "\n"

@@ -4,7 +4,7 @@ Exit codes: 0 success, 1 a run failed or a fault (an unwritable folder, a full d
 config, data or input file (nothing was written), 130 interrupted. Every error is one line
 naming the file or field; `--debug` (or DUALSWEEP_DEBUG=1) adds the full traceback.
 
-Modules: `parser` (the arguments), `run` (train, evaluate, lm-eval), `sweep` (sweep, plan),
+Modules: `parser` (the arguments), `run` (train, evaluate, lm-eval), `prepare`, `sweep` (sweep, plan),
 `fit`, and `checks` (exit codes, output-folder checks). This package re-exports the commands,
 the checks and the exit codes, so `dualsweep.cli.<name>` works as it did when the command
 line was one module; `main` looks each command up here when it runs it, so replacing
@@ -21,6 +21,7 @@ from collections.abc import Callable
 from dualsweep.cli.checks import EXIT_FAILED, EXIT_USAGE, check_run_folder, writable_folder
 from dualsweep.cli.fit import cmd_fit
 from dualsweep.cli.parser import build_parser
+from dualsweep.cli.prepare import cmd_prepare
 from dualsweep.cli.run import cmd_evaluate, cmd_lm_eval, cmd_train
 from dualsweep.cli.sweep import cmd_plan, cmd_sweep
 from dualsweep.config import ConfigError
@@ -34,6 +35,7 @@ __all__ = [
     "cmd_fit",
     "cmd_lm_eval",
     "cmd_plan",
+    "cmd_prepare",
     "cmd_sweep",
     "cmd_train",
     "main",
@@ -45,6 +47,7 @@ def _handler(command: str) -> Callable[[argparse.Namespace], int]:
     """The function that runs `command`, read from this module's names at call time."""
     return {
         "train": cmd_train,
+        "prepare": cmd_prepare,
         "sweep": cmd_sweep,
         "evaluate": cmd_evaluate,
         "lm-eval": cmd_lm_eval,

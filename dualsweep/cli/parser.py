@@ -49,6 +49,47 @@ def build_parser() -> argparse.ArgumentParser:
         help="continue an interrupted run in --out from its checkpoint (train.checkpoint_interval)",
     )
 
+    prepare = commands.add_parser(
+        "prepare",
+        help="tokenize a config's data source into token shards (streamed, parallel, resumable)",
+        description="Read the config's data source (data: section) document by document, split "
+        "it, train a BPE tokenizer of model.vocab_size on a sample of the training split (or use "
+        "--tokenizer), and write fixed-size token shards and index.json to OUT; train on them "
+        "with --set source=shards --set path=OUT. Run the same command again to resume.",
+    )
+    prepare.add_argument("--config", required=True, help="a run config or a sweep file")
+    prepare.add_argument(
+        "--set",
+        action="append",
+        metavar="KEY=VALUE",
+        help="override a config field, e.g. --set source=jsonl --set path=DIR (repeatable)",
+    )
+    prepare.add_argument("--out", required=True, help="the shard folder to create (or resume)")
+    prepare.add_argument(
+        "--workers", type=_count, default=1, help="encoding processes (default 1: this process)"
+    )
+    prepare.add_argument(
+        "--memory-mb",
+        type=_count,
+        default=1024,
+        help="memory bound of the streaming parts, in MB (default 1024)",
+    )
+    prepare.add_argument(
+        "--shard-tokens",
+        type=_count,
+        default=1 << 27,
+        help="tokens per shard (default 2^27: 256 MB of uint16)",
+    )
+    prepare.add_argument(
+        "--tokenizer", help="an existing tokenizer.json to use instead of training one"
+    )
+    prepare.add_argument(
+        "--tokenizer-sample-mb",
+        type=_count,
+        default=512,
+        help="training-split text the tokenizer is trained on, in MB (default 512)",
+    )
+
     sweep = commands.add_parser(
         "sweep",
         help="run every trial of a sweep file on Ray Tune (resumes an interrupted sweep)",
@@ -150,6 +191,16 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"accelerator peak TFLOP/s (default {H100_BF16_PEAK_FLOPS / 1e12:g}: H100 SXM dense bf16)",
     )
     return parser
+
+
+def _count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a positive integer (got {text})") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer (got {text})")
+    return value
 
 
 def _positive(text: str) -> float:

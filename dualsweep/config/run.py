@@ -121,7 +121,7 @@ class DataConfig(Checked):
     source: DataSource = "builtin"
     """Corpus: builtin (stdlib docstrings + pydoc topics), text_dir, jsonl, shards or hf."""
     path: str = ""
-    """Folder of .txt files (text_dir), a .jsonl file or folder (jsonl), or a folder of .npy/.bin token shards (shards)."""
+    """Folder of .txt files (text_dir), a .jsonl(.gz/.zst) file or folder (jsonl), or for shards a folder `dualsweep prepare` wrote or of raw .npy/.bin token shards."""
     text_field: str = "text"
     """Name of the text field in JSONL records and HF datasets."""
     hf_dataset: str = ""
@@ -133,9 +133,11 @@ class DataConfig(Checked):
     max_documents: int = field(default=0, metadata=NON_NEGATIVE)
     """Read at most this many documents from the source (0 = all)."""
     shard_dtype: Literal["uint16", "uint32"] = "uint16"
-    """Integer type of raw .bin token shards."""
-    shard_eos_id: int = -1
-    """Document separator id inside token shards (required for source shards)."""
+    """Integer type of raw .bin token shards (prepared shards say theirs)."""
+    shard_eos_id: int = field(
+        default=-1, metadata=bound(-1, integer=True, why="must be a token id, or -1 when unset")
+    )
+    """Document separator id inside raw token shards (required for them; prepared shards say theirs)."""
     validation_fraction: float = field(default=0.05, metadata=OPEN_UNIT_INTERVAL)
     """Share of documents held out for validation (chosen by a hash of each document)."""
     repetitions: int = field(
@@ -156,13 +158,6 @@ class DataConfig(Checked):
         if self.source == "hf":
             check(
                 bool(self.hf_dataset), "hf_dataset", self.hf_dataset, "is required for source 'hf'"
-            )
-        if self.source == "shards":
-            check(
-                self.shard_eos_id >= 0,
-                "shard_eos_id",
-                self.shard_eos_id,
-                "is required for source 'shards' (the document separator id)",
             )
 
 

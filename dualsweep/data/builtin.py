@@ -9,6 +9,7 @@ the corpus depends only on the Python version; its content hash is recorded with
 from __future__ import annotations
 
 import ast
+import functools
 import sysconfig
 from collections.abc import Iterator
 from pathlib import Path
@@ -37,13 +38,23 @@ def _docstrings(source: str) -> Iterator[str]:
 
 def builtin_documents(root: Path | None = None) -> list[str]:
     """pydoc topics (sorted by name), then docstrings in path order; exact duplicates dropped."""
+    if root is None:  # read once per process: preparation passes over its source twice
+        return list(_stdlib_documents())
+    return _documents(root)
+
+
+@functools.cache
+def _stdlib_documents() -> tuple[str, ...]:
+    return tuple(_documents(stdlib_dir()))
+
+
+def _documents(root: Path) -> list[str]:
     documents: list[str] = []
     try:
         from pydoc_data.topics import topics
     except ImportError:  # some distributions strip pydoc_data
         topics = {}
     documents.extend(topics[name].strip() for name in sorted(topics))
-    root = root or stdlib_dir()
     files = sorted(
         p for p in root.rglob("*.py") if not SKIPPED_DIRS.intersection(p.relative_to(root).parts)
     )

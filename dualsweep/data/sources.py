@@ -25,19 +25,23 @@ class DataError(ValueError):
 
 def _files(config: DataConfig, suffixes: tuple[str, ...]) -> list[Path]:
     root = Path(config.path).expanduser()
-    if root.is_file() and root.suffix in suffixes:
+    if root.is_file() and root.name.endswith(suffixes):
         return [root]
     if not root.is_dir():
         raise DataError(
             f"data.path: {config.path!r} is not a folder or a {'/'.join(suffixes)} file"
         )
-    files = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix in suffixes)
+    files = sorted(p for p in root.rglob("*") if p.is_file() and p.name.endswith(suffixes))
     if not files:
         raise DataError(f"data.path: no {'/'.join(suffixes)} files under {config.path!r}")
     return files
 
 
-SUFFIXES = {"text_dir": (".txt",), "jsonl": (".jsonl",), "shards": (".npy", ".bin")}
+SUFFIXES = {
+    "text_dir": (".txt",),
+    "jsonl": (".jsonl", ".jsonl.gz", ".jsonl.zst"),
+    "shards": (".npy", ".bin"),
+}
 
 
 def check_source(config: DataConfig) -> None:
@@ -104,17 +108,41 @@ def _read_text(path: Path) -> str:
     return text
 
 
+def _open_binary(path: Path):
+    """A file for reading bytes, decompressed on the fly (.gz: gzip; .zst: zstandard)."""
+    if path.name.endswith(".gz"):
+        import gzip
+
+        return gzip.open(path, "rb")
+    if path.name.endswith(".zst"):
+        try:
+            import zstandard
+        except ImportError:
+            raise DataError(
+                f"{path}: reading .zst files needs the zstandard package: pip install zstandard"
+            ) from None
+        import io
+
+        return io.BufferedReader(zstandard.ZstdDecompressor().stream_reader(path.open("rb")))
+    return path.open("rb")
+
+
 def _utf8_lines(path: Path) -> Iterator[tuple[int, str]]:
     """(line number, line) of a file read line by line (files can be large), UTF-8 or refused."""
-    with path.open("rb") as f:
-        for line_number, raw in enumerate(f, 1):
-            try:
-                yield line_number, raw.decode("utf-8")
-            except UnicodeDecodeError as e:
-                raise DataError(
-                    f"{path}:{line_number}: not UTF-8 text (byte 0x{raw[e.start]:02x}); convert "
-                    "the file to UTF-8"
-                ) from None
+    line_number = 0
+    try:
+        with _open_binary(path) as f:
+            for line_number, raw in enumerate(f, 1):
+                try:
+                    text = raw.decode("utf-8")
+                except UnicodeDecodeError as e:
+                    raise DataError(
+                        f"{path}:{line_number}: not UTF-8 text (byte 0x{raw[e.start]:02x}); "
+                        "convert the file to UTF-8"
+                    ) from None
+                yield line_number, text
+    except (OSError, EOFError) as e:  # a damaged or truncated compressed file
+        raise DataError(f"{path}:{line_number + 1}: unreadable ({type(e).__name__}: {e})") from None
 
 
 def _jsonl_documents(config: DataConfig) -> Iterator[str]:
@@ -151,6 +179,17 @@ def _hf_documents(config: DataConfig) -> Iterator[str]:
                 f"data.text_field: {config.text_field!r} is not a text field of {config.hf_dataset}"
             )
         yield text
+
+
+def raw_documents(config: DataConfig) -> Iterator[tuple[int, str | np.ndarray]]:
+    """(index in the source, document) for every document preparation reads: text, or token
+    ids for raw shards; the first `data.max_documents`, empty ones skipped (their indices too)."""
+    documents = shard_documents(config) if config.source == "shards" else text_documents(config)
+    for index, document in enumerate(documents):
+        if config.max_documents and index >= config.max_documents:
+            return
+        if len(document) if config.source == "shards" else document.strip():
+            yield index, document
 
 
 def shard_documents(config: DataConfig) -> Iterator[np.ndarray]:

@@ -1,0 +1,297 @@
+"""`dualsweep prepare`: raw text to token shards, streamed, in parallel, resumable; the shards
+read in place by training; bad input refused with the file named."""
+
+from __future__ import annotations
+
+import errno
+import gzip
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from dualsweep.config import DataConfig
+from dualsweep.data import shards as shards_module
+from dualsweep.data.corpus import is_validation, prepare_corpus
+from dualsweep.data.prepare import STAGING, PrepareSettings, prepare
+from dualsweep.data.shards import ShardWriter, TokenStream
+from dualsweep.data.sources import DataError
+
+from .conftest import REPO, WORDS, tiny_run_config
+
+VOCAB = 320
+
+
+def write_corpus(root: Path, files: int = 120, per_file_words: int = 2000, seed: int = 1) -> Path:
+    """`files` text files of random sentences over a growing word list (distinct documents)."""
+    rng = np.random.default_rng(seed)
+    words = WORDS + [f"{w}{i}" for w in WORDS for i in range(8)]
+    root.mkdir(parents=True, exist_ok=True)
+    for i in range(files):
+        text = " ".join(rng.choice(words, size=per_file_words))
+        (root / f"part-{i:03d}.txt").write_text(f"file {i}. {text}.")
+    return root
+
+
+def data_config(path: Path, **fields) -> DataConfig:
+    return DataConfig(source="text_dir", path=str(path), **fields)
+
+
+def folder_bytes(folder: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir()) if p.is_file()}
+
+
+SMALL = {"memory_mb": 1, "shard_tokens": 40_000}  # chunks of 131,072 tokens, many shards
+
+
+def test_a_killed_preparation_resumes_to_the_uninterrupted_shards(tmp_path):
+    corpus = write_corpus(tmp_path / "corpus")  # ~1.7 MB of text: about ten staging chunks
+    whole = tmp_path / "whole"  # uninterrupted, encoded in this one process
+    index = prepare(
+        data_config(corpus), VOCAB, whole, PrepareSettings(workers=1, **SMALL), log=lambda m: None
+    )
+    assert index["train"]["documents"] + index["validation"]["documents"] == 120
+    assert len(index["train"]["shards"]) > 5 and not (whole / STAGING).exists()
+
+    # The same through the command line on 2 encoding processes, killed (SIGKILL) once pass 1
+    # has staged a chunk, then run again: the same bytes as the uninterrupted one-process run.
+    out = tmp_path / "killed"
+    command = [
+        sys.executable, "-m", "dualsweep", "prepare", "--config", str(REPO / "sweeps" / "smoke.yaml"),
+        "--set", "source=text_dir", "--set", f"path={corpus}", "--set", f"vocab_size={VOCAB}",
+        "--out", str(out), "--workers", "2", "--memory-mb", "1", "--shard-tokens", "40000",
+    ]  # fmt: skip
+    state = out / STAGING / "state.json"
+    run = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not (state.is_file() and json.loads(state.read_text())["chunks"]):
+        assert run.poll() is None, run.stderr.read()
+        assert time.monotonic() < deadline, "no chunk was staged"
+        time.sleep(0.05)
+    os.kill(run.pid, signal.SIGKILL)
+    run.wait()
+    staged = len(json.loads(state.read_text())["chunks"])
+    assert not (out / "index.json").exists() and staged >= 1
+
+    done = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert f"resuming after {staged} staged chunks" in done.stdout
+    assert folder_bytes(out) == folder_bytes(whole)
+
+
+def test_a_preparation_stopped_while_writing_shards_resumes_to_the_same_shards(
+    tmp_path, monkeypatch
+):
+    corpus = write_corpus(tmp_path / "corpus", files=40)
+    config = data_config(corpus, validation_fraction=0.25)
+    settings = PrepareSettings(**SMALL)
+    whole = tmp_path / "whole"
+    prepare(config, VOCAB, whole, settings, log=lambda m: None)
+
+    # Fail the fourth shard's rename, as a kill there would leave it: half-written.
+    real_replace, renamed = os.replace, []
+
+    def failing_replace(source, target):
+        if Path(target).name.startswith("train-"):
+            renamed.append(target)
+            if len(renamed) == 4:
+                raise KeyboardInterrupt("stopped while writing shards")
+        return real_replace(source, target)
+
+    out = tmp_path / "stopped"
+    monkeypatch.setattr(shards_module.os, "replace", failing_replace)
+    with pytest.raises(KeyboardInterrupt):
+        prepare(config, VOCAB, out, settings, log=lambda m: None)
+    monkeypatch.undo()
+    assert (out / "train-00002.bin").is_file() and not (out / "train-00003.bin").exists()
+    assert not list(out.glob(".*.tmp"))  # the shard being written was removed
+    prepare(config, VOCAB, out, settings, log=lambda m: None)
+    assert folder_bytes(out) == folder_bytes(whole)
+
+
+def test_training_reads_prepared_shards_in_place(tmp_path):
+    corpus = write_corpus(tmp_path / "corpus", files=60)
+    out = tmp_path / "shards"
+    config = data_config(corpus, validation_fraction=0.2)
+    index = prepare(config, VOCAB, out, PrepareSettings(**SMALL), log=lambda m: None)
+    config = tiny_run_config(source="shards", path=str(out), repetitions=2)
+    prepared = prepare_corpus(config.data, VOCAB, log=lambda m: None)
+    assert prepared.directory == out  # read in place: no copy into the cache
+    stream = prepared.train_tokens
+    assert isinstance(stream, TokenStream) and len(stream.parts) == len(index["train"]["shards"])
+    assert prepared.meta["tokenizer"] == str(out / "tokenizer.json")
+    # Sequences that straddle shards are the flat stream's.
+    flat = np.concatenate(
+        [np.fromfile(out / s["file"], dtype=np.uint16) for s in index["train"]["shards"]]
+    )
+    sequences = prepared.training_sequences(32)
+    rows = np.array([0, 1249, 1250, len(sequences) - 1])  # 40,000 / 32 = 1,250 per shard
+    assert np.array_equal(sequences[rows], flat[: len(sequences) * 32].reshape(-1, 32)[rows])
+    assert prepared.corpus_hash == index["corpus_hash"]
+    # (test_sweep.py's data-parallel trial trains on such shards, through a sweep.)
+    with pytest.raises(
+        DataError, match=r"model\.vocab_size: 512, but the shards at .* vocabulary of 320"
+    ):
+        prepare_corpus(config.replace(vocab_size=512).data, 512)
+
+
+def test_the_split_and_order_follow_the_corpus_rules(tmp_path):
+    """Held-out documents by the hash of their text, in source order; training documents in
+    the permutation of data.order_seed; compressed JSON lines read like plain ones."""
+    texts = [f"document {i}: " + " ".join(WORDS[i % 7 :] * 3) for i in range(60)]
+    plain = tmp_path / "plain.jsonl"
+    plain.write_text("".join(json.dumps({"text": t}) + "\n" for t in texts))
+    packed = tmp_path / "packed" / "part.jsonl.gz"
+    packed.parent.mkdir()
+    with gzip.open(packed, "wt") as f:
+        f.write(plain.read_text())
+    indexes = []
+    for path in (plain, packed.parent):
+        config = DataConfig(source="jsonl", path=str(path), validation_fraction=0.2, order_seed=3)
+        indexes.append(prepare(config, VOCAB, tmp_path / f"out-{len(indexes)}", log=lambda m: None))
+    assert indexes[0]["corpus_hash"] == indexes[1]["corpus_hash"]
+    out = tmp_path / "out-0"
+    from dualsweep.data.tokenizer import load_tokenizer
+
+    tokenizer = load_tokenizer(out / "tokenizer.json")
+    held_out = [t for t in texts if is_validation(t.encode(), 0.2)]
+    training = [t for t in texts if not is_validation(t.encode(), 0.2)]
+    order = np.random.default_rng(3).permutation(len(training))
+
+    def stream(documents):
+        return np.concatenate([tokenizer.encode(d).ids + [2] for d in documents]).astype(np.uint16)
+
+    assert np.array_equal(np.fromfile(out / "validation-00000.bin", np.uint16), stream(held_out))
+    assert np.array_equal(
+        np.fromfile(out / "train-00000.bin", np.uint16), stream([training[i] for i in order])
+    )
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (
+            lambda d: (d / "a.jsonl").write_text('{"body": "x"}\n'),
+            r"a\.jsonl:1: no string field data\.text_field='text'",
+        ),
+        (
+            lambda d: (d / "a.jsonl").write_bytes(b'{"text": "\xff"}\n'),
+            r"a\.jsonl:1: not UTF-8 text",
+        ),
+        (lambda d: (d / "a.jsonl.gz").write_bytes(b"not gzip"), r"a\.jsonl\.gz:1: unreadable"),
+        (lambda d: (d / "a.jsonl").write_text("\n\n"), r"holds no training text"),
+    ],
+)
+def test_bad_input_names_the_file_and_line(tmp_path, make, message):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    make(folder)
+    with pytest.raises(DataError, match=message):
+        prepare(
+            DataConfig(source="jsonl", path=str(folder)),
+            VOCAB,
+            tmp_path / "out",
+            log=lambda m: None,
+        )
+
+
+def test_a_full_disk_removes_the_partial_shard_and_says_so(tmp_path, monkeypatch):
+    writer = ShardWriter(tmp_path, "train", np.dtype(np.uint16), shard_tokens=100)
+    writer.append(np.arange(150))  # one finished shard, one open
+
+    class FullFile:
+        def write(self, data):
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+        def close(self):
+            pass
+
+    writer._file = FullFile()
+    with pytest.raises(
+        DataError, match=r"train-00001\.bin: the disk is full \(the partial file was removed\)"
+    ):
+        writer.append(np.arange(10))
+    assert [p.name for p in tmp_path.iterdir()] == ["train-00000.bin"]
+
+
+def test_a_tokenizer_larger_than_the_vocabulary_is_refused(tmp_path):
+    corpus = write_corpus(tmp_path / "corpus", files=6, per_file_words=500)
+    config = data_config(corpus, validation_fraction=0.5)
+    first = prepare(config, 400, tmp_path / "big", log=lambda m: None)
+    assert first["vocab_size"] == 400
+    with pytest.raises(
+        DataError,
+        match=r"tokenizer\.json: the tokenizer has \d+ entries, more than model\.vocab_size=320",
+    ):
+        prepare(
+            config,
+            VOCAB,
+            tmp_path / "small",
+            PrepareSettings(tokenizer=str(tmp_path / "big" / "tokenizer.json")),
+            log=lambda m: None,
+        )
+
+
+def peak_rss_mb(command: list[str]) -> float:
+    """Peak resident set (VmHWM) of the process running `command`, polled until it ends."""
+    process = subprocess.Popen(
+        command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+    )
+    peak = 0
+    while process.poll() is None:
+        try:
+            status = Path(f"/proc/{process.pid}/status").read_text()
+            peak = max(peak, int(status.split("VmHWM:")[1].split()[0]))
+        except (OSError, IndexError):
+            pass
+        time.sleep(0.02)
+    assert process.returncode == 0, process.stderr.read()
+    return peak / 1024
+
+
+@pytest.mark.slow
+def test_memory_does_not_grow_with_the_corpus(tmp_path):
+    """A corpus 4x larger (and 12x the bound) prepares in the same peak memory: what grows
+    with it is on disk, not in memory (one process; the tokenizer trained on 1 MB)."""
+    peaks = {}
+    for files in (16, 64):
+        corpus = write_corpus(tmp_path / f"corpus{files}", files=files, per_file_words=25_000)
+        command = [
+            sys.executable, "-m", "dualsweep", "prepare", "--config", str(REPO / "sweeps" / "smoke.yaml"),
+            "--set", "source=text_dir", "--set", f"path={corpus}", "--set", f"vocab_size={VOCAB}",
+            "--set", "validation_fraction=0.25", "--out", str(tmp_path / f"out{files}"),
+            "--memory-mb", "2", "--tokenizer-sample-mb", "1",
+        ]  # fmt: skip
+        peaks[files] = peak_rss_mb(command)
+    size = sum(p.stat().st_size for p in (tmp_path / "corpus64").iterdir()) / 2**20
+    print(
+        f"\npeak RSS: {peaks[16]:.0f} MB for a {size / 4:.0f} MB corpus, {peaks[64]:.0f} MB for {size:.0f} MB"
+    )
+    assert size > 12 * 2
+    assert peaks[64] < peaks[16] + 8
+
+
+@pytest.mark.slow
+def test_the_builtin_corpus_is_the_committed_studys():
+    """The built-in corpus, prepared through this streaming path, is the one the committed
+    tiny study trained on: its corpus hash and every run's unique-subset hash agree."""
+    import pandas as pd
+
+    from dualsweep.config import load_sweep
+    from dualsweep.data.datamodule import DualSweepData
+
+    runs = pd.read_parquet(REPO / "results" / "tiny" / "runs.parquet").set_index(
+        ["alpha", "repetitions"]
+    )
+    for config in load_sweep(REPO / "sweeps" / "tiny.yaml").trials():
+        row = runs.loc[(config.objective.alpha, config.data.repetitions)]
+        data = DualSweepData(config, log=lambda m: None)
+        data.setup()
+        assert data.corpus.corpus_hash == row["corpus_hash"]
+        assert data.unique_subset_hash() == row["unique_subset_hash"]
