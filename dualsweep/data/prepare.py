@@ -446,7 +446,7 @@ def _order(config, out: Path, staging: Path, state: _State, settings, dtype, log
             else np.arange(len(lengths))
         )
         shards = _write_split(
-            out, staging, state, split, order, lengths, chunk_of, starts, settings, dtype
+            out, staging, state, split, order, lengths, chunk_of, starts, settings, dtype, log
         )
         index[split] = {
             "documents": int(len(lengths)),
@@ -456,7 +456,9 @@ def _order(config, out: Path, staging: Path, state: _State, settings, dtype, log
     return index
 
 
-def _write_split(out, staging, state, split, order, lengths, chunk_of, starts, settings, dtype):
+def _write_split(
+    out, staging, state, split, order, lengths, chunk_of, starts, settings, dtype, log
+):
     """Write a split's documents in `order` as shards, after the full shards already written."""
     size = settings.shard_tokens
     done = 0
@@ -468,8 +470,12 @@ def _write_split(out, staging, state, split, order, lengths, chunk_of, starts, s
     first, offset = _resume_point(order, lengths, done * size)
     writer = ShardWriter(out, split, dtype, size, first_shard=done)
     files = [(staging / f"{c['number']:05d}.{split}.bin").open("rb") for c in state.chunks]
+    reported = time.perf_counter()
     try:
         for position in range(first, len(order)):
+            if time.perf_counter() - reported > 30:
+                reported = time.perf_counter()
+                log(f"  {split}: {position:,} of {len(order):,} documents in shards")
             doc = int(order[position])
             start, length = int(starts[doc]), int(lengths[doc])
             if position == first and offset:
