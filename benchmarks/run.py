@@ -31,7 +31,10 @@ MEMORY = ("step_memory",)  # fresh processes of its own (benchmarks/memory.py)
 PREPARE = ("prepare_1_process", "prepare_2_process")  # measured together (benchmarks/prepare.py)
 SWEEP = ("sweep_efficiency", "sweep_efficiency_8x")
 NAMES = TRAINING + MEMORY + PREPARE + SWEEP
-RESULT_PREFIX = "BENCHMARK-RESULT "  # how a child process hands its result to the parent
+RESULT_PREFIX = "BENCHMARK-RESULT "
+_PREPARED: dict[
+    str, common.Ratio
+] = {}  # the prepare rows, measured once per process  # how a child process hands its result to the parent
 
 
 def measure(names, repetitions: int, steps: int) -> list[common.Ratio]:
@@ -40,12 +43,10 @@ def measure(names, repetitions: int, steps: int) -> list[common.Ratio]:
     from benchmarks.prepare import prepare_throughput
     from benchmarks.sweep import sweep_efficiency
 
-    prepared: dict[str, common.Ratio] = {}
-
     def prepare_row(name: str) -> common.Ratio:
-        if not prepared:
-            prepared.update((r.name, r) for r in prepare_throughput())
-        return prepared[name]
+        if not _PREPARED:  # both rows come from one measurement
+            _PREPARED.update((r.name, r) for r in prepare_throughput())
+        return _PREPARED[name]
 
     benches = {
         "step_memory": step_memory,
@@ -261,7 +262,7 @@ def _reading(results: list[common.Ratio]) -> list[str]:
         f"{prep['prepare_1_tokens_per_s']:,.0f} tokens/s with one process (encoding on the tokenizer's "
         f"own threads) and {prep['prepare_2_tokens_per_s']:,.0f} with two encoding processes, against",
         f"  {prep['ceiling_tokens_per_s']:,.0f} tokens/s for `encode_batch` on the text in memory "
-        f"(the ceiling: no reading, no writing, no second pass). Peak resident memory with a "
+        f"(no reading, no writing, no second pass; medians of {prep['repetitions']}, in turn). Peak resident memory with a "
         f"{prep['memory_mb_bound']} MB bound: {prep['prepare_1_main_peak_rss_mb']:.0f} MB (one process), "
         f"{prep['prepare_2_main_peak_rss_mb']:.0f} MB main + {prep['prepare_2_worker_peak_rss_mb']:.0f} MB "
         "per worker (two); most of it is the interpreter, numpy and the tokenizer.",
