@@ -261,7 +261,7 @@ def test_memory_does_not_grow_with_the_corpus(tmp_path):
     with it is on disk, not in memory (one process; the tokenizer trained on 1 MB)."""
     peaks = {}
     for files in (16, 64):
-        corpus = write_corpus(tmp_path / f"corpus{files}", files=files, per_file_words=25_000)
+        corpus = write_corpus(tmp_path / f"corpus{files}", files=files, per_file_words=70_000)
         command = [
             sys.executable, "-m", "dualsweep", "prepare", "--config", str(REPO / "sweeps" / "smoke.yaml"),
             "--set", "source=text_dir", "--set", f"path={corpus}", "--set", f"vocab_size={VOCAB}",
