@@ -48,6 +48,19 @@ def machine() -> dict:
     return info
 
 
+def memory_kb(field: str, pid: int | str = "self") -> int:
+    """A memory field of /proc/<pid>/status in kB (VmRSS, VmHWM: the peak resident set), 0
+    when the process is gone or has no such field."""
+    try:
+        text = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return 0
+    for line in text.splitlines():
+        if line.startswith(f"{field}:"):
+            return int(line.split()[1])
+    return 0
+
+
 @dataclass
 class Ratio:
     name: str

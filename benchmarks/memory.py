@@ -22,7 +22,7 @@ import sys
 import time
 from pathlib import Path
 
-from benchmarks.common import Ratio
+from benchmarks.common import Ratio, memory_kb
 
 CHUNK_TOKENS = 1024
 RESULT_PREFIX = "MEMORY-RESULT "
@@ -49,13 +49,6 @@ def scaled_config(chunk_tokens: int):
     )
 
 
-def _rss_kb(field: str) -> int:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(f"{field}:"):
-            return int(line.split()[1])
-    raise RuntimeError(f"/proc/self/status has no {field}")
-
-
 def one_side(chunk_tokens: int) -> dict:
     """This process: the peak memory and time of one training step (after a warm-up step)."""
     import torch
@@ -68,11 +61,11 @@ def one_side(chunk_tokens: int) -> dict:
     loop = bare_loop(config, special, 0.5)
     loop.train_step(warm)
     Path("/proc/self/clear_refs").write_text("5")  # resets VmHWM to the current RSS
-    before = _rss_kb("VmRSS")
+    before = memory_kb("VmRSS")
     started = time.perf_counter()
     loop.train_step(measured)
     seconds = time.perf_counter() - started
-    peak = _rss_kb("VmHWM")
+    peak = memory_kb("VmHWM")
     V, T = config.model.vocab_size, config.model.seq_len
     return {
         "chunk_tokens": chunk_tokens,

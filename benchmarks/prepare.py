@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.common import Ratio
+from benchmarks.common import Ratio, memory_kb
 
 CORPUS_MB = 24
 MEMORY_MB = 8
@@ -63,8 +63,8 @@ def _prepare(corpus: Path, tokenizer: Path, out: Path, workers: int) -> dict:
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     main_peak = worker_peak = 0
     while process.poll() is None:
-        main_peak = max(main_peak, _peak_kb(process.pid))
-        worker_peak = max([worker_peak, *(_peak_kb(c) for c in _children(process.pid))])
+        main_peak = max(main_peak, memory_kb("VmHWM", process.pid))
+        worker_peak = max([worker_peak, *(memory_kb("VmHWM", c) for c in _children(process.pid))])
         time.sleep(0.05)
     seconds = time.perf_counter() - started
     if process.returncode != 0:
@@ -78,25 +78,16 @@ def _prepare(corpus: Path, tokenizer: Path, out: Path, workers: int) -> dict:
     }
 
 
-def _status(pid: int) -> dict[str, str]:
-    try:
-        text = Path(f"/proc/{pid}/status").read_text()
-    except OSError:
-        return {}
-    return dict(line.split(":", 1) for line in text.splitlines() if ":" in line)
-
-
-def _peak_kb(pid: int) -> int:
-    value = _status(pid).get("VmHWM")
-    return int(value.split()[0]) if value else 0
-
-
 def _children(pid: int) -> list[int]:
-    return [
-        int(p.name)
-        for p in Path("/proc").iterdir()
-        if p.name.isdigit() and _status(int(p.name)).get("PPid", "").strip() == str(pid)
-    ]
+    children = []
+    for status in Path("/proc").glob("[0-9]*/status"):
+        try:
+            text = status.read_text()
+        except OSError:
+            continue
+        if f"\nPPid:\t{pid}\n" in text:
+            children.append(int(status.parent.name))
+    return children
 
 
 REPETITIONS = 3

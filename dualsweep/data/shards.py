@@ -187,7 +187,6 @@ class SequenceView:
 
     def __init__(self, stream: TokenStream, seq_len: int, count: int):
         self.stream, self.seq_len, self.count = stream, seq_len, count
-        self.shape = (count, seq_len)
 
     def __len__(self) -> int:
         return self.count

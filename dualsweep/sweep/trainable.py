@@ -169,7 +169,7 @@ def _train_on_workers(
     log(f"training on {resources.workers} data-parallel workers (Ray Train)")
     storage.push(key)  # the workers, perhaps on other nodes, pull the folder as it is now
     try:
-        outcome = trainer.fit().return_value
+        nodes = trainer.fit().return_value
     except WorkerGroupError as e:
         # An input error on a worker (too few tokens for R, a bad corpus file) comes back on
         # every try: raised as itself, run_trial records it without a retry.
@@ -179,12 +179,13 @@ def _train_on_workers(
                 raise cause from None
         raise
     storage.pull(key)  # what rank 0 wrote, from wherever it ran
-    update_attempt(trial_dir, worker_nodes=outcome["nodes"])
-    return outcome["status"], outcome["error"]
+    update_attempt(trial_dir, worker_nodes=nodes)
+    return "finished", ""  # (a failed group raised: see _worker_loop)
 
 
-def _worker_loop(loop: dict) -> dict:
-    """One data-parallel worker's training (its rank comes from Ray Train's process group)."""
+def _worker_loop(loop: dict) -> list[str]:
+    """One data-parallel worker's training (its rank comes from Ray Train's process group);
+    returns the node ids of the group's workers, in rank order."""
     import contextlib
 
     import torch
@@ -221,7 +222,7 @@ def _worker_loop(loop: dict) -> dict:
         # Raised, not returned: Ray Train then ends the whole group at once, where a worker
         # that returned would leave the others waiting in their next collective.
         raise TrialFailed(summary.error)
-    return {"status": summary.status, "error": summary.error, "nodes": nodes}
+    return nodes
 
 
 def _evaluate(config, trial_dir, log) -> None:
