@@ -7,7 +7,7 @@ STORAGE ?= runs
 RESULTS ?= results
 PY := $(VENV)/bin/python
 
-.PHONY: install test test-slow lint format smoke sweep study plan plots bench bench-gpu clean
+.PHONY: install test test-slow lint format smoke sweep study adaptive adaptive-suggest adaptive-optuna plan plots bench bench-gpu clean
 
 install:
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -44,6 +44,28 @@ study:
 	$(VENV)/bin/dualsweep sweep sweeps/tiny-seeds.yaml --storage $(STORAGE)
 	$(VENV)/bin/dualsweep sweep sweeps/tiny-allocation.yaml --storage $(STORAGE)
 	$(PY) -m analysis.plots tiny
+
+# The adaptive designs against the tiny grid (about 45 minutes on 2 cores), then
+# results/tiny-adaptive/REPORT.md. Suggest rounds: round N's sweep file is written once to
+# sweeps/tiny-suggest-rounds/ and kept, so a re-run resumes (or, finished, trains nothing).
+ADAPTIVE_ROUNDS ?= 6
+ADAPTIVE_BUDGET ?= 6
+adaptive: adaptive-suggest adaptive-optuna
+	$(PY) -m analysis.adaptive --results $(RESULTS)
+
+adaptive-suggest:
+	$(VENV)/bin/dualsweep sweep sweeps/tiny-suggest.yaml --storage $(STORAGE) --results $(RESULTS)
+	@mkdir -p sweeps/tiny-suggest-rounds; previous=sweeps/tiny-suggest.yaml; \
+	for i in $$(seq 1 $(ADAPTIVE_ROUNDS)); do \
+	  round=sweeps/tiny-suggest-rounds/round-$$i.yaml; \
+	  test -f $$round || $(VENV)/bin/dualsweep suggest $$previous --budget $(ADAPTIVE_BUDGET) \
+	    --out $$round --results $(RESULTS) || exit 1; \
+	  $(VENV)/bin/dualsweep sweep $$round --storage $(STORAGE) --results $(RESULTS) || exit 1; \
+	  previous=$$round; \
+	done
+
+adaptive-optuna:
+	$(VENV)/bin/dualsweep sweep sweeps/tiny-optuna.yaml --storage $(STORAGE) --results $(RESULTS)
 
 plan:
 	$(VENV)/bin/dualsweep plan sweeps/$(SWEEP).yaml

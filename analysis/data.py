@@ -13,10 +13,9 @@ and `Metric` are in `dualsweep.schema`):
 
 from __future__ import annotations
 
-import numpy as np
 import pandas as pd
 
-from dualsweep.results import SweepResults
+from dualsweep.results import SweepResults, score_columns
 from dualsweep.schema import Metric, is_loss_metric, is_score_metric
 
 
@@ -39,23 +38,7 @@ def trial_table(results: SweepResults, current_only: bool = True) -> pd.DataFram
     evals = results.evals
     if not evals.empty:
         evals = evals[evals["run_key"].isin(table["run_key"])]
-        wide = {}
-        for (task, mode), rows in evals.groupby(["task", "mode"]):
-            rows = rows.set_index("run_key")
-            wide[f"score_{mode}:{task}"] = rows["normalized_score"]
-            wide[f"score_{mode}:{task}_stderr"] = rows["stderr"]
-        for mode, rows in evals.groupby("mode"):
-            by_run = rows.groupby("run_key")
-            wide[f"score_{mode}"] = by_run["normalized_score"].mean()
-            # The mean of n independent task scores: its error is sqrt(sum of variances) / n.
-            wide[f"score_{mode}_stderr"] = by_run["stderr"].apply(
-                lambda s: np.sqrt((s**2).sum()) / len(s)
-            )
-            wide[f"score_{mode}_per_token"] = by_run["normalized_score_per_token"].mean()
-            wide[f"score_{mode}_per_token_stderr"] = by_run["stderr_per_token"].apply(
-                lambda s: np.sqrt((s**2).sum()) / len(s)
-            )
-        table = table.join(pd.DataFrame(wide), on="run_key")
+        table = table.join(score_columns(evals), on="run_key")
     return table.sort_values(["repetitions", "alpha", "seed"]).reset_index(drop=True)
 
 

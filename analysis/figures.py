@@ -1,7 +1,7 @@
 """The figures, each saved as PNG and PDF, readable without the code (labelled axes, units, legends).
 
 Alpha axes are on the log-odds scale, where the paper's grid is evenly spaced; the pure
-objectives 0 and 1 sit one grid step beyond 1/256 and 255/256 (see `surface.ALPHA_CLIP`).
+objectives 0 and 1 sit one grid step beyond 1/256 and 255/256 (see `dualsweep.schema.ALPHA_CLIP`).
 """
 
 from __future__ import annotations

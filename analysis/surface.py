@@ -22,9 +22,8 @@ import numpy as np
 import pandas as pd
 
 from analysis.data import AnalysisError
-from dualsweep.schema import Metric
+from dualsweep.schema import ALPHA_CLIP, Metric
 
-ALPHA_CLIP = 1 / 1024
 MIN_POINTS = 4  # as many as the free hyperparameters (2 length scales, signal, noise); few points = a smoke test, not a finding
 
 
@@ -65,6 +64,12 @@ class SurfaceFit:
 
     def predict(self, repetitions, alpha, return_std: bool = False):
         return self.latent.predict(inputs(repetitions, alpha), return_std=return_std)
+
+    @property
+    def noise_variance(self) -> float:
+        """A new run's noise variance in metric units: the fitted white level, or with
+        per-run errors their mean square (the GP works on normalised targets)."""
+        return float(np.mean(self.latent.alpha) * self.latent._y_train_std ** 2)
 
     @property
     def kernel(self) -> str:

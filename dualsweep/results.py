@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from dualsweep.config import RunConfig, flat_fields, run_key
@@ -114,6 +115,38 @@ def held_out_summary(
         if o.held_out_stderr:
             values[f"final_{o.held_out_stderr}"] = float(evaluated[o.held_out_stderr].iloc[-1])
     return values
+
+
+def score_columns(evals: pd.DataFrame) -> pd.DataFrame:
+    """Multiple-choice metrics by run_key (rows) from evals rows: `score_<mode>:<task>`, and per
+    mode `score_<mode>` and `score_<mode>_per_token`, the mean over tasks of the normalised
+    score; each with its `_stderr`."""
+    wide = {}
+    for (task, mode), rows in evals.groupby(["task", "mode"]):
+        rows = rows.set_index("run_key")
+        wide[f"score_{mode}:{task}"] = rows["normalized_score"]
+        wide[f"score_{mode}:{task}_stderr"] = rows["stderr"]
+    for mode, rows in evals.groupby("mode"):
+        by_run = rows.groupby("run_key")
+        # The mean of n independent task scores: its error is sqrt(sum of variances) / n.
+        for name, score, stderr in (
+            (f"score_{mode}", "normalized_score", "stderr"),
+            (f"score_{mode}_per_token", "normalized_score_per_token", "stderr_per_token"),
+        ):
+            wide[name] = by_run[score].mean()
+            wide[f"{name}_stderr"] = by_run[stderr].apply(lambda s: np.sqrt((s**2).sum()) / len(s))
+    return pd.DataFrame(wide)
+
+
+def metric_value(summary: pd.Series, evals: pd.DataFrame, column: str) -> float:
+    """One run's value of a metric (`schema.metric_names`): a held-out column of its summary
+    row, or a score from its evals rows; NaN where the run has none."""
+    if column in summary.index:
+        return float(summary[column])
+    if evals.empty:
+        return math.nan
+    scores = score_columns(evals)
+    return float(scores[column].iloc[0]) if column in scores.columns else math.nan
 
 
 @functools.cache

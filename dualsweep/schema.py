@@ -37,6 +37,7 @@ RESULTS_ROOT = "results"
 RUNS_TABLE = "runs.parquet"  # one row per trial: its summary and sweep columns
 CURVES_TABLE = "curves.parquet"  # every trial's curve rows, keyed by run_key
 EVALS_TABLE = "evals.parquet"  # multiple-choice results, task x mode rows per run_key
+SEARCH_FILE = "search.db"  # a sweep with `search`: its Optuna studies (SQLite, one per R)
 
 
 # -- per-objective columns -----------------------------------------------------------
@@ -156,6 +157,14 @@ EVAL_COLUMNS = (
 )
 
 
+# -- alpha's scale -----------------------------------------------------------------------
+# The paper's alpha grid {0, 1/256, ..., 1/2, ..., 255/256, 1} is symmetric in log-odds, so
+# surfaces are fitted and alphas searched on that scale. The pure objectives (0 and 1) have no
+# log-odds: they sit at 1/1024 and 1023/1024, one grid step (a factor of 4 in the odds) beyond
+# 1/256 and 255/256, as the grid's own spacing continues.
+ALPHA_CLIP = 1 / 1024
+
+
 # -- metrics ---------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Metric:
@@ -178,6 +187,23 @@ def held_out_title(column: str) -> str:
         column.removeprefix("final_").removeprefix("best_").removeprefix("held_out_").rsplit("_", 1)
     )
     return f"{name.upper()} {'ELBO' if kind == 'elbo' else 'loss'}"
+
+
+def metric_names(
+    objectives: Sequence[ObjectiveColumns], modes: Sequence[str], tasks: Sequence[str]
+) -> tuple[str, ...]:
+    """Every metric a run of this objective pair, scored in these modes on these tasks (their
+    names: a file task by its stem), can be fitted on: its held-out `final_`/`best_` values and
+    `score_<mode>`, `score_<mode>_per_token` and `score_<mode>:<task>`."""
+    held_out = tuple(
+        c for c in summary_metric_columns(objectives) if not c.endswith("_stderr")
+    )
+    scores = tuple(
+        name
+        for mode in (modes if tasks else ())
+        for name in (f"score_{mode}", f"score_{mode}_per_token", *(f"score_{mode}:{t}" for t in tasks))
+    )
+    return held_out + scores
 
 
 def is_loss_metric(column: str) -> bool:

@@ -5,7 +5,7 @@ config, data or input file (nothing was written), 130 interrupted. Every error i
 naming the file or field; `--debug` (or DUALSWEEP_DEBUG=1) adds the full traceback.
 
 Modules: `parser` (the arguments), `run` (train, evaluate, lm-eval), `prepare`, `sweep` (sweep, plan),
-`fit`, and `checks` (exit codes, output-folder checks). This package re-exports the commands,
+`fit` (fit, suggest), and `checks` (exit codes, output-folder checks). This package re-exports the commands,
 the checks and the exit codes, so `dualsweep.cli.<name>` works as it did when the command
 line was one module; `main` looks each command up here when it runs it, so replacing
 `dualsweep.cli.cmd_plan` (as the fault tests do) replaces what `dualsweep plan` runs.
@@ -19,7 +19,7 @@ import sys
 from collections.abc import Callable
 
 from dualsweep.cli.checks import EXIT_FAILED, EXIT_USAGE, check_run_folder, writable_folder
-from dualsweep.cli.fit import cmd_fit
+from dualsweep.cli.fit import cmd_fit, cmd_suggest
 from dualsweep.cli.parser import build_parser
 from dualsweep.cli.prepare import cmd_prepare
 from dualsweep.cli.run import cmd_evaluate, cmd_lm_eval, cmd_train
@@ -36,6 +36,7 @@ __all__ = [
     "cmd_lm_eval",
     "cmd_plan",
     "cmd_prepare",
+    "cmd_suggest",
     "cmd_sweep",
     "cmd_train",
     "main",
@@ -52,6 +53,7 @@ def _handler(command: str) -> Callable[[argparse.Namespace], int]:
         "evaluate": cmd_evaluate,
         "lm-eval": cmd_lm_eval,
         "fit": cmd_fit,
+        "suggest": cmd_suggest,
         "plan": cmd_plan,
     }[command]
 

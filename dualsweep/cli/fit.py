@@ -1,14 +1,18 @@
-"""The `fit` command: a sweep's GP surface for one metric, and the best alpha per R.
+"""The commands on a sweep's GP surface: `fit` (the surface of one metric and the best
+alpha per R) and `suggest` (the next points to train, written as a sweep file).
 
-What belongs here: loading a sweep's tables, fitting `analysis.surface` and printing the fit
-and the best-alpha posterior; the analysis package (scikit-learn) is imported inside it.
+What belongs here: loading a sweep's tables, fitting `analysis.surface`, printing the fit and
+the best-alpha posterior, writing the suggested sweep; the analysis package (scikit-learn)
+is imported inside the commands.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+from pathlib import Path
 
-from dualsweep.config import ConfigError
+from dualsweep.config import ConfigError, Point, load_sweep, run_key, sweep_yaml
 
 
 def cmd_fit(args: argparse.Namespace) -> int:
@@ -28,4 +32,71 @@ def cmd_fit(args: argparse.Namespace) -> int:
         f"noise {fit.noise}\nkernel {fit.kernel}\n"
     )
     print(format_best_alpha(best_alpha(fit, sorted(table["repetitions"].unique())), chosen.column))
+    return 0
+
+
+def cmd_suggest(args: argparse.Namespace) -> int:
+    from analysis.data import AnalysisError, metric, trial_table
+    from analysis.suggest import suggest
+    from analysis.surface import best_alpha, fit_surface
+    from analysis.tables import format_best_alpha
+    from dualsweep.cli.checks import writable_folder
+    from dualsweep.results import ResultsError, load, sweep_dir
+
+    sweep = load_sweep(args.sweep_file)
+    out = Path(args.out)
+    writable_folder(out.parent if str(out.parent) else Path("."), "--out")
+    column = args.metric or (sweep.search.metric if sweep.search else "final_held_out_ar_loss")
+    tables = sweep_dir(sweep.name, args.results)
+    try:
+        results = load(sweep.name, args.results)
+        table = trial_table(results, current_only=False)
+        keys = {run_key(c) for c in sweep.trials()}
+        missing = keys - set(table["run_key"])
+        if missing:
+            raise AnalysisError(
+                f"{args.sweep_file}: {len(missing)} of its {len(keys)} trials have no finished row "
+                f"in {tables}/runs.parquet; run `dualsweep sweep {args.sweep_file}` first"
+            )
+        if sweep.search:  # and the alphas its search trained
+            runs = results.runs
+            keys |= set(runs.loc[runs["in_sweep"].fillna(False).astype(bool), "run_key"])
+        table = table[table["run_key"].isin(keys)].reset_index(drop=True)
+        chosen = metric(table, column)
+        fit = fit_surface(table, chosen, noise=args.noise)
+    except (FileNotFoundError, AnalysisError, ResultsError) as e:
+        raise ConfigError(str(e)) from None
+    repetitions = sorted(int(r) for r in table["repetitions"].unique())
+    print(
+        f"{chosen.column} over {len(table)} finished runs of {sweep.name}: R^2 {fit.r2:.4f}, "
+        f"leave-one-out RMSE {fit.loo_rmse:.4g}\n"
+    )
+    print(format_best_alpha(best_alpha(fit, repetitions, seed=args.seed), chosen.column))
+    trained = set(zip(table["alpha"].astype(float), table["repetitions"].astype(int), strict=True))
+    picks = suggest(fit, repetitions, args.budget, trained=trained, seed=args.seed)
+    listed = set(sweep.points)
+    new = {}
+    for i, pick in enumerate(picks, 1):
+        point = Point(alpha=float(f"{pick.alpha:.6g}"), repetitions=pick.repetitions)
+        if point not in listed and point not in new:
+            new[point] = (
+                f"suggested {i}/{len(picks)}: summed 90% width {pick.width_before:.2f} -> "
+                f"{pick.expected_width:.2f} expected (log-odds)"
+            )
+    suggested = dataclasses.replace(sweep, points=sweep.points + tuple(new))
+    header = (
+        f"Written by `dualsweep suggest {args.sweep_file} --budget {args.budget}` from "
+        f"{len(table)} finished runs in {tables} ({chosen.column}, GP noise {fit.noise}).\n"
+        "The points marked `suggested` are where the GP posterior expects a run to narrow the\n"
+        "best alpha's 90% intervals most. `dualsweep sweep` on this file trains them under the\n"
+        "same sweep name, so they join the sweep's tables (its finished trials are kept)."
+    )
+    tmp = out.with_name(f".{out.name}.tmp")
+    tmp.write_text(sweep_yaml(suggested, header=header, notes=new))
+    load_sweep(tmp)  # what plan and sweep will read
+    tmp.replace(out)
+    print(f"\nsuggested {len(new)} points (in order):")
+    for point, note in new.items():
+        print(f"  alpha={point.alpha:<10g} R={point.repetitions:<4} {note.split(': ', 1)[1]}")
+    print(f"written: {out} ({len(suggested.points)} points)")
     return 0

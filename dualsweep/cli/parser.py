@@ -174,6 +174,31 @@ def build_parser() -> argparse.ArgumentParser:
     )
     fit.add_argument("--results", default="results", help="root of the results tables")
 
+    suggest = commands.add_parser(
+        "suggest",
+        help="propose the next points of a finished sweep: where the GP expects a run to "
+        "narrow the best alpha's 90%% intervals most",
+        description="Fits the sweep's GP surface (as `fit`) on its finished trials and picks "
+        "--budget (alpha, R) points at its trained R, one at a time, each where observing the "
+        "metric is expected to shrink the summed 90%% interval width (log-odds) of the best "
+        "alpha the most. Writes --out: the sweep (same name, its base in full, every point) "
+        "plus the suggestions, for `dualsweep plan` and `dualsweep sweep`; the new trials join "
+        "the sweep's tables. Comments of the original file are not kept.",
+    )
+    suggest.add_argument("sweep_file", help="a sweep file whose trials have finished")
+    suggest.add_argument("--budget", type=_count, required=True, help="points to propose")
+    suggest.add_argument("--out", required=True, help="the sweep file to write")
+    suggest.add_argument(
+        "--metric",
+        help="the metric whose best alpha to pin down (default: the sweep's search metric, "
+        "else final_held_out_ar_loss)",
+    )
+    suggest.add_argument(
+        "--noise", default="white", choices=["white", "stderr", "auto"], help="as for `fit`"
+    )
+    suggest.add_argument("--seed", type=int, default=0, help="seed of the posterior samples")
+    suggest.add_argument("--results", default="results", help="root of the results tables")
+
     plan = commands.add_parser(
         "plan", help="print a sweep's trials, tokens and compute without launching anything"
     )

@@ -9,6 +9,7 @@ from dualsweep.config.loading import (
     parse_override,
     read_yaml,
     run_config_from_dict,
+    sweep_yaml,
 )
 from dualsweep.config.run import (
     BUILTIN_TASKS,
@@ -26,7 +27,7 @@ from dualsweep.config.run import (
     section_of,
     strategy_name,
 )
-from dualsweep.config.sweep import Point, Resources, SweepConfig
+from dualsweep.config.sweep import Point, Resources, SearchConfig, SweepConfig
 
 __all__ = [
     "BUILTIN_TASKS",
@@ -41,6 +42,7 @@ __all__ = [
     "Point",
     "Resources",
     "RunConfig",
+    "SearchConfig",
     "SweepConfig",
     "TrainConfig",
     "apply_overrides",
@@ -56,4 +58,5 @@ __all__ = [
     "section_of",
     "strategy_name",
     "to_plain",
+    "sweep_yaml",
 ]

@@ -106,6 +106,40 @@ def load_sweep(path: str | Path) -> SweepConfig:
     return sweep_from_dict(raw, base)
 
 
+def sweep_yaml(sweep: SweepConfig, *, header: str = "", notes: dict | None = None) -> str:
+    """A sweep file that loads back to `sweep`: the base config in full (so the file stands
+    alone wherever it is written), every point listed, `notes` (Point -> text) as comments
+    on their point's line."""
+    import dataclasses
+
+    from dualsweep.config.fields import to_plain
+
+    def block(mapping: dict) -> str:
+        return yaml.safe_dump(mapping, sort_keys=False, default_flow_style=False, width=100)
+
+    notes = notes or {}
+    lines = [f"# {line}".rstrip() for line in header.strip().splitlines()] if header else []
+    head = {"name": sweep.name}
+    if sweep.description:
+        head["description"] = sweep.description.strip()
+    lines.append(block(head).rstrip())
+    lines.append(block({"base": to_plain(sweep.base)}).rstrip())
+    lines.append("points:")
+    for point in sweep.points:
+        note = f"  # {notes[point]}" if point in notes else ""
+        lines.append(f"  - {{alpha: {point.alpha!r}, repetitions: {point.repetitions}}}{note}")
+    rest = {
+        "seeds": list(sweep.seeds),
+        "resources": dataclasses.asdict(sweep.resources),
+        "max_concurrent_trials": sweep.max_concurrent_trials,
+        "retries": sweep.retries,
+    }
+    if sweep.search:
+        rest["search"] = to_plain(sweep.search)
+    lines.append(block(rest).rstrip())
+    return "\n".join(lines) + "\n"
+
+
 def load_run_config(path: str | Path, overrides: dict[str, Any] | None = None) -> RunConfig:
     """A run config from a run-config file or a sweep file's base, with overrides applied."""
     path = Path(path)

@@ -324,6 +324,11 @@ class EvalConfig(Checked):
                 f"each task must be one of {', '.join(BUILTIN_TASKS)} or a .jsonl file",
             )
 
+    @property
+    def task_names(self) -> tuple[str, ...]:
+        """The tasks as results name them: a file task by its stem."""
+        return tuple(t.rsplit("/", 1)[-1].removesuffix(".jsonl") for t in self.tasks)
+
 
 SECTIONS = {
     "model": ModelConfig,

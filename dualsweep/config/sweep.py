@@ -2,9 +2,11 @@
 
 Points come as a product of lists (`grid`: every cell, or with `design: checkerboard` the
 cells whose alpha and repetition indices have an even sum, half the grid spread evenly over
-it), as an explicit list (`points`), or both (their union). Every trial's run config is
-built and validated when the file is loaded, so a bad point is reported before anything
-launches.
+it), as an explicit list (`points`), or both (their union). A `search` section adds alphas
+chosen as results come in (sweep/search.py): at each of its R, the pure objectives are fixed
+points (anchors) and an Optuna sampler picks `trials_per_repetition` more. Every fixed
+trial's run config is built and validated when the file is loaded, so a bad point is
+reported before anything launches.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from typing import Any
 
 from dualsweep.config.fields import ConfigError, build, coerce, fail, join, parse_float, unknown_key
 from dualsweep.config.run import RunConfig
+from dualsweep.schema import metric_names, pair_columns
 
 TRIAL_DRIVER_CPU = 0.01
 """CPU a data-parallel trial's own process reserves: it only waits for its worker group, and
@@ -52,6 +55,47 @@ class Resources:
         return {"CPU": self.workers * self.cpu + TRIAL_DRIVER_CPU, "GPU": self.workers * self.gpu}
 
 
+SAMPLERS = ("gp", "tpe")
+
+
+@dataclass(frozen=True, kw_only=True)
+class SearchConfig:
+    """Adaptive alphas: at each R, an Optuna sampler over alpha's log-odds (sweep/search.py)."""
+
+    repetitions: tuple[int, ...]
+    """The R searched; at each, alpha 0 and 1 are trained first as anchors."""
+    trials_per_repetition: int
+    """Alphas the sampler chooses at each R, beyond the anchors."""
+    metric: str = "final_held_out_ar_loss"
+    """What the search optimises (a metric of `dualsweep fit`): lower is better for held-out
+    losses, higher for scores."""
+    sampler: str = "gp"
+    """gp: Optuna's GPSampler, a Gaussian process over log-odds with log expected improvement,
+    which uses every result from the anchors on; tpe: the TPESampler (it models little before
+    about ten results, more than a per-R budget usually has)."""
+    seed: int = 0
+    """Seed of each R's sampler (offset by R), for reproducible proposals."""
+
+    def __post_init__(self) -> None:
+        if not self.repetitions:
+            fail("repetitions", list(self.repetitions), "must list at least one R")
+        for i, r in enumerate(self.repetitions):
+            if r < 1:
+                fail(f"repetitions[{i}]", r, "repetitions must be a positive integer")
+        if len(set(self.repetitions)) != len(self.repetitions):
+            fail("repetitions", list(self.repetitions), "lists an R twice")
+        if self.trials_per_repetition < 1:
+            fail("trials_per_repetition", self.trials_per_repetition, "must be >= 1")
+        if self.sampler not in SAMPLERS:
+            fail("sampler", self.sampler, f"must be one of {', '.join(SAMPLERS)}")
+        if not 0 <= self.seed < 2**31:
+            fail("seed", self.seed, "must be in [0, 2^31)")
+
+    @property
+    def lower_is_better(self) -> bool:
+        return not self.metric.startswith("score_")
+
+
 @dataclass(frozen=True)
 class Point:
     alpha: float
@@ -76,9 +120,11 @@ class SweepConfig:
     """Times a failed trial is retried before it is recorded as failed."""
     description: str = ""
     """Why this sweep exists and what its points are."""
+    search: SearchConfig | None = None
+    """Alphas chosen as results come in (its anchors are among `points`); None: fixed points only."""
 
     def trials(self) -> list[RunConfig]:
-        """One run config per (point, seed), in file order."""
+        """One run config per fixed (point, seed), in file order (searched trials come later)."""
         return [
             self.base.replace(alpha=p.alpha, repetitions=p.repetitions, seed=s)
             for p in self.points
@@ -98,6 +144,7 @@ SWEEP_KEYS = (
     "resources",
     "max_concurrent_trials",
     "retries",
+    "search",
 )
 DESIGNS = ("full", "checkerboard")
 
@@ -116,7 +163,8 @@ def sweep_from_dict(raw: dict, base: RunConfig) -> SweepConfig:
     name = coerce(raw["name"], str, "name")
     if not name or any(c in name for c in "/\\ ") or name.startswith("."):
         fail("name", name, "must be a non-empty name without slashes or spaces")
-    points = _points(raw)
+    search = _search(raw, base)
+    points = _points(raw, search)
     seeds = coerce(raw.get("seeds", [base.train.seed]), tuple[int, ...], "seeds")
     if not seeds:
         fail("seeds", seeds, "must list at least one seed")
@@ -140,7 +188,15 @@ def sweep_from_dict(raw: dict, base: RunConfig) -> SweepConfig:
         max_concurrent_trials=max_concurrent,
         retries=retries,
         description=coerce(raw.get("description", ""), str, "description"),
+        search=search,
     )
+    if search and len(seeds) > 1:
+        fail(
+            "seeds",
+            list(seeds),
+            "a sweep with `search` trains one seed (the sampler compares single runs); search "
+            "once per seed in separate sweeps",
+        )
     workers = sweep.resources.workers
     if base.train.batch_size % workers:
         fail(
@@ -161,13 +217,28 @@ def sweep_from_dict(raw: dict, base: RunConfig) -> SweepConfig:
     return sweep
 
 
-def _points(raw: dict) -> tuple[Point, ...]:
-    """The union of `grid` (a product) and `points` (a list), duplicates refused."""
+def _search(raw: dict, base: RunConfig) -> SearchConfig | None:
+    if "search" not in raw:
+        return None
+    search = build(SearchConfig, raw["search"], "search")
+    choices = metric_names(
+        pair_columns(base.objective.objectives),
+        base.evaluation.modes,
+        base.evaluation.task_names,
+    )
+    if search.metric not in choices:
+        fail("search.metric", search.metric, f"must be one of {', '.join(choices)}")
+    return search
+
+
+def _points(raw: dict, search: SearchConfig | None = None) -> tuple[Point, ...]:
+    """The union of `grid` (a product), `points` (a list) and the search's anchors (alpha 0
+    and 1 at each searched R, unless listed already); duplicates in the file refused."""
     if "design" in raw and "grid" not in raw:
         fail("design", raw["design"], "applies to a `grid`, and this sweep has none")
-    if "grid" not in raw and "points" not in raw:
+    if "grid" not in raw and "points" not in raw and search is None:
         raise ConfigError(
-            "points: a sweep needs `grid` (lists of alpha and repetitions) or `points`"
+            "points: a sweep needs `grid` (lists of alpha and repetitions), `points` or `search`"
         )
     listed: list[tuple[str, Point]] = []
     if "grid" in raw:
@@ -205,6 +276,9 @@ def _points(raw: dict) -> tuple[Point, ...]:
         if point in seen:
             fail(where, (point.alpha, point.repetitions), f"is listed twice (also {seen[point]})")
         seen[point] = where
+    for r in search.repetitions if search else ():
+        for alpha in (0.0, 1.0):
+            seen.setdefault(Point(alpha=alpha, repetitions=r), "search anchor")
     return tuple(seen)
 
 

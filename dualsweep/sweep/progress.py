@@ -23,7 +23,7 @@ class SweepProgress(tune.Callback):
     def __init__(
         self,
         name: str,
-        to_run: dict,
+        to_run: int,
         already_finished: int,
         *,
         on_trial_end: Callable[[str], None],
@@ -31,8 +31,7 @@ class SweepProgress(tune.Callback):
         heartbeat_s: float = 30.0,
     ):
         self.name = name
-        self.configs = to_run  # run_key -> RunConfig of the trials launched
-        self.to_run = len(to_run)
+        self.to_run = to_run  # trials this run launches
         self.already_finished = already_finished
         self.on_trial_end = on_trial_end
         self.log = log
@@ -45,9 +44,10 @@ class SweepProgress(tune.Callback):
         self.failed = 0
         self.retries = 0
         self.ended: set[str] = set()  # keys of the trials Tune finished or gave up on
+        self.launched: list[str] = []  # keys of the trials Tune started, in order
 
     def _key(self, trial) -> str:
-        return trial.config["run_key"]
+        return trial.config["trial"]["run_key"]
 
     def status_line(self, event: str = "") -> str:
         ended = self.finished + self.failed
@@ -73,6 +73,8 @@ class SweepProgress(tune.Callback):
         self.log(self.status_line(event))
 
     def on_trial_start(self, iteration, trials, trial, **info):
+        if self._key(trial) not in self.launched:
+            self.launched.append(self._key(trial))
         self.running[self._key(trial)] = time.monotonic()
         self._print(f"started {self._describe(trial)}")
 
@@ -119,8 +121,5 @@ class SweepProgress(tune.Callback):
             self._print()
 
     def _describe(self, trial) -> str:
-        config = self.configs[self._key(trial)]
-        return (
-            f"alpha={config.objective.alpha:g} R={config.data.repetitions} "
-            f"seed={config.train.seed} ({self._key(trial)})"
-        )
+        t = trial.config["trial"]
+        return f"alpha={t['alpha']:g} R={t['repetitions']} seed={t['seed']} ({t['run_key']})"

@@ -5,6 +5,10 @@ launches only the trials without a finished row: after a crash, a Ctrl-C or a `k
 of the driver, re-running the same command finishes the sweep, never re-training a
 finished trial and resuming interrupted ones from their checkpoints. Tune's own experiment
 state is not used for this (it is snapshotted only every few seconds); the trial folders are.
+
+A sweep with `search` runs in two phases: its fixed trials (the anchors, any points, and
+proposals a killed driver left unfinished), then the Optuna search for the rest of each R's
+budget (sweep/search.py), its studies first told what the tables hold.
 """
 
 from __future__ import annotations
@@ -12,17 +16,20 @@ from __future__ import annotations
 import contextlib
 import datetime
 import logging
+import math
 import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import pandas as pd
+
 from dualsweep.config import SweepConfig, run_key, to_plain
 from dualsweep.config.sweep import TRIAL_DRIVER_CPU
 from dualsweep.paths import exclusive_lock
 from dualsweep.results import sweep_dir
-from dualsweep.schema import RESULTS_ROOT
+from dualsweep.schema import EVALS_TABLE, RESULTS_ROOT, RUNS_TABLE
 from dualsweep.sweep.storage import TrialStorage
 from dualsweep.sweep.trials import collect, complete_keys, mark_current, record_failure
 
@@ -131,15 +138,15 @@ def _check_resources(sweep: SweepConfig, address: str | None, log) -> None:
     log(f"warning: {message}; trials wait until the cluster grows")
 
 
-def _groups_that_fit(sweep: SweepConfig) -> int | None:
-    """How many data-parallel trials the cluster holds at once (None: Tune's own limit).
+def _trials_that_fit(sweep: SweepConfig) -> int:
+    """How many trials the cluster holds at once.
 
-    A data-parallel trial's process reserves almost nothing, so without a limit Tune would
-    start every trial at once, all but a few waiting for their worker groups."""
+    The limit where Tune's own (what is free now) is not enough: a data-parallel trial's
+    process reserves almost nothing, so Tune would start every trial at once, all but a few
+    waiting for their worker groups; and a searcher asked for every trial at once would
+    propose them all before any result came back."""
     import ray
 
-    if sweep.resources.workers == 1:
-        return None
     total, need = ray.cluster_resources(), sweep.resources.per_trial()
     fits = [total.get(r, 0) // need[r] for r in need if need[r] > 0]
     return max(1, int(min(fits)))
@@ -158,9 +165,11 @@ def run_sweep(
     (`<table>.parquet.replaced`) and write them again from the trial folders."""
     started = time.monotonic()
     configs = {run_key(c): c for c in sweep.trials()}
+    fixed = set(configs)
     results_dir = sweep_dir(sweep.name, results_root)
     trials = TrialStorage(storage, sweep.name)
     results_dir.mkdir(parents=True, exist_ok=True)
+    launched = 0
     with _sweep_lock(results_dir):
         for stale in results_dir.glob(".*.parquet.tmp*"):  # a write killed halfway
             stale.unlink(missing_ok=True)
@@ -168,18 +177,33 @@ def run_sweep(
             for table in results_dir.glob("*.parquet"):
                 table.replace(table.with_name(f"{table.name}.replaced"))
             log(f"[{sweep.name}] tables set aside (*.parquet.replaced); rebuilding them")
+        studies = {}
+        if sweep.search:
+            from dualsweep.sweep.search import open_studies
+
+            studies = open_studies(sweep, results_dir)
+            for study in studies.values():  # every proposal so far: collected, finished, told
+                configs.update(study.proposals(sweep.base))
         collect(trials, results_dir, configs)  # what a killed driver left behind
         done_before = complete_keys(results_dir) & set(configs)
         pending = [key for key in configs if key not in done_before]
+        what = "fixed trials" if sweep.search else "trials"
         log(
-            f"[{sweep.name}] {len(configs)} trials: {len(done_before)} already finished, "
+            f"[{sweep.name}] {len(configs)} {what}: {len(done_before)} already finished, "
             f"{len(pending)} to run; trial folders in {trials.uri or trials.root}, tables in {results_dir}"
         )
         not_ended = []
         if pending:
             not_ended = _tune(
-                sweep, configs, pending, trials, results_dir, address, len(done_before), log
+                sweep, configs, trials, results_dir, address, log,
+                pending=pending, done_before=len(done_before),
+            )  # fmt: skip
+            launched += len(pending)
+        if sweep.search and not not_ended:
+            searched, not_ended = _search(
+                sweep, studies, fixed, configs, trials, results_dir, address, log
             )
+            launched += searched
         collect(trials, results_dir, configs)
         mark_current(results_dir, configs)
         finished = complete_keys(results_dir) & set(configs)
@@ -188,13 +212,14 @@ def run_sweep(
         raise SweepInterrupted(
             f"sweep {sweep.name} interrupted with {len(finished)}/{len(configs)} trials finished; "
             f"run the same command again to finish the other {len(failed)} (finished trials are "
-            "kept, stopped ones resume from their last checkpoint)"
+            "kept, stopped ones resume from their last checkpoint"
+            + (", the search where it stopped)" if sweep.search else ")")
         )
     outcome = SweepOutcome(
         trials=len(configs),
         finished=len(finished),
         failed=failed,
-        launched=len(pending),
+        launched=launched,
         wall_time_s=time.monotonic() - started,
         results_dir=results_dir,
     )
@@ -205,15 +230,86 @@ def run_sweep(
     return outcome
 
 
+def _metric_values(results_dir: Path, metric: str) -> tuple[pd.DataFrame, Callable[[str], float]]:
+    """runs.parquet, and the metric of one of its finished runs by run key (NaN if none)."""
+    from dualsweep.results import metric_value, read_table
+
+    runs_path, evals_path = results_dir / RUNS_TABLE, results_dir / EVALS_TABLE
+    runs = read_table(runs_path) if runs_path.is_file() else pd.DataFrame()
+    evals = read_table(evals_path) if evals_path.is_file() else pd.DataFrame()
+    by_key = runs.set_index("run_key") if len(runs) else runs
+
+    def value(key: str) -> float:
+        if key not in by_key.index:
+            return math.nan
+        rows = evals[evals["run_key"] == key] if len(evals) else evals
+        return metric_value(by_key.loc[key], rows, metric)
+
+    return runs, value
+
+
+def _search(
+    sweep, studies, fixed, configs, trials, results_dir, address, log
+) -> tuple[int, list[str]]:
+    """The search phase: tell the studies what the tables hold, then propose and train the
+    rest of each R's budget. Returns the trials launched and those Tune did not end."""
+    from dualsweep.sweep.search import best_trials, searched_counts, sync_studies, trial_params
+
+    search = sweep.search
+    runs, value = _metric_values(results_dir, search.metric)
+    sync_studies(studies, sweep.base, fixed, runs, value, log)
+    spent = searched_counts(studies, sweep.base, fixed)
+    finished = runs[runs["status"] == "finished"] if len(runs) else runs
+    known = {key: v for key in finished.get("run_key", []) if not math.isnan(v := value(key))}
+    remaining = {r: max(0, search.trials_per_repetition - n) for r, n in spent.items()}
+    log(
+        f"[{sweep.name}] search ({search.sampler}, {search.metric}): "
+        + ", ".join(f"R={r} {spent[r]}/{search.trials_per_repetition}" for r in studies)
+        + f"; {sum(remaining.values())} to propose"
+    )
+    launched: list[str] = []
+    not_ended: list[str] = []
+    if sum(remaining.values()):
+
+        def new_trial(r: int, alpha: float) -> dict:
+            config = sweep.base.replace(alpha=alpha, repetitions=r)
+            params = trial_params(config)
+            configs.setdefault(params["run_key"], config)
+            launched.append(params["run_key"])
+            return params
+
+        not_ended = _tune(
+            sweep, configs, trials, results_dir, address, log,
+            search=(studies, remaining, known, new_trial), done_before=len(complete_keys(results_dir) & set(configs)),
+        )  # fmt: skip
+    best = best_trials(studies)
+    log(
+        f"[{sweep.name}] best so far: "
+        + ", ".join(f"R={r} alpha={a:.4g} ({v:.4g})" for r, (a, v) in sorted(best.items()))
+    )
+    return len(launched), not_ended
+
+
 def _tune(
-    sweep, configs, pending, trials: TrialStorage, results_dir, address, done_before, log
+    sweep,
+    configs,
+    trials: TrialStorage,
+    results_dir,
+    address,
+    log,
+    *,
+    done_before: int,
+    pending: list[str] | None = None,
+    search=None,
 ) -> list[str]:
-    """Run the pending trials on Tune; return the keys of those it did not end (stopped)."""
+    """Run trials on Tune: the `pending` keys, or those the `search` (studies, remaining
+    budget per R, new_trial) proposes. Return the keys of those it did not end (stopped)."""
     _ray_environment(address)
     from ray import tune
     from ray.tune.logger import JsonLoggerCallback
 
     from dualsweep.sweep.progress import SweepProgress
+    from dualsweep.sweep.search import make_searcher, quiet_optuna_logs, trial_params
     from dualsweep.sweep.trainable import run_trial
 
     hints = _DropTuneHints()
@@ -223,21 +319,39 @@ def _tune(
     try:
         _check_resources(sweep, address, log)
         resources = sweep.resources
+        metric = sweep.search.metric if sweep.search else None
         trainable = tune.with_resources(
             tune.with_parameters(
                 run_trial,
-                trials={key: to_plain(configs[key]) for key in pending},
+                base=to_plain(sweep.base),
                 storage=trials,
                 resources=resources,
+                metric=metric,
             ),
             # A data-parallel trial's process only waits: its workers reserve their own.
             {"cpu": resources.cpu, "gpu": resources.gpu}
             if resources.workers == 1
             else {"cpu": TRIAL_DRIVER_CPU},
         )
+        if search is None:
+            to_run = len(pending)
+            space = {"trial": tune.grid_search([trial_params(configs[k]) for k in pending])}
+            searcher, samples = None, 1
+            concurrency = sweep.max_concurrent_trials or (
+                _trials_that_fit(sweep) if resources.workers > 1 else None
+            )
+        else:
+            studies, remaining, known, new_trial = search
+            quiet_optuna_logs()
+            to_run = samples = sum(remaining.values())
+            space = {}
+            searcher = make_searcher(
+                studies, remaining, sweep.search, metric, sweep.base, known, new_trial, log
+            )
+            concurrency = sweep.max_concurrent_trials or _trials_that_fit(sweep)
         progress = SweepProgress(
             sweep.name,
-            {key: configs[key] for key in pending},
+            to_run,
             done_before,
             on_trial_end=lambda key: collect(trials, results_dir, {key: configs[key]}),
             log=log,
@@ -245,14 +359,16 @@ def _tune(
         stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
         tuner = tune.Tuner(
             trainable,
-            param_space={"run_key": tune.grid_search(pending)},
+            param_space=space,
             tune_config=tune.TuneConfig(
-                max_concurrent_trials=sweep.max_concurrent_trials or _groups_that_fit(sweep),
+                search_alg=searcher,
+                num_samples=samples,
+                max_concurrent_trials=concurrency,
                 reuse_actors=True,  # a fresh actor pays the torch + Lightning import per trial
-                trial_dirname_creator=lambda trial: trial.config["run_key"],
+                trial_dirname_creator=lambda trial: trial.config["trial"]["run_key"],
             ),
             run_config=tune.RunConfig(
-                name=f"{sweep.name}-{stamp}",
+                name=f"{sweep.name}-{'search-' if search else ''}{stamp}",
                 storage_path=trials.tune_storage,
                 failure_config=tune.FailureConfig(max_failures=sweep.retries),
                 callbacks=[progress, JsonLoggerCallback()],
@@ -263,13 +379,14 @@ def _tune(
         for result in grid:
             if result.error is not None:
                 # A trial whose actor never started has no config: its folder is its key.
-                key = result.config["run_key"] if result.config else Path(result.path).name
+                key = result.config["trial"]["run_key"] if result.config else Path(result.path).name
                 if key not in configs:
                     continue
                 # Tune's error text ends with the trial's own "Type: message" line.
                 lines = str(result.error).strip().splitlines() or [type(result.error).__name__]
                 record_failure(configs[key], trials, key, lines[-1])
-        return [key for key in pending if key not in progress.ended]
+        started_keys = pending if search is None else progress.launched
+        return [key for key in started_keys if key not in progress.ended]
     finally:
         for name in ("ray.tune.tune", "ray.tune.analysis.experiment_analysis"):
             logging.getLogger(name).removeFilter(hints)

@@ -17,8 +17,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from dualsweep.config import ConfigError, Resources, run_config_from_dict
-from dualsweep.schema import EVAL_ERROR_FILE, TRAIN_LOG_FILE
+from dualsweep.config import ConfigError, Resources, run_config_from_dict, run_key
+from dualsweep.schema import EVAL_ERROR_FILE, EVALS_FILE, SUMMARY_FILE, TRAIN_LOG_FILE
 from dualsweep.sweep.storage import TrialStorage
 from dualsweep.sweep.trials import (
     evaluated,
@@ -58,14 +58,28 @@ def _push_checkpoints(storage: TrialStorage, key: str):
 
 
 def run_trial(
-    params: dict, *, trials: dict[str, dict], storage: TrialStorage, resources: Resources
+    params: dict,
+    *,
+    base: dict,
+    storage: TrialStorage,
+    resources: Resources,
+    metric: str | None = None,
 ) -> None:
-    """Train the trial unless it finished, evaluate it unless it was, and report to Tune."""
+    """Train the trial unless it finished, evaluate it unless it was, and report to Tune
+    (with the value of `metric`, for a search, where the trial has one)."""
     from ray import tune
 
-    key = params["run_key"]
+    trial = params["trial"]
+    key = trial["run_key"]
+    config = run_config_from_dict(base).replace(
+        alpha=trial["alpha"], repetitions=trial["repetitions"], seed=trial["seed"]
+    )
+    if run_key(config) != key:  # a driver and a worker running different code versions
+        raise ConfigError(
+            f"trial {key}: this worker builds run key {run_key(config)} from the same point; "
+            "install the driver's dualsweep version on every node"
+        )
     report = {"status": "finished"}
-    config = run_config_from_dict(trials[key])
     trial_dir = storage.trial_dir(key)
     trial_dir.mkdir(parents=True, exist_ok=True)
     with trial_lock(trial_dir):
@@ -100,7 +114,19 @@ def run_trial(
                 report = {"status": "failed", "error": error}
             finally:
                 storage.push(key)
+    if metric and report["status"] == "finished":
+        report[metric] = _metric_value(trial_dir, metric)
     tune.report(report)
+
+
+def _metric_value(trial_dir: Path, metric: str) -> float:
+    import pandas as pd
+
+    from dualsweep.results import metric_value
+
+    summary = pd.read_parquet(trial_dir / SUMMARY_FILE).iloc[0]
+    evals = trial_dir / EVALS_FILE
+    return metric_value(summary, pd.read_parquet(evals) if evals.is_file() else pd.DataFrame(), metric)
 
 
 def _threads(resources: Resources) -> int:

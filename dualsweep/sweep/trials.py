@@ -118,8 +118,7 @@ def mark_current(results_dir: Path, keys) -> None:
 
 def expected_evals(evaluation: EvalConfig) -> set[tuple[str, str]]:
     """The (task, mode) pairs a complete evaluation has."""
-    names = [Path(t).stem if t.endswith(".jsonl") else t for t in evaluation.tasks]
-    return {(task, mode) for task in names for mode in evaluation.modes}
+    return {(task, mode) for task in evaluation.task_names for mode in evaluation.modes}
 
 
 def evaluated(trial_dir: Path, evaluation: EvalConfig) -> bool:

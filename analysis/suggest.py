@@ -1,0 +1,149 @@
+"""Where to train next: the (alpha, R) points that most narrow the best-alpha intervals.
+
+From a fitted surface (`analysis.surface`), the posterior of the best alpha at each R is a
+set of sampled surfaces' optima. A candidate point helps in so far as observing the metric
+there would narrow those optima's 90% intervals. That is estimated without refitting:
+
+- Sample the noise-free surface jointly at every R on a dense alpha grid (the candidates are
+  points of that grid).
+- Observing y at candidate j with noise variance s2 moves each sample f to
+  f + (y - f_j - e) k_j / (k_jj + s2), where k_j is column j of the posterior covariance and
+  e ~ N(0, s2) (Matheron's rule). That is an exact sample of the posterior updated with y,
+  kernel hyperparameters fixed.
+- The expected interval width after the observation is averaged over five equal-mass
+  fantasies of y (the predictive distribution's 10th, 30th, ..., 90th percentiles).
+- The score of j is the summed width over R now minus that expectation. Widths are in
+  log-odds, the scale of the alpha grid, where 0.9 to 0.99 is as wide as 0.5 to 0.9.
+
+A batch is built greedily. After each pick the samples and covariance are conditioned on
+observing the posterior mean there ("kriging believer": the mean stays, the uncertainty
+shrinks), so the next pick goes where the first leaves the most doubt, not beside it.
+Candidates are the trained R only. New R values would need the surface to extrapolate,
+and the study's question is asked at the trained R.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from analysis.surface import SurfaceFit, dense_alphas, inputs, logit_alpha
+
+FANTASY_QUANTILES = np.array([-1.2816, -0.5244, 0.0, 0.5244, 1.2816])
+"""Standard-normal 10th, 30th, 50th, 70th and 90th percentiles: five equal-mass fantasies."""
+
+
+@dataclass(frozen=True)
+class Suggestion:
+    alpha: float
+    repetitions: int
+    width_before: float
+    """Summed 90% interval width of the best alpha over R (log-odds) before this pick."""
+    expected_width: float
+    """The same, expected after observing this point (and the picks before it)."""
+
+    @property
+    def reduction(self) -> float:
+        return self.width_before - self.expected_width
+
+
+def interval_widths(best: np.ndarray, alphas: np.ndarray) -> np.ndarray:
+    """Per R, the 90% interval width (log-odds) of best-alpha indices `best` (R, samples)."""
+    z = logit_alpha(alphas)[best]
+    return np.quantile(z, 0.95, axis=-1) - np.quantile(z, 0.05, axis=-1)
+
+
+class _Posterior:
+    """Joint samples of the noise-free surface on every (R, dense alpha) point."""
+
+    def __init__(self, fit: SurfaceFit, repetitions, alphas, samples: int, seed: int):
+        self.alphas = alphas
+        self.n_r, self.n_a = len(repetitions), len(alphas)
+        X = np.vstack([inputs(np.full(self.n_a, r), alphas) for r in repetitions])
+        self.mean, self.cov = fit.latent.predict(X, return_cov=True)
+        self.noise = fit.noise_variance
+        self.rng = np.random.default_rng(seed)
+        jitter = 1e-9 * np.mean(np.diag(self.cov))
+        chol = np.linalg.cholesky(self.cov + jitter * np.eye(len(X)))
+        self.draws = self.mean + self.rng.standard_normal((samples, len(X))) @ chol.T
+        self.sign = 1.0 if fit.metric.lower_is_better else -1.0
+
+    def best(self, draws: np.ndarray) -> np.ndarray:
+        """The best-alpha index of each sample at each R: (R, samples)."""
+        per_r = self.sign * draws.reshape(len(draws), self.n_r, self.n_a)
+        return np.argmin(per_r, axis=2).T
+
+    def width(self, draws: np.ndarray) -> float:
+        return float(interval_widths(self.best(draws), self.alphas).sum())
+
+    def _moved(self, j: int, value: np.ndarray, noise: np.ndarray) -> np.ndarray:
+        gain = self.cov[:, j] / (self.cov[j, j] + self.noise)
+        return self.draws + (value - self.draws[:, j] - noise)[:, None] * gain[None, :]
+
+    def expected_width(self, j: int) -> float:
+        noise = self.rng.normal(0.0, np.sqrt(self.noise), len(self.draws))
+        spread = np.sqrt(self.cov[j, j] + self.noise)
+        fantasies = self.mean[j] + FANTASY_QUANTILES * spread
+        return float(np.mean([self.width(self._moved(j, y, noise)) for y in fantasies]))
+
+    def believe(self, j: int) -> None:
+        """Condition on observing the posterior mean at j: the believer's update."""
+        noise = self.rng.normal(0.0, np.sqrt(self.noise), len(self.draws))
+        self.draws = self._moved(j, self.mean[j], noise)
+        k = self.cov[:, j].copy()
+        self.cov = self.cov - np.outer(k, k) / (k[j] + self.noise)
+
+
+def suggest(
+    fit: SurfaceFit,
+    repetitions,
+    budget: int,
+    *,
+    trained: set[tuple[float, int]] = frozenset(),
+    alphas: np.ndarray | None = None,
+    candidate_step: int = 4,
+    samples: int = 1000,
+    seed: int = 0,
+) -> list[Suggestion]:
+    """`budget` points, in order, that most narrow the best-alpha 90% intervals at `repetitions`.
+
+    Candidates are every `candidate_step`-th point of the dense alpha grid (both pure
+    objectives included) at each R, less the `trained` (alpha, R) points and the picks.
+    """
+    alphas = dense_alphas(101) if alphas is None else np.asarray(alphas, dtype=float)
+    repetitions = [int(r) for r in repetitions]
+    posterior = _Posterior(fit, repetitions, alphas, samples, seed)
+    on_grid = sorted({*range(0, len(alphas), candidate_step), len(alphas) - 1})
+    candidates = [
+        i * len(alphas) + a
+        for i, r in enumerate(repetitions)
+        for a in on_grid
+        if not any(abs(alphas[a] - ta) < 1e-9 and r == tr for ta, tr in trained)
+    ]
+    picks: list[Suggestion] = []
+    for _ in range(min(budget, len(candidates))):
+        before = posterior.width(posterior.draws)
+        expected = {j: posterior.expected_width(j) for j in candidates}
+        j = min(candidates, key=lambda c: (expected[c], c))
+        candidates.remove(j)
+        r, a = divmod(j, len(alphas))
+        picks.append(Suggestion(float(alphas[a]), repetitions[r], before, expected[j]))
+        posterior.believe(j)
+    return picks
+
+
+def suggestions_table(picks: list[Suggestion]) -> pd.DataFrame:
+    return pd.DataFrame(
+        [
+            {
+                "alpha": p.alpha,
+                "repetitions": p.repetitions,
+                "width_before": p.width_before,
+                "expected_width": p.expected_width,
+                "expected_reduction": p.reduction,
+            }
+            for p in picks
+        ]
+    )
