@@ -20,6 +20,12 @@ observing the posterior mean there ("kriging believer": the mean stays, the unce
 shrinks), so the next pick goes where the first leaves the most doubt, not beside it.
 Candidates are the trained R only. New R values would need the surface to extrapolate,
 and the study's question is asked at the trained R.
+
+With fewer than MIN_ALPHAS distinct alphas trained (the pure objectives alone, say), the fit
+cannot tell how the metric varies with alpha: its alpha length scale goes to its lower
+bound, every interior alpha looks equally unknown, and the widths above do not move. Such a
+design gets space-filling points instead: each as far in log-odds from the trained (and
+already picked) alphas of its R as the candidates allow, the R with the fewest runs first.
 """
 
 from __future__ import annotations
@@ -33,6 +39,8 @@ from analysis.surface import SurfaceFit, dense_alphas, inputs, logit_alpha
 
 FANTASY_QUANTILES = np.array([-1.2816, -0.5244, 0.0, 0.5244, 1.2816])
 """Standard-normal 10th, 30th, 50th, 70th and 90th percentiles: five equal-mass fantasies."""
+MIN_ALPHAS = 3
+"""Distinct alphas a design needs before its fit says how the metric varies with alpha."""
 
 
 @dataclass(frozen=True)
@@ -42,7 +50,12 @@ class Suggestion:
     width_before: float
     """Summed 90% interval width of the best alpha over R (log-odds) before this pick."""
     expected_width: float
-    """The same, expected after observing this point (and the picks before it)."""
+    """The same, expected after observing this point (and the picks before it); NaN for a
+    space-filling pick."""
+
+    @property
+    def space_filling(self) -> bool:
+        return bool(np.isnan(self.expected_width))
 
     @property
     def reduction(self) -> float:
@@ -103,7 +116,7 @@ def suggest(
     *,
     trained: set[tuple[float, int]] = frozenset(),
     alphas: np.ndarray | None = None,
-    candidate_step: int = 4,
+    candidate_step: int = 5,
     samples: int = 1000,
     seed: int = 0,
 ) -> list[Suggestion]:
@@ -114,7 +127,6 @@ def suggest(
     """
     alphas = dense_alphas(101) if alphas is None else np.asarray(alphas, dtype=float)
     repetitions = [int(r) for r in repetitions]
-    posterior = _Posterior(fit, repetitions, alphas, samples, seed)
     on_grid = sorted({*range(0, len(alphas), candidate_step), len(alphas) - 1})
     candidates = [
         i * len(alphas) + a
@@ -122,6 +134,9 @@ def suggest(
         for a in on_grid
         if not any(abs(alphas[a] - ta) < 1e-9 and r == tr for ta, tr in trained)
     ]
+    if len({float(a) for a, _ in trained}) < MIN_ALPHAS:
+        return _space_filling(repetitions, alphas, candidates, trained, budget)
+    posterior = _Posterior(fit, repetitions, alphas, samples, seed)
     picks: list[Suggestion] = []
     for _ in range(min(budget, len(candidates))):
         before = posterior.width(posterior.draws)
@@ -131,6 +146,26 @@ def suggest(
         r, a = divmod(j, len(alphas))
         picks.append(Suggestion(float(alphas[a]), repetitions[r], before, expected[j]))
         posterior.believe(j)
+    return picks
+
+
+def _space_filling(repetitions, alphas, candidates, trained, budget) -> list[Suggestion]:
+    """Picks as far in log-odds from their R's trained and picked alphas as possible."""
+    logits = logit_alpha(alphas)
+    at_r = {r: [float(logit_alpha(a)) for a, tr in trained if tr == r] for r in repetitions}
+    picks: list[Suggestion] = []
+    for _ in range(min(budget, len(candidates))):
+
+        def spread(j: int) -> tuple:
+            r, a = divmod(j, len(alphas))
+            near = min((abs(logits[a] - z) for z in at_r[repetitions[r]]), default=np.inf)
+            return (-near, len(at_r[repetitions[r]]), j)
+
+        j = min(candidates, key=spread)
+        candidates.remove(j)
+        r, a = divmod(j, len(alphas))
+        at_r[repetitions[r]].append(float(logits[a]))
+        picks.append(Suggestion(float(alphas[a]), repetitions[r], np.nan, np.nan))
     return picks
 
 

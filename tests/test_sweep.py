@@ -494,3 +494,71 @@ def test_a_two_worker_trial_trains_the_one_worker_curve(tmp_path, ray_cluster):
     assert list(one.index) == list(two.index) and len(one) > 4
     for column in ("train_loss", "train_ar_loss", "train_md_loss", "held_out_ar_loss"):
         pd.testing.assert_series_equal(one[column], two[column], rtol=1e-4, check_names=False)
+
+
+def test_a_search_killed_mid_trial_resumes_and_trains_nothing_twice(tmp_path, ray_cluster):
+    # A search sweep, one trial at a time: its driver is killed by SIGKILL while a searched
+    # trial trains; the same command then finishes the search from the stored studies.
+    from dualsweep.sweep.search import open_studies, searched_counts, unfinished_proposals
+
+    raw = yaml.safe_load(SMOKE.read_text())
+    del raw["points"]
+    for section, fields in quick(train={"token_budget": 65536, "checkpoint_interval": 8}).items():
+        raw["base"].setdefault(section, {}).update(fields)
+    raw |= {"name": "search", "max_concurrent_trials": 1}
+    raw["search"] = {"repetitions": [1, 4], "trials_per_repetition": 2}
+    path = tmp_path / "search.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    sweep = load_sweep(path)
+    anchors = {run_key(c) for c in sweep.trials()}
+    storage, results = tmp_path / "runs", tmp_path / "results"
+    folders = storage / "search"
+
+    def searched(name: str) -> set[str]:
+        """Searched trials whose folder holds file `name`."""
+        return {file.parent.name for file in folders.glob(f"*/{name}")} - anchors
+
+    driver = subprocess.Popen(
+        sweep_command(path, storage, results),
+        env={**os.environ, "RAY_ADDRESS": ray_cluster},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        _wait_for(
+            lambda: searched("checkpoint.pt") - searched("summary.parquet"),
+            180,
+            "a searched trial with a checkpoint",
+        )
+    finally:
+        driver.send_signal(signal.SIGKILL)
+        driver.wait()
+    _wait_for(lambda: trials_released(storage, "search"), 60, "the killed driver's workers to end")
+    finished_before = {f.parent.name for f in folders.glob("*/summary.parquet")}
+    interrupted = searched("checkpoint.pt") - searched("summary.parquet")
+    assert anchors <= finished_before and interrupted
+    studies = open_studies(sweep, results / "search")
+    assert set(unfinished_proposals(studies, sweep.base)) == interrupted  # asked, never told
+
+    lines: list[str] = []
+    outcome = run_sweep(
+        sweep, results_root=results, storage=storage, address=ray_cluster, log=lines.append
+    )
+    assert outcome.failed == [], lines
+    studies = open_studies(sweep, results / "search")
+    assert unfinished_proposals(studies, sweep.base) == {}
+    assert searched_counts(studies, sweep.base, anchors) == {1: 2, 4: 2}  # the budget, once
+    runs = load("search", results).runs
+    assert len(runs) == 8 and not runs["run_key"].duplicated().any()
+    assert (runs["status"] == "finished").all() and runs["in_sweep"].all()
+    assert interrupted <= set(runs["run_key"])  # the proposal kept, not asked again
+    for key in finished_before:  # never trained again
+        assert attempts(storage, "search", key) == 1
+    for key in interrupted:  # resumed from its checkpoint
+        assert attempts(storage, "search", key) == 2
+        assert "resuming from step" in (folders / key / "train.log").read_text()
+    curves = load("search", results).curves
+    assert not curves.duplicated(["run_key", "step"]).any()
+    # The studies hold the tables' values: each searched run's metric, as trained.
+    told = {t.value for s in studies.values() for t in s.study.trials if t.value is not None}
+    assert set(runs["final_held_out_ar_loss"].round(9)) <= {round(v, 9) for v in told}

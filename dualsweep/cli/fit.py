@@ -78,11 +78,15 @@ def cmd_suggest(args: argparse.Namespace) -> int:
     new = {}
     for i, pick in enumerate(picks, 1):
         point = Point(alpha=float(f"{pick.alpha:.6g}"), repetitions=pick.repetitions)
-        if point not in listed and point not in new:
-            new[point] = (
-                f"suggested {i}/{len(picks)}: summed 90% width {pick.width_before:.2f} -> "
-                f"{pick.expected_width:.2f} expected (log-odds)"
-            )
+        if point in listed or point in new:
+            continue
+        new[point] = f"suggested {i}/{len(picks)}: " + (
+            "space-filling (fewer than 3 distinct alphas trained: the fit cannot yet say how "
+            "the metric varies with alpha)"
+            if pick.space_filling
+            else f"summed 90% width {pick.width_before:.2f} -> {pick.expected_width:.2f} "
+            "expected (log-odds)"
+        )
     suggested = dataclasses.replace(sweep, points=sweep.points + tuple(new))
     header = (
         f"Written by `dualsweep suggest {args.sweep_file} --budget {args.budget}` from "

@@ -1,0 +1,338 @@
+"""Adaptive designs against the grid: how many models each needs to find the grid's best alpha.
+
+    python -m analysis.adaptive [--results results] [--grid tiny]
+        [--designs tiny-suggest tiny-optuna] [--metric final_held_out_ar_loss]
+
+writes results/<grid>-adaptive/REPORT.md and its figures, from the sweeps' Parquet tables.
+
+The reference is the grid sweep's GP posterior of the best alpha at each of its R. A design's
+runs are taken in the order they finished, the order in which its sampler (or its suggest
+rounds) learnt of them. After each run, the GP is fitted on the runs so far (from 4 on) and
+the best alpha's posterior median at each R is checked against the grid's 90% interval. A
+design has "found the grid's answer" at the first count where every median is inside; the
+report also says whether it stays inside at every later count. Widths are compared on
+log-odds, the scale of the alpha grid, summed over R.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+
+from analysis.claims.formatting import fmt_alpha, table_lines
+from analysis.data import AnalysisError, metric, trial_table
+from analysis.figures import _alpha_axis, _r_axis, save
+from analysis.surface import MIN_POINTS, best_alpha, fit_surface, logit_alpha
+from dualsweep.results import ResultsError, load, sweep_dir
+from dualsweep.schema import RESULTS_ROOT
+
+DESIGN_LABELS = {"tiny-suggest": "suggest rounds", "tiny-optuna": "Optuna search"}
+
+
+@dataclass
+class Design:
+    name: str
+    runs: pd.DataFrame
+    """Finished runs in the order they finished, with their metric and times."""
+    trajectory: pd.DataFrame
+    """One row per run count n: inside (R whose median is in the grid's interval), width."""
+    final: pd.DataFrame
+    """The best-alpha posterior from all its runs."""
+
+    @property
+    def label(self) -> str:
+        return DESIGN_LABELS.get(self.name, self.name)
+
+    @property
+    def needed(self) -> int | None:
+        """The first run count whose medians are all inside the grid's intervals."""
+        met = self.trajectory[self.trajectory["all_inside"]]
+        return int(met["n"].iloc[0]) if len(met) else None
+
+    @property
+    def stays(self) -> bool:
+        """Inside at every count from `needed` on."""
+        needed = self.needed
+        return needed is not None and bool(self.trajectory.loc[self.trajectory["n"] >= needed, "all_inside"].all())
+
+
+def ordered_runs(name: str, root: str | Path, column: str) -> pd.DataFrame:
+    """A sweep's finished runs (its current trials) in the order they finished."""
+    results = load(name, root)
+    table = trial_table(results)
+    times = results.runs.set_index("run_key")[["started_at", "finished_at", "wall_time_s"]]
+    table = table.join(times, on="run_key").dropna(subset=[column])
+    return table.sort_values(["finished_at", "run_key"]).reset_index(drop=True)
+
+
+def widths(summary: pd.DataFrame) -> np.ndarray:
+    """Each R's 90% interval width of the best alpha, on log-odds."""
+    return logit_alpha(summary["alpha_q95"]) - logit_alpha(summary["alpha_q05"])
+
+
+def posterior(runs: pd.DataFrame, column: str, repetitions) -> pd.DataFrame:
+    fit = fit_surface(runs, metric(runs, column))
+    return best_alpha(fit, repetitions)
+
+
+def trajectory(
+    runs: pd.DataFrame, column: str, reference: pd.DataFrame, log=print
+) -> pd.DataFrame:
+    repetitions = reference["repetitions"].to_numpy()
+    low, high = reference["alpha_q05"].to_numpy(), reference["alpha_q95"].to_numpy()
+    rows = []
+    for n in range(MIN_POINTS, len(runs) + 1):
+        try:
+            summary = posterior(runs.iloc[:n], column, repetitions)
+        except AnalysisError:  # too few distinct points yet
+            continue
+        median = summary["alpha_median"].to_numpy()
+        inside = (median >= low - 1e-12) & (median <= high + 1e-12)
+        rows.append(
+            {
+                "n": n,
+                "inside": int(inside.sum()),
+                "all_inside": bool(inside.all()),
+                "summed_width": float(widths(summary).sum()),
+            }
+        )
+        log(f"  {n} runs: {int(inside.sum())}/{len(inside)} R inside, width {rows[-1]['summed_width']:.2f}")
+    return pd.DataFrame(rows)
+
+
+def figure_widths(designs: list[Design], grid_width: float, grid_n: int, directory: Path):
+    fig = Figure(figsize=(6.4, 4.0))
+    ax = fig.subplots()
+    for design, marker in zip(designs, "os", strict=False):
+        t = design.trajectory
+        ax.plot(t["n"], t["summed_width"], marker=marker, markersize=3, label=design.label)
+        met = t[t["all_inside"]]
+        ax.plot(met["n"], met["summed_width"], linestyle="none", marker=marker, markersize=7,
+                markerfacecolor="none", color=ax.lines[-1].get_color())  # fmt: skip
+    ax.axhline(grid_width, color="black", linestyle="--", label=f"grid ({grid_n} runs)")
+    ax.set_xlabel("runs trained (in the order they finished)")
+    ax.set_ylabel("best-alpha 90% interval width,\nsummed over R (log-odds)")
+    ax.set_title("Circled: every R's best-alpha median inside the grid's 90% interval", fontsize=9)
+    ax.legend()
+    return save(fig, directory, "interval_width_by_runs")
+
+
+def figure_points(designs: list[Design], reference: pd.DataFrame, directory: Path):
+    fig = Figure(figsize=(5.0 * len(designs), 4.2))
+    axes = np.atleast_1d(fig.subplots(1, len(designs), sharey=True))
+    x = np.log2(reference["repetitions"])
+    for ax, design in zip(axes, designs, strict=True):
+        ax.fill_between(x, logit_alpha(reference["alpha_q05"]), logit_alpha(reference["alpha_q95"]),
+                        color="0.85", label="grid: best alpha, 90% interval")  # fmt: skip
+        ax.plot(x, logit_alpha(reference["alpha_median"]), color="black", label="grid: median")
+        runs = design.runs
+        points = ax.scatter(np.log2(runs["repetitions"]), logit_alpha(runs["alpha"]),
+                            c=np.arange(len(runs)), cmap="viridis", s=22, zorder=3)  # fmt: skip
+        ax.plot(x, logit_alpha(design.final["alpha_median"]), color="tab:red", linestyle="--",
+                label=f"{design.label}: median ({len(runs)} runs)")  # fmt: skip
+        _r_axis(ax, reference["repetitions"])
+        _alpha_axis(ax)
+        ax.set_title(design.label)
+        ax.legend(fontsize=7, loc="lower left")
+    fig.colorbar(points, ax=list(axes), label="order trained")
+    return save(fig, directory, "design_points")
+
+
+def _interval(row) -> str:
+    return f"{fmt_alpha(row.alpha_median)} [{fmt_alpha(row.alpha_q05)}, {fmt_alpha(row.alpha_q95)}]"
+
+
+def _minutes(runs: pd.DataFrame) -> tuple[float, float]:
+    """Wall time from the first start to the last finish, and the runs' training time summed."""
+    start = pd.to_datetime(runs["started_at"]).min()
+    end = pd.to_datetime(runs["finished_at"]).max()
+    return (end - start).total_seconds() / 60, runs["wall_time_s"].sum() / 60
+
+
+def report(
+    grid_name: str,
+    grid: pd.DataFrame,
+    reference: pd.DataFrame,
+    designs: list[Design],
+    column: str,
+    figures: list[Path],
+    out: Path,
+) -> str:
+    grid_width = float(widths(reference).sum())
+    lines = [
+        f"# Adaptive designs against the `{grid_name}` grid",
+        "",
+        "Written by `analysis/adaptive.py` (`make adaptive`) from the sweeps' Parquet tables; "
+        "regenerate it rather than editing it.",
+        "",
+        f"Question: how many models does each adaptive design need before its GP posterior of the "
+        f"best alpha (`{column}`) agrees with the {len(grid)}-run grid's, and how wide are its "
+        "intervals then?",
+        "",
+        "Rule: a design's runs are taken in the order they finished. After each run the GP "
+        "(the same fit as `dualsweep fit`) is refitted on the runs so far. The design has found "
+        "the grid's answer at the first count where the posterior median of the best alpha at "
+        "every R lies inside the grid's 90% interval. Widths are 90% interval widths on "
+        "log-odds, summed over R.",
+        "",
+        "Designs (same configuration as the grid: model, data, budget, evaluation):",
+        "",
+        "- **suggest rounds** (`tiny-suggest`): the pure objectives at each R, then rounds of "
+        "`dualsweep suggest --budget 6` (the GP of this metric, points that most narrow the "
+        "best-alpha intervals), each round trained before the next is chosen "
+        "(sweeps/tiny-suggest-rounds/).",
+        "- **Optuna search** (`tiny-optuna`): the pure objectives at each R, then Optuna's "
+        "GPSampler choosing up to 6 alphas per R (log-odds) to minimise the metric, two trials "
+        "at a time through Ray Tune (sweeps/tiny-optuna.yaml).",
+        "",
+        "## Models needed",
+        "",
+    ]
+    rows = [[f"grid (`{grid_name}`)", str(len(grid)), str(len(grid)), "–", f"{grid_width:.2f}", "–"]]
+    numbers = {}
+    for d in designs:
+        needed = d.needed
+        at_needed = (
+            d.trajectory.loc[d.trajectory["n"] == needed, "summed_width"].iloc[0]
+            if needed
+            else np.nan
+        )
+        final_width = float(widths(d.final).sum())
+        numbers[d.name] = (needed, final_width)
+        rows.append(
+            [
+                f"{d.label} (`{d.name}`)",
+                str(len(d.runs)),
+                str(needed) if needed else f"not within {len(d.runs)}",
+                ("yes" if d.stays else "no") if needed else "–",
+                f"{final_width:.2f}",
+                f"{at_needed:.2f}" if needed else "–",
+            ]
+        )
+    lines += table_lines(
+        ["design", "runs trained", "runs needed", "inside at every later count",
+         "summed width, all runs", "summed width, at runs needed"],  # fmt: skip
+        rows,
+    )
+    for d in designs:
+        needed, final_width = numbers[d.name]
+        if needed is None:
+            lines.append(
+                f"- {d.label}: **does not find the grid's answer** within its {len(d.runs)} runs "
+                f"(at most {int(d.trajectory['inside'].max())} of {len(reference)} R inside)."
+            )
+            continue
+        saved = len(grid) - needed
+        verb = f"**saves {saved} models**" if saved > 0 else "**does not save models**"
+        lines.append(
+            f"- {d.label}: {verb} against the grid's {len(grid)} ({needed} runs, "
+            f"{100 * needed / len(grid):.0f}% of the grid)"
+            + ("" if d.stays else "; its medians leave the grid's intervals again at a later count")
+            + f". Summed width with all its {len(d.runs)} runs: {final_width:.2f} against the "
+            f"grid's {grid_width:.2f} ({final_width / grid_width:.2f}x)."
+        )
+    lines += [
+        "",
+        "Caveat: where the grid's interval is wide (pure AR is about as good as the best mix at "
+        "low R, so it reaches alpha = 1), lying inside it is easy; the check is strict only where "
+        "the grid pins the best alpha down.",
+        "",
+        "## Best alpha per R with all runs",
+        "",
+    ]
+    header = ["R", f"grid ({len(grid)} runs): median [90%]"]
+    header += [f"{d.label} ({len(d.runs)} runs)" for d in designs]
+    per_r = []
+    for i, ref in enumerate(reference.itertuples()):
+        cells = [f"{ref.repetitions:g}", _interval(ref)]
+        for d in designs:
+            row = d.final.iloc[i]
+            inside = ref.alpha_q05 <= row.alpha_median <= ref.alpha_q95
+            cells.append(_interval(row) + ("" if inside else " (outside)"))
+        per_r.append(cells)
+    lines += table_lines(header, per_r)
+    width_rows = []
+    for i, ref in enumerate(reference.itertuples()):
+        cells = [f"{ref.repetitions:g}", f"{widths(reference)[i]:.2f}"]
+        cells += [f"{widths(d.final)[i]:.2f}" for d in designs]
+        width_rows.append(cells)
+    lines += ["90% interval widths (log-odds):", ""]
+    lines += table_lines(["R", "grid", *[d.label for d in designs]], width_rows)
+
+    lines += ["## Trajectories", ""]
+    for d in designs:
+        t = d.trajectory
+        lines += [f"### {d.label}", ""]
+        lines += table_lines(
+            ["runs", "R inside", "summed width"],
+            [[str(r.n), f"{r.inside}/{len(reference)}", f"{r.summed_width:.2f}"] for r in t.itertuples()],
+        )
+    lines += ["## Checks", ""]
+    for d in designs:
+        shared = d.runs.merge(grid[["run_key", column]], on="run_key", suffixes=("", "_grid"))
+        if len(shared):
+            gap = float((shared[column] - shared[f"{column}_grid"]).abs().max())
+            lines.append(
+                f"- {d.label}: {len(shared)} runs share their configuration (run key) with grid "
+                f"runs (the anchors, and any repeated point); largest `{column}` difference "
+                f"{gap:.3g} (training is deterministic for a run key on one machine)."
+            )
+        elapsed, summed = _minutes(d.runs)
+        lines.append(
+            f"- {d.label}: {elapsed:.1f} min from the first start to the last finish "
+            f"(runs' `train()` time summed: {summed:.1f} min)."
+        )
+    elapsed, summed = _minutes(grid)
+    lines += [
+        f"- grid: {elapsed:.1f} min from the first start to the last finish (summed: {summed:.1f} min).",
+        "",
+        "## Figures",
+        "",
+    ]
+    lines += [f"- `{p.relative_to(out.parent).as_posix()}`" for p in figures if p.suffix == ".png"]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m analysis.adaptive", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--results", default=RESULTS_ROOT)
+    parser.add_argument("--grid", default="tiny")
+    parser.add_argument("--designs", nargs="+", default=["tiny-suggest", "tiny-optuna"])
+    parser.add_argument("--metric", default="final_held_out_ar_loss")
+    args = parser.parse_args(argv)
+    out = sweep_dir(f"{args.grid}-adaptive", args.results)
+    try:
+        grid = ordered_runs(args.grid, args.results, args.metric)
+        repetitions = sorted(grid["repetitions"].unique())
+        reference = posterior(grid, args.metric, repetitions)
+        designs = []
+        for name in args.designs:
+            runs = ordered_runs(name, args.results, args.metric)
+            print(f"[adaptive] {name}: {len(runs)} runs")
+            designs.append(
+                Design(
+                    name,
+                    runs,
+                    trajectory(runs, args.metric, reference),
+                    posterior(runs, args.metric, repetitions),
+                )
+            )
+    except (FileNotFoundError, AnalysisError, ResultsError) as e:
+        print(f"analysis.adaptive: error: {e}", file=sys.stderr)
+        return 2
+    figures = figure_widths(designs, float(widths(reference).sum()), len(grid), out / "figures")
+    figures += figure_points(designs, reference, out / "figures")
+    text = report(args.grid, grid, reference, designs, args.metric, figures, out / "REPORT.md")
+    (out / "REPORT.md").write_text(text)
+    print(f"[adaptive] wrote {out / 'REPORT.md'}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,206 @@
+"""The `search` section: its configuration, and the Optuna search on synthetic objectives.
+
+No training here: the searcher is driven by hand with a metric of known optimum, as Tune
+would drive it one trial at a time. The search through Tune with real trials, killed and
+resumed, is in test_sweep.py.
+"""
+
+from __future__ import annotations
+
+import math
+import sqlite3
+
+import pandas as pd
+import pytest
+import yaml
+
+from dualsweep.config import ConfigError, Point, load_sweep, run_key, sweep_yaml, to_plain
+from dualsweep.sweep.search import (
+    LOGIT_BOUND,
+    SearchError,
+    alpha_of,
+    best_trials,
+    logit_of,
+    make_searcher,
+    open_studies,
+    searched_counts,
+    sync_studies,
+    unfinished_proposals,
+)
+
+from .conftest import tiny_run_config
+
+METRIC = "final_held_out_ar_loss"
+OPTIMUM = {1: 3.0, 8: -1.0}  # the best alpha's log-odds at each R: 0.953 and 0.269
+
+
+def loss(r: int, alpha: float) -> float:
+    """A bowl in log-odds around OPTIMUM[r] (deterministic: the sampler's only difficulty is
+    where to look)."""
+    return 4.0 + 0.05 * (logit_of(alpha) - OPTIMUM[r]) ** 2 + 0.1 * math.log2(r)
+
+
+def write_search_sweep(path, **search):
+    raw = {
+        "name": "synthetic",
+        "base": to_plain(tiny_run_config()),
+        "search": {"repetitions": [1, 8], "trials_per_repetition": 6, **search},
+    }
+    path.write_text(yaml.safe_dump(raw))
+    return load_sweep(path)
+
+
+def runs_table(sweep, points) -> pd.DataFrame:
+    """runs.parquet rows of finished runs at (alpha, R) points, with the synthetic loss."""
+    rows = []
+    for alpha, r in points:
+        config = sweep.base.replace(alpha=alpha, repetitions=r)
+        rows.append(
+            {"run_key": run_key(config), "alpha": alpha, "repetitions": r, "status": "finished"}
+            | {METRIC: loss(r, alpha)}
+        )
+    return pd.DataFrame(rows)
+
+
+def value_of(runs: pd.DataFrame):
+    values = dict(zip(runs["run_key"], runs[METRIC], strict=True))
+    return lambda key: values.get(key, math.nan)
+
+
+def run_search(sweep, results_dir, trials: int = 100):
+    """Anchors told from the tables, then the searcher asked and told one trial at a time
+    (as Tune with one slot), like the runner's search phase; returns the trained points."""
+    fixed = {run_key(c) for c in sweep.trials()}
+    studies = open_studies(sweep, results_dir)
+    anchors = runs_table(sweep, [(p.alpha, p.repetitions) for p in sweep.points])
+    sync_studies(studies, sweep.base, fixed, anchors, value_of(anchors), log=lambda line: None)
+    known = dict(zip(anchors["run_key"], anchors[METRIC], strict=True))
+    spent = searched_counts(studies, sweep.base, fixed)
+    remaining = {r: sweep.search.trials_per_repetition - n for r, n in spent.items()}
+    trained = []
+
+    def new_trial(r, alpha):
+        trained.append((alpha, r))
+        return {"run_key": run_key(sweep.base.replace(alpha=alpha, repetitions=r))}
+
+    searcher = make_searcher(
+        studies, remaining, sweep.search, METRIC, sweep.base, known, new_trial, log=lambda m: None
+    )
+    for i in range(trials):
+        proposal = searcher.suggest(f"t{i}")
+        if proposal == "FINISHED":
+            break
+        alpha, r = trained[-1]
+        searcher.on_trial_complete(f"t{i}", {METRIC: loss(r, alpha)})
+    return studies, trained
+
+
+def test_a_search_section_adds_the_anchors_and_is_validated(tmp_path):
+    sweep = write_search_sweep(tmp_path / "s.yaml")
+    assert set(sweep.points) == {Point(a, r) for a in (0.0, 1.0) for r in (1, 8)}
+    assert sweep.search.sampler == "gp" and sweep.search.lower_is_better
+    # A point listed in the file and an anchor are one trial.
+    raw = yaml.safe_load((tmp_path / "s.yaml").read_text())
+    raw["points"] = [[1, 1], [0.5, 8]]
+    (tmp_path / "p.yaml").write_text(yaml.safe_dump(raw))
+    assert len(load_sweep(tmp_path / "p.yaml").points) == 5
+
+    def refused(change: dict, message: str) -> None:
+        bad = {**raw, "search": {**raw["search"], **change}}
+        (tmp_path / "bad.yaml").write_text(yaml.safe_dump(bad))
+        with pytest.raises(ConfigError, match=message):
+            load_sweep(tmp_path / "bad.yaml")
+
+    refused({"metric": "score_foo"}, r"search.metric: must be one of final_held_out_ar_loss, .*score_ar")
+    refused({"repetitions": [1, 1]}, r"search.repetitions: lists an R twice")
+    refused({"repetitions": [0]}, r"search.repetitions\[0\]: repetitions must be a positive")
+    refused({"trials_per_repetition": 0}, r"search.trials_per_repetition: must be >= 1")
+    refused({"sampler": "random"}, r"search.sampler: must be one of gp, tpe")
+    refused({"samplr": "gp"}, r"search.samplr: unknown field; did you mean 'sampler'")
+    (tmp_path / "seeds.yaml").write_text(yaml.safe_dump({**raw, "seeds": [0, 1]}))
+    with pytest.raises(ConfigError, match=r"seeds: a sweep with `search` trains one seed"):
+        load_sweep(tmp_path / "seeds.yaml")
+
+
+def test_the_log_odds_scale_has_the_pure_objectives_at_its_bounds():
+    assert alpha_of(LOGIT_BOUND) == 1.0 and alpha_of(-LOGIT_BOUND) == 0.0
+    assert alpha_of(0.0) == 0.5 and alpha_of(math.log(3)) == 0.75  # odds 3:1
+    assert logit_of(1.0) == pytest.approx(LOGIT_BOUND) and logit_of(0.0) == -logit_of(1.0)
+    assert alpha_of(logit_of(63 / 64)) == pytest.approx(63 / 64, rel=1e-6)
+
+
+@pytest.mark.parametrize("sampler", ["gp", "tpe"])
+def test_the_search_finds_a_known_best_alpha_within_its_budget(tmp_path, sampler):
+    sweep = write_search_sweep(tmp_path / "s.yaml", sampler=sampler)
+    studies, trained = run_search(sweep, tmp_path)
+    for r, (alpha, value) in best_trials(studies).items():
+        assert sum(1 for _, tr in trained if tr == r) <= 6  # the budget, anchors aside
+        assert value == pytest.approx(loss(r, alpha))
+        if sampler == "gp":  # within 0.5 in log-odds of the optimum (0.953: [0.93, 0.97])
+            assert abs(logit_of(alpha) - OPTIMUM[r]) < 0.5, (r, alpha)
+        else:  # TPE, which models little from a few results, only beats the anchors
+            assert value < min(loss(r, 0.0), loss(r, 1.0))
+    # The GP proposals are reproducible: a second search from scratch asks the same alphas.
+    if sampler == "gp":
+        again = tmp_path / "again"
+        again.mkdir()
+        assert run_search(sweep, again)[1] == trained
+
+
+def test_a_search_resumes_from_its_studies_or_from_the_tables(tmp_path):
+    sweep = write_search_sweep(tmp_path / "s.yaml", trials_per_repetition=3)
+    fixed = {run_key(c) for c in sweep.trials()}
+    _, trained = run_search(sweep, tmp_path)
+    assert len(trained) == 6
+    studies = open_studies(sweep, tmp_path)  # a new driver: the studies from search.db
+    assert searched_counts(studies, sweep.base, fixed) == {1: 3, 8: 3}
+    assert run_search(sweep, tmp_path)[1] == []  # the budget is spent: nothing new
+
+    # A driver killed after asking: the proposal is unfinished, trained as a fixed trial on
+    # the next run, then told its value from the tables.
+    bigger = write_search_sweep(tmp_path / "s.yaml", trials_per_repetition=4)
+    studies = open_studies(bigger, tmp_path)
+    searcher = make_searcher(
+        studies, {1: 1, 8: 0}, bigger.search, METRIC, bigger.base, {}, lambda r, a: {}
+    )
+    assert searcher.suggest("killed") != "FINISHED"
+    unfinished = unfinished_proposals(studies, bigger.base)
+    assert len(unfinished) == 1
+    (key, config), = unfinished.items()
+    runs = runs_table(bigger, [(a, r) for a, r in trained] + [(config.objective.alpha, 1)])
+    sync_studies(open_studies(bigger, tmp_path), bigger.base, fixed, runs, value_of(runs))
+    studies = open_studies(bigger, tmp_path)
+    assert unfinished_proposals(studies, bigger.base) == {}
+    assert searched_counts(studies, bigger.base, fixed) == {1: 4, 8: 3}
+    best_value = min(t.value for t in studies[1].study.trials if t.value is not None)
+    assert best_value == pytest.approx(best_trials(studies)[1][1])
+
+    # search.db lost: the tables rebuild the studies, the budget spent included.
+    (tmp_path / "search.db").unlink()
+    rebuilt = open_studies(bigger, tmp_path)
+    anchors = runs_table(bigger, [(p.alpha, p.repetitions) for p in bigger.points])
+    everything = pd.concat([anchors, runs], ignore_index=True)
+    sync_studies(rebuilt, bigger.base, fixed, everything, value_of(everything), lambda m: None)
+    assert searched_counts(rebuilt, bigger.base, fixed) == {1: 4, 8: 3}
+    assert best_trials(rebuilt) == best_trials(studies)
+
+
+def test_a_study_of_another_metric_is_refused(tmp_path):
+    sweep = write_search_sweep(tmp_path / "s.yaml")
+    open_studies(sweep, tmp_path)
+    other = write_search_sweep(tmp_path / "s.yaml", metric="best_held_out_ar_loss")
+    with pytest.raises(SearchError, match=r"search.db holds study R=1 of metric final_held_out"):
+        open_studies(other, tmp_path)
+    with sqlite3.connect(tmp_path / "search.db") as db:  # a plain Optuna study, readable as such
+        names = {row[0] for row in db.execute("select study_name from studies")}
+    assert names == {"R=1", "R=8"}
+
+
+def test_a_written_sweep_file_loads_back_to_the_same_trials(tmp_path):
+    sweep = write_search_sweep(tmp_path / "s.yaml")
+    text = sweep_yaml(sweep, header="a\nheader", notes={sweep.points[0]: "first"})
+    assert text.startswith("# a\n# header\nname: synthetic\n")
+    assert "repetitions: 1}  # first\n" in text
+    (tmp_path / "w.yaml").write_text(text)
+    again = load_sweep(tmp_path / "w.yaml")
+    assert again == sweep
