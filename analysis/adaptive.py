@@ -28,6 +28,7 @@ from matplotlib.figure import Figure
 from analysis.claims.formatting import fmt_alpha, table_lines
 from analysis.data import AnalysisError, metric, trial_table
 from analysis.figures import _alpha_axis, _r_axis, save
+from analysis.readme import update_readme
 from analysis.surface import MIN_POINTS, best_alpha, fit_surface, logit_alpha
 from dualsweep.results import ResultsError, load, sweep_dir
 from dualsweep.schema import RESULTS_ROOT
@@ -44,10 +45,10 @@ class Design:
     """One row per run count n: inside (R whose median is in the grid's interval), width."""
     final: pd.DataFrame
     """The best-alpha posterior from all its runs."""
+    label: str = ""
 
-    @property
-    def label(self) -> str:
-        return DESIGN_LABELS.get(self.name, self.name)
+    def __post_init__(self) -> None:
+        self.label = self.label or DESIGN_LABELS.get(self.name, self.name)
 
     @property
     def needed(self) -> int | None:
@@ -81,9 +82,7 @@ def posterior(runs: pd.DataFrame, column: str, repetitions) -> pd.DataFrame:
     return best_alpha(fit, repetitions)
 
 
-def trajectory(
-    runs: pd.DataFrame, column: str, reference: pd.DataFrame, log=print
-) -> pd.DataFrame:
+def trajectory(runs: pd.DataFrame, column: str, reference: pd.DataFrame) -> pd.DataFrame:
     repetitions = reference["repetitions"].to_numpy()
     low, high = reference["alpha_q05"].to_numpy(), reference["alpha_q95"].to_numpy()
     rows = []
@@ -102,13 +101,18 @@ def trajectory(
                 "summed_width": float(widths(summary).sum()),
             }
         )
-        log(f"  {n} runs: {int(inside.sum())}/{len(inside)} R inside, width {rows[-1]['summed_width']:.2f}")
     return pd.DataFrame(rows)
 
 
-def figure_widths(designs: list[Design], grid_width: float, grid_n: int, directory: Path):
+def figure_widths(
+    designs: list[Design], orders: list[Design], grid_width: float, grid_n: int, directory: Path
+):
     fig = Figure(figsize=(6.4, 4.0))
     ax = fig.subplots()
+    for i, order in enumerate(orders):
+        t = order.trajectory
+        ax.plot(t["n"], t["summed_width"], color="0.7", linewidth=0.8,
+                label=f"grid, {len(orders)} random orders" if i == 0 else None)  # fmt: skip
     for design, marker in zip(designs, "os", strict=False):
         t = design.trajectory
         ax.plot(t["n"], t["summed_width"], marker=marker, markersize=3, label=design.label)
@@ -148,22 +152,23 @@ def _interval(row) -> str:
     return f"{fmt_alpha(row.alpha_median)} [{fmt_alpha(row.alpha_q05)}, {fmt_alpha(row.alpha_q95)}]"
 
 
-def _minutes(runs: pd.DataFrame) -> tuple[float, float]:
-    """Wall time from the first start to the last finish, and the runs' training time summed."""
-    start = pd.to_datetime(runs["started_at"]).min()
-    end = pd.to_datetime(runs["finished_at"]).max()
-    return (end - start).total_seconds() / 60, runs["wall_time_s"].sum() / 60
+def _train_minutes(runs: pd.DataFrame) -> float:
+    """The runs' `train()` time summed (a design's rounds ran with pauses between them, so
+    its elapsed time says little)."""
+    return float(runs["wall_time_s"].sum() / 60)
 
 
 def report(
     grid_name: str,
     grid: pd.DataFrame,
     reference: pd.DataFrame,
+    orders: list[Design],
     designs: list[Design],
     column: str,
     figures: list[Path],
     out: Path,
-) -> str:
+) -> tuple[str, list[str]]:
+    """REPORT.md's text, and the README's block (the models-needed table)."""
     grid_width = float(widths(reference).sum())
     lines = [
         f"# Adaptive designs against the `{grid_name}` grid",
@@ -184,64 +189,84 @@ def report(
         "Designs (same configuration as the grid: model, data, budget, evaluation):",
         "",
         "- **suggest rounds** (`tiny-suggest`): the pure objectives at each R, then rounds of "
-        "`dualsweep suggest --budget 6` (the GP of this metric, points that most narrow the "
-        "best-alpha intervals), each round trained before the next is chosen "
-        "(sweeps/tiny-suggest-rounds/).",
+        "`dualsweep suggest --budget 6` (the GP of this metric; points that most narrow the "
+        "best-alpha intervals, space-filling while fewer than 3 alphas are trained), each round "
+        "trained before the next is chosen (sweeps/tiny-suggest-rounds/).",
         "- **Optuna search** (`tiny-optuna`): the pure objectives at each R, then Optuna's "
         "GPSampler choosing up to 6 alphas per R (log-odds) to minimise the metric, two trials "
         "at a time through Ray Tune (sweeps/tiny-optuna.yaml).",
+        f"- **grid, random orders** (baseline): the grid's own {len(grid)} runs taken in "
+        f"{len(orders)} random orders (seeds 0 to {len(orders) - 1}). The criterion is relative "
+        "to the grid's final answer, so a part of the grid meets it too: this says how early.",
         "",
         "## Models needed",
         "",
     ]
-    rows = [[f"grid (`{grid_name}`)", str(len(grid)), str(len(grid)), "–", f"{grid_width:.2f}", "–"]]
-    numbers = {}
+    rows = []
     for d in designs:
         needed = d.needed
         at_needed = (
-            d.trajectory.loc[d.trajectory["n"] == needed, "summed_width"].iloc[0]
+            float(d.trajectory.loc[d.trajectory["n"] == needed, "summed_width"].iloc[0])
             if needed
             else np.nan
         )
-        final_width = float(widths(d.final).sum())
-        numbers[d.name] = (needed, final_width)
         rows.append(
             [
-                f"{d.label} (`{d.name}`)",
+                d.label,
                 str(len(d.runs)),
                 str(needed) if needed else f"not within {len(d.runs)}",
                 ("yes" if d.stays else "no") if needed else "–",
-                f"{final_width:.2f}",
                 f"{at_needed:.2f}" if needed else "–",
+                f"{float(widths(d.final).sum()):.2f}",
             ]
         )
-    lines += table_lines(
+    needed_by_order = [d.needed or len(grid) for d in orders]
+    at_needed = [
+        float(d.trajectory.loc[d.trajectory["n"] == d.needed, "summed_width"].iloc[0])
+        for d in orders
+        if d.needed
+    ]
+    rows.append(
+        [
+            f"grid, random orders ({len(orders)})",
+            str(len(grid)),
+            f"median {np.median(needed_by_order):g} (range {min(needed_by_order)}-{max(needed_by_order)})",
+            f"{sum(d.stays for d in orders)} of {len(orders)}",
+            f"median {np.median(at_needed):.2f}" if at_needed else "–",
+            f"{grid_width:.2f}",
+        ]
+    )
+    table = table_lines(
         ["design", "runs trained", "runs needed", "inside at every later count",
-         "summed width, all runs", "summed width, at runs needed"],  # fmt: skip
+         "summed width at runs needed", "summed width, all runs"],  # fmt: skip
         rows,
     )
+    summary = []
     for d in designs:
-        needed, final_width = numbers[d.name]
+        needed, final_width = d.needed, float(widths(d.final).sum())
         if needed is None:
-            lines.append(
+            summary.append(
                 f"- {d.label}: **does not find the grid's answer** within its {len(d.runs)} runs "
                 f"(at most {int(d.trajectory['inside'].max())} of {len(reference)} R inside)."
             )
             continue
         saved = len(grid) - needed
-        verb = f"**saves {saved} models**" if saved > 0 else "**does not save models**"
-        lines.append(
-            f"- {d.label}: {verb} against the grid's {len(grid)} ({needed} runs, "
-            f"{100 * needed / len(grid):.0f}% of the grid)"
-            + ("" if d.stays else "; its medians leave the grid's intervals again at a later count")
-            + f". Summed width with all its {len(d.runs)} runs: {final_width:.2f} against the "
+        verb = f"**needs {needed} models**, {saved} fewer than" if saved > 0 else (
+            f"**needs {needed} models: no saving** against"
+        )  # fmt: skip
+        summary.append(
+            f"- {d.label}: {verb} the grid's {len(grid)}"
+            + f" (the grid in random orders: median {np.median(needed_by_order):g})"
+            + ("" if d.stays else "; its medians leave the grid's intervals again later")
+            + f". Summed width with all its {len(d.runs)} runs: {final_width:.2f}, against the "
             f"grid's {grid_width:.2f} ({final_width / grid_width:.2f}x)."
         )
+    lines += table + summary
     lines += [
         "",
         "Caveat: where the grid's interval is wide (pure AR is about as good as the best mix at "
-        "low R, so it reaches alpha = 1), lying inside it is easy; the check is strict only where "
-        "the grid pins the best alpha down.",
+        "low R, so the interval reaches alpha = 1), lying inside it is easy; the check is strict "
+        "only where the grid pins the best alpha down.",
         "",
         "## Best alpha per R with all runs",
         "",
@@ -279,24 +304,27 @@ def report(
         if len(shared):
             gap = float((shared[column] - shared[f"{column}_grid"]).abs().max())
             lines.append(
-                f"- {d.label}: {len(shared)} runs share their configuration (run key) with grid "
-                f"runs (the anchors, and any repeated point); largest `{column}` difference "
-                f"{gap:.3g} (training is deterministic for a run key on one machine)."
+                f"- {d.label}: {len(shared)} of its runs have a grid run's configuration (run key: "
+                f"the anchors, and any grid alpha chosen again); largest `{column}` difference "
+                f"between the two trainings: {gap:.3g}."
             )
-        elapsed, summed = _minutes(d.runs)
-        lines.append(
-            f"- {d.label}: {elapsed:.1f} min from the first start to the last finish "
-            f"(runs' `train()` time summed: {summed:.1f} min)."
-        )
-    elapsed, summed = _minutes(grid)
+    compute = ", ".join(f"{d.label} {_train_minutes(d.runs):.1f} min" for d in designs)
     lines += [
-        f"- grid: {elapsed:.1f} min from the first start to the last finish (summed: {summed:.1f} min).",
+        f"- Training compute (the runs' `train()` time summed, one core each): grid "
+        f"{_train_minutes(grid):.1f} min, {compute}.",
         "",
         "## Figures",
         "",
     ]
     lines += [f"- `{p.relative_to(out.parent).as_posix()}`" for p in figures if p.suffix == ".png"]
-    return "\n".join(lines) + "\n"
+    block = [
+        f"Written by `make adaptive` from the committed tables (rule, per-R intervals and "
+        f"trajectories in [{out.parent.name}/REPORT.md](results/{out.parent.name}/REPORT.md)):",
+        "",
+        *table,
+        *summary,
+    ]
+    return "\n".join(lines) + "\n", block
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -305,12 +333,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--grid", default="tiny")
     parser.add_argument("--designs", nargs="+", default=["tiny-suggest", "tiny-optuna"])
     parser.add_argument("--metric", default="final_held_out_ar_loss")
+    parser.add_argument("--orders", type=int, default=5, help="random orders of the grid")
     args = parser.parse_args(argv)
     out = sweep_dir(f"{args.grid}-adaptive", args.results)
     try:
         grid = ordered_runs(args.grid, args.results, args.metric)
         repetitions = sorted(grid["repetitions"].unique())
         reference = posterior(grid, args.metric, repetitions)
+        orders = []
+        for seed in range(args.orders):
+            shuffled = grid.sample(frac=1.0, random_state=seed).reset_index(drop=True)
+            print(f"[adaptive] {args.grid} in random order {seed}")
+            trail = trajectory(shuffled, args.metric, reference)
+            orders.append(Design(args.grid, shuffled, trail, reference, label="grid, random order"))
         designs = []
         for name in args.designs:
             runs = ordered_runs(name, args.results, args.metric)
@@ -326,10 +361,16 @@ def main(argv: list[str] | None = None) -> int:
     except (FileNotFoundError, AnalysisError, ResultsError) as e:
         print(f"analysis.adaptive: error: {e}", file=sys.stderr)
         return 2
-    figures = figure_widths(designs, float(widths(reference).sum()), len(grid), out / "figures")
+    figures = figure_widths(
+        designs, orders, float(widths(reference).sum()), len(grid), out / "figures"
+    )
     figures += figure_points(designs, reference, out / "figures")
-    text = report(args.grid, grid, reference, designs, args.metric, figures, out / "REPORT.md")
+    text, block = report(
+        args.grid, grid, reference, orders, designs, args.metric, figures, out / "REPORT.md"
+    )
     (out / "REPORT.md").write_text(text)
+    readme = Path(args.results).resolve().parent / "README.md"
+    update_readme(readme, out.name, block)
     print(f"[adaptive] wrote {out / 'REPORT.md'}")
     return 0
 

@@ -28,14 +28,14 @@ from dualsweep.config import (
 )
 from dualsweep.config.fields import SEED, Bound, Unique
 from dualsweep.config.run import NOT_IDENTITY
-from dualsweep.config.sweep import Resources, SweepConfig
+from dualsweep.config.sweep import Resources, SearchConfig, SweepConfig
 
 from .conftest import REPO
 
 
 def test_every_field_has_a_docstring_and_a_unique_name():
     names = []
-    for cls in (*SECTIONS.values(), RunConfig, SweepConfig, Resources):
+    for cls in (*SECTIONS.values(), RunConfig, SweepConfig, Resources, SearchConfig):
         fields = {f.name for f in dataclasses.fields(cls)}
         assert set(field_docs(cls)) == fields, cls.__name__
     for cls in SECTIONS.values():

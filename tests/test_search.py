@@ -204,3 +204,15 @@ def test_a_written_sweep_file_loads_back_to_the_same_trials(tmp_path):
     (tmp_path / "w.yaml").write_text(text)
     again = load_sweep(tmp_path / "w.yaml")
     assert again == sweep
+
+
+def test_plan_counts_the_whole_search_budget(tmp_path):
+    from dualsweep.sweep.plan import format_plan, plan_sweep
+
+    sweep = write_search_sweep(tmp_path / "s.yaml")
+    plans = plan_sweep(sweep)
+    assert len(plans) == 4  # the anchors
+    text = format_plan(sweep, plans, peak_flops=1e15, mfu=0.5)
+    assert "search: up to 12 more trials (6 per R at R = 1, 8)" in text
+    tokens = 16 * plans[0].tokens  # 4 anchors + 12 searched, each the same token budget
+    assert f"total with the whole search budget: {tokens:,} training tokens" in text

@@ -497,15 +497,15 @@ def test_a_two_worker_trial_trains_the_one_worker_curve(tmp_path, ray_cluster):
 
 
 def test_a_search_killed_mid_trial_resumes_and_trains_nothing_twice(tmp_path, ray_cluster):
-    # A search sweep, one trial at a time: its driver is killed by SIGKILL while a searched
+    # A search sweep, two trials at a time: its driver is killed by SIGKILL while a searched
     # trial trains; the same command then finishes the search from the stored studies.
     from dualsweep.sweep.search import open_studies, searched_counts, unfinished_proposals
 
     raw = yaml.safe_load(SMOKE.read_text())
     del raw["points"]
-    for section, fields in quick(train={"token_budget": 65536, "checkpoint_interval": 8}).items():
+    for section, fields in quick(train={"checkpoint_interval": 4, "log_interval": 4}).items():
         raw["base"].setdefault(section, {}).update(fields)
-    raw |= {"name": "search", "max_concurrent_trials": 1}
+    raw["name"] = "search"
     raw["search"] = {"repetitions": [1, 4], "trials_per_repetition": 2}
     path = tmp_path / "search.yaml"
     path.write_text(yaml.safe_dump(raw))
@@ -538,7 +538,8 @@ def test_a_search_killed_mid_trial_resumes_and_trains_nothing_twice(tmp_path, ra
     interrupted = searched("checkpoint.pt") - searched("summary.parquet")
     assert anchors <= finished_before and interrupted
     studies = open_studies(sweep, results / "search")
-    assert set(unfinished_proposals(studies, sweep.base)) == interrupted  # asked, never told
+    unfinished = set(unfinished_proposals(studies, sweep.base))  # asked, never told
+    assert interrupted <= unfinished
 
     lines: list[str] = []
     outcome = run_sweep(
@@ -547,11 +548,14 @@ def test_a_search_killed_mid_trial_resumes_and_trains_nothing_twice(tmp_path, ra
     assert outcome.failed == [], lines
     studies = open_studies(sweep, results / "search")
     assert unfinished_proposals(studies, sweep.base) == {}
-    assert searched_counts(studies, sweep.base, anchors) == {1: 2, 4: 2}  # the budget, once
+    counts = searched_counts(studies, sweep.base, anchors)  # the budget, never more
+    for r, n in counts.items():
+        # Fewer only where the sampler kept proposing trained alphas (the R's search ended).
+        assert n == 2 or (1 <= n and any(f"[search R={r}] the sampler proposed" in x for x in lines))
     runs = load("search", results).runs
-    assert len(runs) == 8 and not runs["run_key"].duplicated().any()
+    assert len(runs) == 4 + sum(counts.values()) and not runs["run_key"].duplicated().any()
     assert (runs["status"] == "finished").all() and runs["in_sweep"].all()
-    assert interrupted <= set(runs["run_key"])  # the proposal kept, not asked again
+    assert unfinished <= set(runs["run_key"])  # the proposals kept, not asked again
     for key in finished_before:  # never trained again
         assert attempts(storage, "search", key) == 1
     for key in interrupted:  # resumed from its checkpoint

@@ -119,9 +119,25 @@ def format_plan(
         )
     total_flops = sum(p.flops for p in plans)
     total_hours = sum(p.accelerator_hours for p in plans)
-    lines += [
-        "",
-        f"total: {sum(p.tokens for p in plans):,} training tokens, {total_flops:.4e} FLOPs, "
-        f"{total_hours:,.1f} accelerator-hours at {mfu:.0%} MFU of {peak_flops / 1e12:g} TFLOP/s",
-    ]
+    total_tokens = sum(p.tokens for p in plans)
+    lines += [""]
+    search = sweep.search
+    if search:
+        # Every trial trains the same token budget, whatever alpha and R the sampler picks.
+        more = search.trials_per_repetition * len(search.repetitions)
+        each = plans[0]
+        lines.append(
+            f"search: up to {more} more trials ({search.trials_per_repetition} per R at R = "
+            f"{', '.join(map(str, search.repetitions))}), alphas chosen by Optuna's "
+            f"{search.sampler.upper()} sampler to {'minimise' if search.lower_is_better else 'maximise'} "
+            f"{search.metric}; the fixed trials above are its anchors"
+        )
+        total_tokens += more * each.tokens
+        total_flops += more * each.flops
+        total_hours += more * each.accelerator_hours
+    lines.append(
+        f"total{' with the whole search budget' if search else ''}: {total_tokens:,} training "
+        f"tokens, {total_flops:.4e} FLOPs, {total_hours:,.1f} accelerator-hours at {mfu:.0%} MFU "
+        f"of {peak_flops / 1e12:g} TFLOP/s"
+    )
     return "\n".join(lines)

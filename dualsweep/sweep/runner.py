@@ -187,7 +187,7 @@ def run_sweep(
         collect(trials, results_dir, configs)  # what a killed driver left behind
         done_before = complete_keys(results_dir) & set(configs)
         pending = [key for key in configs if key not in done_before]
-        what = "fixed trials" if sweep.search else "trials"
+        what = "trials (fixed, and searched so far)" if sweep.search else "trials"
         log(
             f"[{sweep.name}] {len(configs)} {what}: {len(done_before)} already finished, "
             f"{len(pending)} to run; trial folders in {trials.uri or trials.root}, tables in {results_dir}"

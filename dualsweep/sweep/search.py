@@ -99,13 +99,18 @@ class Study:
     study: object  # optuna.Study
     storage: object  # its optuna RDBStorage
 
-    def proposals(self, base: RunConfig) -> dict[str, RunConfig]:
-        """Every trial the study holds, as the run configs they train, by run key."""
-        configs = {}
-        for trial in self.study.get_trials(deepcopy=False):
+    def trials(self, base: RunConfig, states=None) -> list[tuple[object, str, RunConfig]]:
+        """The study's trials (in `states`, default all), each with the run key and config it
+        trains."""
+        found = []
+        for trial in self.study.get_trials(deepcopy=False, states=states):
             config = base.replace(alpha=alpha_of(trial.params[PARAM]), repetitions=self.repetitions)
-            configs[run_key(config)] = config
-        return configs
+            found.append((trial, run_key(config), config))
+        return found
+
+    def proposals(self, base: RunConfig) -> dict[str, RunConfig]:
+        """Every alpha the study holds, as the run configs they train, by run key."""
+        return {key: config for _, key, config in self.trials(base)}
 
 
 class SearchError(RuntimeError):
@@ -145,13 +150,8 @@ def open_studies(sweep: SweepConfig, results_dir: Path) -> dict[int, Study]:
 
 def unfinished_proposals(studies: dict[int, Study], base: RunConfig) -> dict[str, RunConfig]:
     """Alphas asked but never told (a killed driver): to train as fixed trials, resuming."""
-    optuna = _optuna()
-    configs = {}
-    for s in studies.values():
-        for trial in s.study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
-            config = base.replace(alpha=alpha_of(trial.params[PARAM]), repetitions=s.repetitions)
-            configs[run_key(config)] = config
-    return configs
+    running = (_optuna().trial.TrialState.RUNNING,)
+    return {key: config for s in studies.values() for _, key, config in s.trials(base, running)}
 
 
 def sync_studies(
@@ -172,9 +172,7 @@ def sync_studies(
     done = set(finished["run_key"]) if len(finished) else set()
     for s in studies.values():
         known = set()
-        for trial in s.study.get_trials(deepcopy=False):
-            config = base.replace(alpha=alpha_of(trial.params[PARAM]), repetitions=s.repetitions)
-            key = run_key(config)
+        for trial, key, config in s.trials(base):
             if trial.state == optuna.trial.TrialState.FAIL:
                 continue  # trained again as a fixed trial: added below if it finished now
             known.add(key)
@@ -183,7 +181,10 @@ def sync_studies(
             result = value(key) if key in done else math.nan
             if math.isnan(result):
                 s.study.tell(trial.number, state=optuna.trial.TrialState.FAIL)
-                log(f"[search R={s.repetitions}] alpha={config.objective.alpha:g} ({key}) failed")
+                log(
+                    f"[search R={s.repetitions}] alpha={config.objective.alpha:g} ({key}) has no "
+                    "finished run: told failed"
+                )
             else:
                 s.study.tell(trial.number, result)
         at_r = finished[finished["repetitions"] == s.repetitions] if len(finished) else finished
