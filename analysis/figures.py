@@ -33,7 +33,7 @@ def save(fig, directory: Path, name: str) -> list[Path]:
     return paths
 
 
-def _alpha_axis(ax, axis: str = "y") -> None:
+def alpha_axis(ax, axis: str = "y") -> None:
     ticks = [logit_alpha(a) for a in GRID_ALPHAS]
     labels = [alpha_label(a) for a in GRID_ALPHAS]
     if axis == "y":
@@ -44,7 +44,7 @@ def _alpha_axis(ax, axis: str = "y") -> None:
         ax.set_xlabel("alpha, the AR weight (log-odds scale)")
 
 
-def _r_axis(ax, repetitions) -> None:
+def r_axis(ax, repetitions) -> None:
     values = sorted(set(int(r) for r in repetitions))
     ax.set_xticks(np.log2(values), [str(v) for v in values])
     ax.set_xlabel("data repetitions R (unique tokens = budget / R)")
@@ -149,8 +149,8 @@ def surface(
         s=14,
         label="trained models",
     )
-    _r_axis(ax, table["repetitions"])
-    _alpha_axis(ax)
+    r_axis(ax, table["repetitions"])
+    alpha_axis(ax)
     ax.set_title(
         f"GP surface of {fit.metric.column} (R^2 {fit.r2:.3f}, LOO RMSE {fit.loo_rmse:.3g})"
     )
@@ -184,8 +184,8 @@ def best_alpha_density(
             lw=1,
             label="alpha x R = 16 (paper's rule)",
         )
-        _r_axis(ax, table["repetitions"])
-        _alpha_axis(ax)
+        r_axis(ax, table["repetitions"])
+        alpha_axis(ax)
         ax.set_title(f"best alpha for {name}")
         ax.legend(loc="lower left", fontsize=8)
     return save(fig, directory, "best_alpha_density")
@@ -208,7 +208,7 @@ def prefix_gain(table: pd.DataFrame, directory: Path) -> list[Path]:
             label=f"R = {int(r)}",
         )
     ax.axhline(0, color="grey", lw=0.8)
-    _alpha_axis(ax, "x")
+    alpha_axis(ax, "x")
     ax.set_ylabel("prefix-LM minus AR score (normalised points)")
     ax.set_title("Gain of prefix-LM over AR scoring (mean over tasks)")
     ax.legend(fontsize=7, ncol=2)

@@ -95,16 +95,20 @@ class _Posterior:
         gain = self.cov[:, j] / (self.cov[j, j] + self.noise)
         return self.draws + (value - self.draws[:, j] - noise)[:, None] * gain[None, :]
 
+    def new_noise(self) -> None:
+        """The observation noise of the next pick's candidates: one draw shared by all of
+        them, so that they are compared on the same random numbers."""
+        self.noise_draw = self.rng.normal(0.0, np.sqrt(self.noise), len(self.draws))
+
     def expected_width(self, j: int) -> float:
-        noise = self.rng.normal(0.0, np.sqrt(self.noise), len(self.draws))
+        noise = self.noise_draw
         spread = np.sqrt(self.cov[j, j] + self.noise)
         fantasies = self.mean[j] + FANTASY_QUANTILES * spread
         return float(np.mean([self.width(self._moved(j, y, noise)) for y in fantasies]))
 
     def believe(self, j: int) -> None:
         """Condition on observing the posterior mean at j: the believer's update."""
-        noise = self.rng.normal(0.0, np.sqrt(self.noise), len(self.draws))
-        self.draws = self._moved(j, self.mean[j], noise)
+        self.draws = self._moved(j, self.mean[j], self.noise_draw)
         k = self.cov[:, j].copy()
         self.cov = self.cov - np.outer(k, k) / (k[j] + self.noise)
 
@@ -126,6 +130,9 @@ def suggest(
     objectives included) at each R, less the `trained` (alpha, R) points and the picks.
     """
     alphas = dense_alphas(101) if alphas is None else np.asarray(alphas, dtype=float)
+    # To 6 significant digits, as sweep files write them: a point trained in an earlier round
+    # is then recognised exactly, and a pick is the alpha that will be trained.
+    alphas = np.array([float(f"{a:.6g}") for a in alphas])
     repetitions = [int(r) for r in repetitions]
     on_grid = sorted({*range(0, len(alphas), candidate_step), len(alphas) - 1})
     candidates = [
@@ -140,6 +147,7 @@ def suggest(
     picks: list[Suggestion] = []
     for _ in range(min(budget, len(candidates))):
         before = posterior.width(posterior.draws)
+        posterior.new_noise()
         expected = {j: posterior.expected_width(j) for j in candidates}
         j = min(candidates, key=lambda c: (expected[c], c))
         candidates.remove(j)

@@ -225,6 +225,27 @@ def test_a_sweep_on_a_full_disk_is_one_line_and_exit_1(tmp_path, capsys, monkeyp
     )
 
 
+@pytest.mark.parametrize("search", [False, True])
+def test_a_stopped_sweep_exits_130_saying_how_to_finish(tmp_path, capsys, monkeypatch, search):
+    # Tune returns early only when Ctrl-C stopped it: the trials it did not end come back
+    # (the real signal, through Tune: the slow kill-9-then-Ctrl-C test of test_sweep.py).
+    import dualsweep.sweep.runner as runner
+
+    raw = yaml.safe_load(SMOKE.read_text())
+    if search:
+        raw["search"] = {"repetitions": [4], "trials_per_repetition": 2}
+        monkeypatch.setattr(runner, "_search", lambda *args: (1, ["stopped"]))
+    path = tmp_path / "s.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    monkeypatch.setattr(runner, "_tune", lambda *args, **kwargs: [] if search else ["stopped"])
+    args = ["sweep", str(path), "--results", str(tmp_path / "r"), "--storage", str(tmp_path / "t")]
+    assert main(args) == 130
+    error = capsys.readouterr().err
+    total = 6 if search else 4  # the smoke points, and with a search its anchors at R = 4
+    assert f"interrupted with 0/{total} trials finished; run the same command again" in error
+    assert ("the search where it stopped" in error) == search
+
+
 @pytest.mark.parametrize("option", ["--results", "--storage"])
 def test_sweep_paths_that_are_files_start_nothing(tmp_path, capsys, option):
     a_file = tmp_path / "file"

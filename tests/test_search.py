@@ -20,6 +20,7 @@ from dualsweep.sweep.search import (
     SearchError,
     alpha_of,
     best_trials,
+    has_ended,
     logit_of,
     make_searcher,
     open_studies,
@@ -67,16 +68,23 @@ def value_of(runs: pd.DataFrame):
     return lambda key: values.get(key, math.nan)
 
 
-def run_search(sweep, results_dir, trials: int = 100):
+def run_search(sweep, results_dir, trials: int = 100, sign: float = 1.0):
     """Anchors told from the tables, then the searcher asked and told one trial at a time
-    (as Tune with one slot), like the runner's search phase; returns the trained points."""
+    (as Tune with one slot), like the runner's search phase; returns the trained points.
+    The metric is `sign` x the loss (-1: a score, maximised)."""
+    metric = sweep.search.metric
     fixed = {run_key(c) for c in sweep.trials()}
     studies = open_studies(sweep, results_dir)
     anchors = runs_table(sweep, [(p.alpha, p.repetitions) for p in sweep.points])
-    sync_studies(studies, sweep.base, fixed, anchors, value_of(anchors), log=lambda line: None)
-    known = dict(zip(anchors["run_key"], anchors[METRIC], strict=True))
+    anchors[metric] = sign * anchors[METRIC]
+    told = dict(zip(anchors["run_key"], anchors[metric], strict=True))
+    sync_studies(studies, sweep.base, fixed, anchors, told.get, log=lambda line: None)
+    known = dict(told)
     spent = searched_counts(studies, sweep.base, fixed)
-    remaining = {r: sweep.search.trials_per_repetition - n for r, n in spent.items()}
+    remaining = {
+        r: 0 if has_ended(s, sweep.base) else sweep.search.trials_per_repetition - spent[r]
+        for r, s in studies.items()
+    }
     trained = []
 
     def new_trial(r, alpha):
@@ -84,14 +92,14 @@ def run_search(sweep, results_dir, trials: int = 100):
         return {"run_key": run_key(sweep.base.replace(alpha=alpha, repetitions=r))}
 
     searcher = make_searcher(
-        studies, remaining, sweep.search, METRIC, sweep.base, known, new_trial, log=lambda m: None
+        studies, remaining, sweep.search, metric, sweep.base, known, new_trial, log=lambda m: None
     )
     for i in range(trials):
         proposal = searcher.suggest(f"t{i}")
         if proposal == "FINISHED":
             break
         alpha, r = trained[-1]
-        searcher.on_trial_complete(f"t{i}", {METRIC: loss(r, alpha)})
+        searcher.on_trial_complete(f"t{i}", {metric: sign * loss(r, alpha)})
     return studies, trained
 
 
@@ -118,7 +126,7 @@ def test_a_search_section_adds_the_anchors_and_is_validated(tmp_path):
     refused({"sampler": "random"}, r"search.sampler: must be one of gp, tpe")
     refused({"samplr": "gp"}, r"search.samplr: unknown field; did you mean 'sampler'")
     (tmp_path / "seeds.yaml").write_text(yaml.safe_dump({**raw, "seeds": [0, 1]}))
-    with pytest.raises(ConfigError, match=r"seeds: a sweep with `search` trains one seed"):
+    with pytest.raises(ConfigError, match=r"seeds: a sweep with `search` trains the base's seed"):
         load_sweep(tmp_path / "seeds.yaml")
 
 
@@ -129,22 +137,21 @@ def test_the_log_odds_scale_has_the_pure_objectives_at_its_bounds():
     assert alpha_of(logit_of(63 / 64)) == pytest.approx(63 / 64, rel=1e-6)
 
 
-@pytest.mark.parametrize("sampler", ["gp", "tpe"])
-def test_the_search_finds_a_known_best_alpha_within_its_budget(tmp_path, sampler):
-    sweep = write_search_sweep(tmp_path / "s.yaml", sampler=sampler)
-    studies, trained = run_search(sweep, tmp_path)
+@pytest.mark.parametrize(
+    ("sampler", "metric"),
+    [("gp", METRIC), ("tpe", METRIC), ("gp", "score_ar")],  # a score: maximised
+)
+def test_the_search_finds_a_known_best_alpha_within_its_budget(tmp_path, sampler, metric):
+    sweep = write_search_sweep(tmp_path / "s.yaml", sampler=sampler, metric=metric)
+    sign = -1.0 if metric.startswith("score_") else 1.0
+    studies, trained = run_search(sweep, tmp_path, sign=sign)
     for r, (alpha, value) in best_trials(studies).items():
         assert sum(1 for _, tr in trained if tr == r) <= 6  # the budget, anchors aside
-        assert value == pytest.approx(loss(r, alpha))
+        assert value == pytest.approx(sign * loss(r, alpha))
         if sampler == "gp":  # within 0.5 in log-odds of the optimum (0.953: [0.93, 0.97])
             assert abs(logit_of(alpha) - OPTIMUM[r]) < 0.5, (r, alpha)
         else:  # TPE, which models little from a few results, only beats the anchors
             assert value < min(loss(r, 0.0), loss(r, 1.0))
-    # The GP proposals are reproducible: a second search from scratch asks the same alphas.
-    if sampler == "gp":
-        again = tmp_path / "again"
-        again.mkdir()
-        assert run_search(sweep, again)[1] == trained
 
 
 def test_a_search_resumes_from_its_studies_or_from_the_tables(tmp_path):
@@ -216,3 +223,18 @@ def test_plan_counts_the_whole_search_budget(tmp_path):
     assert "search: up to 12 more trials (6 per R at R = 1, 8)" in text
     tokens = 16 * plans[0].tokens  # 4 anchors + 12 searched, each the same token budget
     assert f"total with the whole search budget: {tokens:,} training tokens" in text
+
+
+def test_a_search_whose_optimum_is_a_pure_objective_ends_early_and_stays_ended(
+    tmp_path, monkeypatch
+):
+    # At R = 1 the loss falls all the way to alpha = 1: the sampler's best guess soon is the
+    # anchor, proposed again and again; the R's search ends with budget left, for good.
+    monkeypatch.setitem(OPTIMUM, 1, 3 * LOGIT_BOUND)
+    sweep = write_search_sweep(tmp_path / "s.yaml")
+    studies, trained = run_search(sweep, tmp_path)
+    at_r1 = [alpha for alpha, r in trained if r == 1]
+    assert len(at_r1) < 6 and best_trials(studies)[1][0] == 1.0
+    assert has_ended(studies[1], sweep.base) and not has_ended(studies[8], sweep.base)
+    assert len([a for a, r in trained if r == 8]) == 6
+    assert run_search(sweep, tmp_path)[1] == []  # a re-run asks nothing more at R = 1

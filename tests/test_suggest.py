@@ -31,42 +31,54 @@ def loss(r, alpha, rng=None) -> np.ndarray:
     return 4.0 + 0.04 * (logit_alpha(alpha) - ridge(r)) ** 2 + 0.1 * np.log2(r) + noise
 
 
-def table(points, seed=0) -> pd.DataFrame:
+SCORE = Metric("score_ar", lower_is_better=False, stderr_column=None)
+
+
+def table(points, seed=0, metric: Metric = METRIC) -> pd.DataFrame:
+    """Runs at `points` with the synthetic loss as `metric` (negated for a score)."""
     rng = np.random.default_rng(seed)
     alphas = np.array([a for a, _ in points], dtype=float)
     reps = np.array([r for _, r in points], dtype=float)
+    sign = 1.0 if metric.lower_is_better else -1.0
     return pd.DataFrame(
-        {"alpha": alphas, "repetitions": reps, METRIC.column: loss(reps, alphas, rng)}
+        {"alpha": alphas, "repetitions": reps, metric.column: sign * loss(reps, alphas, rng)}
     )
 
 
-def test_suggestions_concentrate_on_the_optimum_ridge():
+@pytest.mark.parametrize("metric", [METRIC, SCORE], ids=["loss", "score"])
+def test_suggestions_concentrate_on_the_optimum_ridge(metric):
     # Anchors and three mixes at each R locate the bowl roughly; the six suggestions go to its
-    # bottom, where the best alpha is decided, not spread over the candidates.
+    # bottom, where the best alpha is decided, not spread over the candidates. A score (the
+    # loss negated) is maximised: the same ridge.
     design = [(a, r) for r in R for a in (0.0, 1 / 16, 1 / 2, 15 / 16, 1.0)]
-    fit = fit_surface(table(design), METRIC)
-    picks = suggest(fit, R, 6, trained=set(design), samples=400, candidate_step=5)
+    fit = fit_surface(table(design, metric=metric), metric)
+    picks = suggest(fit, R, 6, trained=set(design), samples=250, candidate_step=5)
     assert len(picks) == len({(p.alpha, p.repetitions) for p in picks}) == 6
     assert not {(p.alpha, p.repetitions) for p in picks} & set(design)
     distance = [abs(logit_alpha(p.alpha) - ridge(p.repetitions)) for p in picks]
     candidates = dense_alphas(101)[::5]
     typical = np.mean([abs(logit_alpha(candidates) - ridge(r)).mean() for r in R])
-    # 2.5 times nearer the ridge than the candidates on average (1.2 against 3.9 here), and
-    # none far from it: the candidates are 0.69 apart in log-odds.
-    assert np.mean(distance) < typical / 2.5 and max(distance) < 2.5, (distance, typical)
+    # 2.5 times nearer the ridge than the candidates on average (1.4 against 3.9 here), and
+    # most picks within 1.5 of it in log-odds, where a fifth of the candidates lie (the
+    # candidates are 0.69 apart): one pick in 5 would be there by chance.
+    near = np.mean([(abs(logit_alpha(candidates) - ridge(r)) < 1.5).mean() for r in R])
+    assert near < 0.25
+    assert np.mean(distance) < typical / 2.5, (distance, typical)
+    assert sum(d < 1.5 for d in distance) >= 4, distance
     assert picks[0].expected_width < picks[0].width_before  # the first pick narrows
 
 
 def test_suggest_rounds_narrow_the_intervals_faster_than_a_grid_of_the_same_size():
-    # From the anchors, three rounds of 6 suggestions (observed on the synthetic surface)
-    # against the same 30 runs as a grid of 5 alphas per R: narrower best-alpha intervals.
+    # From the anchors, two rounds of 6 suggestions (observed on the synthetic surface; the
+    # first is space-filling) against the same 24 runs as a grid of 4 alphas per R:
+    # narrower best-alpha intervals.
     design = [(a, r) for r in R for a in (0.0, 1.0)]
-    for _ in range(3):
+    for _ in range(2):
         fit = fit_surface(table(design), METRIC)
-        picks = suggest(fit, R, 6, trained=set(design), samples=300, candidate_step=5)
+        picks = suggest(fit, R, 6, trained=set(design), samples=150, candidate_step=5)
         design += [(p.alpha, p.repetitions) for p in picks]
-    grid = [(a, r) for r in R for a in (0.0, 1 / 16, 1 / 2, 15 / 16, 1.0)]
-    assert len(design) == len(grid) == 30
+    grid = [(a, r) for r in R for a in (0.0, 1 / 4, 15 / 16, 1.0)]
+    assert len(design) == len(grid) == 24
 
     def widths(points):
         summary = best_alpha(fit_surface(table(points), METRIC), R, samples=500)

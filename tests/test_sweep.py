@@ -187,7 +187,10 @@ def _wait_for(condition, timeout: float, what: str) -> None:
         time.sleep(0.25)
 
 
+@pytest.mark.slow
 def test_kill_9_then_ctrl_c_of_the_driver_then_the_same_command_finishes(tmp_path, ray_cluster):
+    # (Slow: the default suite kills a search's driver below, through the same runner, and
+    # checks the Ctrl-C message and exit code without Ray, in test_faults.py.)
     # One trial at a time, with checkpoints: a driver killed by SIGKILL, the next one stopped
     # by Ctrl-C, a third one finishes the sweep. Drivers join the shared cluster.
     path = write_sweep(
@@ -278,9 +281,12 @@ def test_kill_9_then_ctrl_c_of_the_driver_then_the_same_command_finishes(tmp_pat
         assert "resuming from step" in (storage / "driver" / key / "train.log").read_text()
 
 
+@pytest.mark.slow
 def test_input_errors_are_not_retried_and_runtime_errors_are(
     tmp_path, capsys, ray_cluster, monkeypatch
 ):
+    # (Slow for the default suite's time; its live line's "not retried" is checked without
+    # Ray in test_faults.py.)
     # A small text corpus: R = 1 needs 32,768 unique tokens and fails in data preparation,
     # an input error that would come back on every try; R = 16 needs 2,048 and trains, and
     # at lr 1e30 its loss turns NaN, a runtime error: retried once.
@@ -496,23 +502,35 @@ def test_a_two_worker_trial_trains_the_one_worker_curve(tmp_path, ray_cluster):
         pd.testing.assert_series_equal(one[column], two[column], rtol=1e-4, check_names=False)
 
 
-def test_a_search_killed_mid_trial_resumes_and_trains_nothing_twice(tmp_path, ray_cluster):
-    # A search sweep, two trials at a time: its driver is killed by SIGKILL while a searched
-    # trial trains; the same command then finishes the search from the stored studies.
-    from dualsweep.sweep.search import open_studies, searched_counts, unfinished_proposals
-
+def write_search_sweep(path: Path, trials_per_repetition: int) -> Path:
+    """A search at R = 4 (anchors and `trials_per_repetition` alphas) of QUICK trials of 16
+    steps with a checkpoint every 4, scored on the held-out loss only."""
     raw = yaml.safe_load(SMOKE.read_text())
     del raw["points"]
-    for section, fields in quick(train={"checkpoint_interval": 4, "log_interval": 4}).items():
+    train = {"token_budget": 16384, "checkpoint_interval": 4, "log_interval": 4}
+    for section, fields in quick(train=train, evaluation={"tasks": []}).items():
         raw["base"].setdefault(section, {}).update(fields)
     raw["name"] = "search"
-    raw["search"] = {"repetitions": [1, 4], "trials_per_repetition": 2}
-    path = tmp_path / "search.yaml"
+    raw["search"] = {"repetitions": [4], "trials_per_repetition": trials_per_repetition}
     path.write_text(yaml.safe_dump(raw))
+    return path
+
+
+def test_a_search_killed_mid_trial_resumes_and_trains_nothing_twice(tmp_path, ray_cluster):
+    # A search sweep, two trials at a time: its driver is killed by SIGKILL while a searched
+    # trial trains; the same command then finishes the search from the stored studies. (For
+    # a sweep of fixed points, with a Ctrl-C as well: the slow test above.)
+    from dualsweep.sweep.search import open_studies, searched_counts, unfinished_proposals
+    from dualsweep.training import train
+
+    path = write_search_sweep(tmp_path / "search.yaml", 2)
     sweep = load_sweep(path)
     anchors = {run_key(c) for c in sweep.trials()}
     storage, results = tmp_path / "runs", tmp_path / "results"
     folders = storage / "search"
+    for config in sweep.trials():  # the anchors, trained before (here, not on Ray: faster)
+        assert train(config, folders / run_key(config), log=lambda line: None).status == "finished"
+    env = {**os.environ, "RAY_ADDRESS": ray_cluster}
 
     def searched(name: str) -> set[str]:
         """Searched trials whose folder holds file `name`."""
@@ -520,7 +538,7 @@ def test_a_search_killed_mid_trial_resumes_and_trains_nothing_twice(tmp_path, ra
 
     driver = subprocess.Popen(
         sweep_command(path, storage, results),
-        env={**os.environ, "RAY_ADDRESS": ray_cluster},
+        env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
@@ -549,15 +567,17 @@ def test_a_search_killed_mid_trial_resumes_and_trains_nothing_twice(tmp_path, ra
     studies = open_studies(sweep, results / "search")
     assert unfinished_proposals(studies, sweep.base) == {}
     counts = searched_counts(studies, sweep.base, anchors)  # the budget, never more
-    for r, n in counts.items():
-        # Fewer only where the sampler kept proposing trained alphas (the R's search ended).
-        assert n == 2 or (1 <= n and any(f"[search R={r}] the sampler proposed" in x for x in lines))
+    # Fewer only where the sampler kept proposing trained alphas (the R's search ended).
+    assert counts[4] == 2 or any("[search R=4] the sampler proposed" in x for x in lines)
+    assert any("1 proposal(s) a stopped driver left unfinished" in x or
+               "2 proposal(s) a stopped driver left unfinished" in x for x in lines)  # fmt: skip
     runs = load("search", results).runs
-    assert len(runs) == 4 + sum(counts.values()) and not runs["run_key"].duplicated().any()
+    assert len(runs) == 2 + counts[4] and not runs["run_key"].duplicated().any()
     assert (runs["status"] == "finished").all() and runs["in_sweep"].all()
     assert unfinished <= set(runs["run_key"])  # the proposals kept, not asked again
-    for key in finished_before:  # never trained again
+    for key in finished_before - anchors:  # never trained again (the anchors: never by Tune)
         assert attempts(storage, "search", key) == 1
+    assert not any((folders / key / "attempts.jsonl").exists() for key in anchors)
     for key in interrupted:  # resumed from its checkpoint
         assert attempts(storage, "search", key) == 2
         assert "resuming from step" in (folders / key / "train.log").read_text()

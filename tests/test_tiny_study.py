@@ -98,3 +98,49 @@ def test_the_report_numbers_are_the_tables_numbers():
     # Sweep wall time, first start to the last run's end.
     wall = report.sweep_wall_time(runs, results.evals) / 60
     assert re.search(rf"sweep wall time: {wall:.1f} min", text)
+
+
+# -- the adaptive designs (results/tiny-suggest, results/tiny-optuna, results/tiny-adaptive) --
+def test_the_committed_adaptive_designs_are_their_sweep_files_finished():
+    from dualsweep.sweep.search import has_ended, open_studies, searched_counts
+
+    rounds = [load_sweep(REPO / "sweeps" / "tiny-suggest.yaml")]
+    rounds += [
+        load_sweep(REPO / "sweeps" / "tiny-suggest-rounds" / f"round-{i}.yaml") for i in range(1, 7)
+    ]
+    for before, after in zip(rounds, rounds[1:], strict=False):  # each round adds 6 points
+        assert after.points[: len(before.points)] == before.points
+        assert len(after.points) == len(before.points) + 6 and after.base == before.base
+    runs = load("tiny-suggest", RESULTS).runs
+    assert sorted(runs["run_key"]) == sorted(run_key(c) for c in rounds[-1].trials())
+    assert (runs["status"] == "finished").all() and runs["evaluated"].all()
+
+    sweep = load_sweep(REPO / "sweeps" / "tiny-optuna.yaml")
+    runs = load("tiny-optuna", RESULTS).runs
+    assert (runs["status"] == "finished").all() and runs["evaluated"].all()
+    fixed = {run_key(c) for c in sweep.trials()}
+    studies = open_studies(sweep, RESULTS / "tiny-optuna")  # the committed search.db
+    proposals = {key for s in studies.values() for key in s.proposals(sweep.base)}
+    assert set(runs["run_key"]) == proposals | fixed
+    counts = searched_counts(studies, sweep.base, fixed)
+    assert len(runs) == len(fixed) + sum(counts.values())
+    for r, n in counts.items():  # each R's budget spent, or its search ended
+        assert n == sweep.search.trials_per_repetition or has_ended(studies[r], sweep.base)
+
+    # The anchors were trained again, for each design: the same numbers as the grid's runs.
+    grid = load("tiny", RESULTS).runs.set_index("run_key")["final_held_out_ar_loss"]
+    for name in ("tiny-suggest", "tiny-optuna"):
+        design = load(name, RESULTS).runs.set_index("run_key")["final_held_out_ar_loss"]
+        shared = design.index.intersection(grid.index)
+        assert len(shared) >= 12 and (design[shared] == grid[shared]).all()
+
+
+@pytest.mark.slow
+def test_the_committed_adaptive_report_is_what_the_code_writes(tmp_path):
+    from analysis import adaptive
+
+    for name in ("tiny", "tiny-suggest", "tiny-optuna"):
+        shutil.copytree(RESULTS / name, tmp_path / "results" / name)
+    assert adaptive.main(["--results", str(tmp_path / "results")]) == 0
+    written = (tmp_path / "results" / "tiny-adaptive" / "REPORT.md").read_text()
+    assert written == (RESULTS / "tiny-adaptive" / "REPORT.md").read_text()

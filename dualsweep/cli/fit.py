@@ -45,7 +45,7 @@ def cmd_suggest(args: argparse.Namespace) -> int:
 
     sweep = load_sweep(args.sweep_file)
     out = Path(args.out)
-    writable_folder(out.parent if str(out.parent) else Path("."), "--out")
+    writable_folder(out.parent, "--out")
     column = args.metric or (sweep.search.metric if sweep.search else "final_held_out_ar_loss")
     tables = sweep_dir(sweep.name, args.results)
     try:
@@ -78,7 +78,8 @@ def cmd_suggest(args: argparse.Namespace) -> int:
     new = {}
     for i, pick in enumerate(picks, 1):
         point = Point(alpha=float(f"{pick.alpha:.6g}"), repetitions=pick.repetitions)
-        if point in listed or point in new:
+        if point in listed or point in new:  # (suggest excludes trained points: a safeguard)
+            print(f"note: suggestion {i} (alpha={point.alpha:g}, R={point.repetitions}) is listed already")
             continue
         new[point] = f"suggested {i}/{len(picks)}: " + (
             "space-filling (fewer than 3 distinct alphas trained: the fit cannot yet say how "
@@ -97,8 +98,11 @@ def cmd_suggest(args: argparse.Namespace) -> int:
     )
     tmp = out.with_name(f".{out.name}.tmp")
     tmp.write_text(sweep_yaml(suggested, header=header, notes=new))
-    load_sweep(tmp)  # what plan and sweep will read
-    tmp.replace(out)
+    try:
+        load_sweep(tmp)  # what plan and sweep will read
+        tmp.replace(out)
+    finally:
+        tmp.unlink(missing_ok=True)
     print(f"\nsuggested {len(new)} points (in order):")
     for point, note in new.items():
         print(f"  alpha={point.alpha:<10g} R={point.repetitions:<4} {note.split(': ', 1)[1]}")

@@ -190,12 +190,13 @@ def sweep_from_dict(raw: dict, base: RunConfig) -> SweepConfig:
         description=coerce(raw.get("description", ""), str, "description"),
         search=search,
     )
-    if search and len(seeds) > 1:
+    if search and seeds != (base.train.seed,):
         fail(
             "seeds",
             list(seeds),
-            "a sweep with `search` trains one seed (the sampler compares single runs); search "
-            "once per seed in separate sweeps",
+            f"a sweep with `search` trains the base's seed (train.seed = {base.train.seed}): "
+            "the sampler compares single runs; set base train.seed, or search once per seed "
+            "in separate sweeps",
         )
     workers = sweep.resources.workers
     if base.train.batch_size % workers:

@@ -49,6 +49,10 @@ class SweepProgress(tune.Callback):
     def _key(self, trial) -> str:
         return trial.config["trial"]["run_key"]
 
+    def will_not_run(self, trials: int) -> None:
+        """Fewer trials to run than announced (a search that ended early)."""
+        self.to_run -= trials
+
     def status_line(self, event: str = "") -> str:
         ended = self.finished + self.failed
         pending = self.to_run - ended - len(self.running)

@@ -7,8 +7,9 @@ finished trial and resuming interrupted ones from their checkpoints. Tune's own 
 state is not used for this (it is snapshotted only every few seconds); the trial folders are.
 
 A sweep with `search` runs in two phases: its fixed trials (the anchors, any points, and
-proposals a killed driver left unfinished), then the Optuna search for the rest of each R's
-budget (sweep/search.py), its studies first told what the tables hold.
+every proposal so far without a finished row: those a killed driver left unfinished resume,
+failed ones are retried), then the Optuna search for the rest of each R's budget
+(sweep/search.py), its studies first told what the tables hold.
 """
 
 from __future__ import annotations
@@ -179,11 +180,17 @@ def run_sweep(
             log(f"[{sweep.name}] tables set aside (*.parquet.replaced); rebuilding them")
         studies = {}
         if sweep.search:
-            from dualsweep.sweep.search import open_studies
+            from dualsweep.sweep.search import open_studies, unfinished_proposals
 
             studies = open_studies(sweep, results_dir)
             for study in studies.values():  # every proposal so far: collected, finished, told
                 configs.update(study.proposals(sweep.base))
+            left = unfinished_proposals(studies, sweep.base)
+            if left:
+                log(
+                    f"[{sweep.name}] search: {len(left)} proposal(s) a stopped driver left "
+                    "unfinished train first (from their checkpoints)"
+                )
         collect(trials, results_dir, configs)  # what a killed driver left behind
         done_before = complete_keys(results_dir) & set(configs)
         pending = [key for key in configs if key not in done_before]
@@ -253,18 +260,32 @@ def _search(
 ) -> tuple[int, list[str]]:
     """The search phase: tell the studies what the tables hold, then propose and train the
     rest of each R's budget. Returns the trials launched and those Tune did not end."""
-    from dualsweep.sweep.search import best_trials, searched_counts, sync_studies, trial_params
+    from dualsweep.sweep.search import (
+        best_trials,
+        has_ended,
+        searched_counts,
+        sync_studies,
+        trial_params,
+    )
 
     search = sweep.search
     runs, value = _metric_values(results_dir, search.metric)
     sync_studies(studies, sweep.base, fixed, runs, value, log)
+    for study in studies.values():  # with the runs a lost search.db forgot, now told
+        configs.update(study.proposals(sweep.base))
     spent = searched_counts(studies, sweep.base, fixed)
+    ended = {r for r, study in studies.items() if has_ended(study, sweep.base)}
     finished = runs[runs["status"] == "finished"] if len(runs) else runs
     known = {key: v for key in finished.get("run_key", []) if not math.isnan(v := value(key))}
-    remaining = {r: max(0, search.trials_per_repetition - n) for r, n in spent.items()}
+    remaining = {
+        r: 0 if r in ended else max(0, search.trials_per_repetition - n) for r, n in spent.items()
+    }
     log(
         f"[{sweep.name}] search ({search.sampler}, {search.metric}): "
-        + ", ".join(f"R={r} {spent[r]}/{search.trials_per_repetition}" for r in studies)
+        + ", ".join(
+            f"R={r} {spent[r]}/{search.trials_per_repetition}" + (" (ended)" if r in ended else "")
+            for r in studies
+        )
         + f"; {sum(remaining.values())} to propose"
     )
     launched: list[str] = []
@@ -333,8 +354,14 @@ def _tune(
             if resources.workers == 1
             else {"cpu": TRIAL_DRIVER_CPU},
         )
+        progress = SweepProgress(
+            sweep.name,
+            len(pending) if search is None else sum(search[1].values()),
+            done_before,
+            on_trial_end=lambda key: collect(trials, results_dir, {key: configs[key]}),
+            log=log,
+        )
         if search is None:
-            to_run = len(pending)
             space = {"trial": tune.grid_search([trial_params(configs[k]) for k in pending])}
             searcher, samples = None, 1
             concurrency = sweep.max_concurrent_trials or (
@@ -343,19 +370,13 @@ def _tune(
         else:
             studies, remaining, known, new_trial = search
             quiet_optuna_logs()
-            to_run = samples = sum(remaining.values())
+            samples = sum(remaining.values())
             space = {}
             searcher = make_searcher(
-                studies, remaining, sweep.search, metric, sweep.base, known, new_trial, log
-            )
+                studies, remaining, sweep.search, metric, sweep.base, known, new_trial, log,
+                ended_early=progress.will_not_run,
+            )  # fmt: skip
             concurrency = sweep.max_concurrent_trials or _trials_that_fit(sweep)
-        progress = SweepProgress(
-            sweep.name,
-            to_run,
-            done_before,
-            on_trial_end=lambda key: collect(trials, results_dir, {key: configs[key]}),
-            log=log,
-        )
         stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
         tuner = tune.Tuner(
             trainable,

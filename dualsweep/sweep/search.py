@@ -16,8 +16,10 @@ what was trained. A re-run reconciles the two before it asks anything new:
 - a finished run of the study's configuration that the study lacks (a deleted or lost
   `search.db`: the committed tables hold every run) is added to it as a completed trial;
 so a search resumes where it stopped, and nothing is trained twice. Its trials are keyed
-like every other trial, by their run config, so a proposal that repeats a trained alpha
-(say an anchor) costs one slot of the budget but no training.
+like every other trial, by their run config: a proposal that repeats a trained alpha (say
+an anchor) is told that run's value and costs neither training nor budget. An R whose
+sampler proposed trained alphas MAX_REPEATS times in a row has ended: its study records
+those proposals, so a re-run sees it ended too.
 """
 
 from __future__ import annotations
@@ -217,6 +219,15 @@ def searched_counts(studies: dict[int, Study], base: RunConfig, fixed: set[str])
     return {r: len(set(s.proposals(base)) - fixed) for r, s in studies.items()}
 
 
+def has_ended(study: Study, base: RunConfig) -> bool:
+    """The R's sampler proposed trained alphas MAX_REPEATS times in a row, last thing it did:
+    its best guess is a model it has, so asking again would add nothing."""
+    keys = [key for _, key, _ in study.trials(base)]
+    if len(keys) <= MAX_REPEATS:
+        return False
+    return all(keys[i] in keys[:i] for i in range(len(keys) - MAX_REPEATS, len(keys)))
+
+
 def best_trials(studies: dict[int, Study]) -> dict[int, tuple[float, float]]:
     """Each R's best (alpha, value) so far."""
     best = {}
@@ -243,6 +254,7 @@ def make_searcher(
     known: dict[str, float],
     new_trial: Callable[[int, float], dict],
     log: Callable[[str], None] = print,
+    ended_early: Callable[[int], None] = lambda unused: None,
 ):
     """A Tune searcher asking each R's `OptunaSearch` in turn until every R's budget is spent.
 
@@ -250,8 +262,9 @@ def make_searcher(
     left: with Tune's concurrency the R proceed side by side, and each sampler sees its own
     R's results as soon as they come. A proposal of an alpha already trained (`known`: run key
     -> metric) is told its value at once and costs neither training nor budget; after
-    MAX_REPEATS of them in a row the R's search ends. `new_trial(r, alpha)` turns a new
-    proposal into the trial's parameters (and registers its config with the driver)."""
+    MAX_REPEATS of them in a row the R's search ends (`ended_early` is told the budget it
+    leaves). `new_trial(r, alpha)` turns a new proposal into the trial's parameters (and
+    registers its config with the driver)."""
     from ray.tune.search import Searcher
     from ray.tune.search.optuna import OptunaSearch
 
@@ -296,6 +309,11 @@ def make_searcher(
                 ask_id = f"{trial_id}-{attempt}"
                 alpha = alpha_of(searches[r].suggest(ask_id)[PARAM])
                 key = run_key(base.replace(alpha=alpha, repetitions=r))
+                if key in {k for _, _, k in self.asked.values()}:
+                    # An alpha training now (GPSampler avoids them; rounding may not): no
+                    # second trial of one folder; told failed, the running one will tell.
+                    searches[r].on_trial_complete(ask_id, None, error=True)
+                    continue
                 if key not in known:
                     self.remaining[r] -= 1
                     self.running[r] += 1
@@ -306,6 +324,7 @@ def make_searcher(
                 f"[search R={r}] the sampler proposed trained alphas {MAX_REPEATS} times in a "
                 f"row (last {alpha:g}): its search ends with {self.remaining[r]} of its budget left"
             )
+            ended_early(self.remaining[r])
             self.remaining[r] = 0
             return None
 
