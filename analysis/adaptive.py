@@ -214,6 +214,7 @@ def report(
         "## Runs needed",
         "",
     ]
+
     def count(n: int | None, runs: int) -> str:
         return str(n) if n else f"not within {runs}"
 
@@ -243,8 +244,14 @@ def report(
         ]
     )
     table = table_lines(
-        ["design", "runs trained", "first inside at every R", "inside at every R from",
-         "summed width then", "summed width, all runs"],  # fmt: skip
+        [
+            "design",
+            "runs trained",
+            "first inside at every R",
+            "inside at every R from",
+            "summed width then",
+            "summed width, all runs",
+        ],  # fmt: skip
         rows,
     )
     summary = []
@@ -264,7 +271,11 @@ def report(
                 f"- {d.label}: **does not settle on the grid's answer** within its {len(d.runs)} "
                 f"runs (with all of them, the median is outside the grid's interval at R = "
                 f"{', '.join(out_r)}"
-                + (f"; every R was inside at {d.first_inside} runs, not later" if d.first_inside else "")
+                + (
+                    f"; every R was inside at {d.first_inside} runs, not later"
+                    if d.first_inside
+                    else ""
+                )
                 + f"). {widths_text}"
             )
             continue
@@ -302,7 +313,9 @@ def report(
             row = d.final.iloc[i]
             inside = ref.alpha_q05 <= row.alpha_median <= ref.alpha_q95
             overlap = row.alpha_q05 <= ref.alpha_q95 and ref.alpha_q05 <= row.alpha_q95
-            note = "" if inside else " (median outside" + (", intervals overlap)" if overlap else ")")
+            note = (
+                "" if inside else " (median outside" + (", intervals overlap)" if overlap else ")")
+            )
             cells.append(_interval(row) + note)
         per_r.append(cells)
     lines += table_lines(header, per_r)
@@ -320,7 +333,10 @@ def report(
         lines += [f"### {d.label}", ""]
         lines += table_lines(
             ["runs", "R inside", "summed width"],
-            [[str(r.n), f"{r.inside}/{len(reference)}", f"{r.summed_width:.2f}"] for r in t.itertuples()],
+            [
+                [str(r.n), f"{r.inside}/{len(reference)}", f"{r.summed_width:.2f}"]
+                for r in t.itertuples()
+            ],
         )
     lines += ["## Checks", ""]
     for d in designs:
@@ -352,7 +368,9 @@ def report(
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m analysis.adaptive", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m analysis.adaptive", description=__doc__.split("\n\n")[0]
+    )
     parser.add_argument("--results", default=RESULTS_ROOT)
     parser.add_argument("--grid", default="tiny")
     parser.add_argument("--designs", nargs="+", default=["tiny-suggest", "tiny-optuna"])

@@ -69,7 +69,7 @@ class SurfaceFit:
     def noise_variance(self) -> float:
         """A new run's noise variance in metric units: the fitted white level, or with
         per-run errors their mean square (the GP works on normalised targets)."""
-        return float(np.mean(self.latent.alpha) * self.latent._y_train_std ** 2)
+        return float(np.mean(self.latent.alpha) * self.latent._y_train_std**2)
 
     @property
     def kernel(self) -> str:

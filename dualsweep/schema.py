@@ -195,13 +195,15 @@ def metric_names(
     """Every metric a run of this objective pair, scored in these modes on these tasks (their
     names: a file task by its stem), can be fitted on: its held-out `final_`/`best_` values and
     `score_<mode>`, `score_<mode>_per_token` and `score_<mode>:<task>`."""
-    held_out = tuple(
-        c for c in summary_metric_columns(objectives) if not c.endswith("_stderr")
-    )
+    held_out = tuple(c for c in summary_metric_columns(objectives) if not c.endswith("_stderr"))
     scores = tuple(
         name
         for mode in (modes if tasks else ())
-        for name in (f"score_{mode}", f"score_{mode}_per_token", *(f"score_{mode}:{t}" for t in tasks))
+        for name in (
+            f"score_{mode}",
+            f"score_{mode}_per_token",
+            *(f"score_{mode}:{t}" for t in tasks),
+        )
     )
     return held_out + scores
 

@@ -287,14 +287,15 @@ def _progress_after(events, on_trial_end):
     from types import SimpleNamespace
 
     from dualsweep.sweep.progress import SweepProgress
-
     from dualsweep.sweep.search import trial_params
 
     params = {key: trial_params(tiny_run_config(seed=i)) for i, key in enumerate("abc")}
     lines: list[str] = []
     progress = SweepProgress("s", len(params), 0, on_trial_end=on_trial_end, log=lines.append)
     for event, key, result in events:
-        trial = SimpleNamespace(config={"trial": {**params[key], "run_key": key}}, last_result=result)
+        trial = SimpleNamespace(
+            config={"trial": {**params[key], "run_key": key}}, last_result=result
+        )
         getattr(progress, f"on_trial_{event}")(0, [], trial)
     return lines
 

@@ -119,7 +119,9 @@ def test_a_search_section_adds_the_anchors_and_is_validated(tmp_path):
         with pytest.raises(ConfigError, match=message):
             load_sweep(tmp_path / "bad.yaml")
 
-    refused({"metric": "score_foo"}, r"search.metric: must be one of final_held_out_ar_loss, .*score_ar")
+    refused(
+        {"metric": "score_foo"}, r"search.metric: must be one of final_held_out_ar_loss, .*score_ar"
+    )
     refused({"repetitions": [1, 1]}, r"search.repetitions: lists an R twice")
     refused({"repetitions": [0]}, r"search.repetitions\[0\]: repetitions must be a positive")
     refused({"trials_per_repetition": 0}, r"search.trials_per_repetition: must be >= 1")
@@ -173,7 +175,7 @@ def test_a_search_resumes_from_its_studies_or_from_the_tables(tmp_path):
     assert searcher.suggest("killed") != "FINISHED"
     unfinished = unfinished_proposals(studies, bigger.base)
     assert len(unfinished) == 1
-    (key, config), = unfinished.items()
+    ((key, config),) = unfinished.items()
     runs = runs_table(bigger, [(a, r) for a, r in trained] + [(config.objective.alpha, 1)])
     sync_studies(open_studies(bigger, tmp_path), bigger.base, fixed, runs, value_of(runs))
     studies = open_studies(bigger, tmp_path)

@@ -139,6 +139,9 @@ def test_suggest_with_a_metric_the_results_lack(tmp_path, capsys, metric):
     )
     write_results(tmp_path / "results", "syn", base, [(a, r) for a, r in points])
     args = ["suggest", str(tmp_path / "syn.yaml"), "--budget", "1", "--metric", metric]
-    assert main([*args, "--out", str(tmp_path / "o.yaml"), "--results", str(tmp_path / "results")]) == 2
+    assert (
+        main([*args, "--out", str(tmp_path / "o.yaml"), "--results", str(tmp_path / "results")])
+        == 2
+    )
     assert f"--metric: no metric column {metric!r}" in capsys.readouterr().err
     assert not (tmp_path / "o.yaml").exists()

@@ -187,6 +187,18 @@ def _wait_for(condition, timeout: float, what: str) -> None:
         time.sleep(0.25)
 
 
+def kill_9_when(command: list[str], env: dict, condition, timeout: float, what: str) -> None:
+    """Start a driver process and SIGKILL it once `condition()` holds."""
+    driver = subprocess.Popen(
+        command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    try:
+        _wait_for(condition, timeout, what)
+    finally:
+        driver.send_signal(signal.SIGKILL)
+        driver.wait()
+
+
 @pytest.mark.slow
 def test_kill_9_then_ctrl_c_of_the_driver_then_the_same_command_finishes(tmp_path, ray_cluster):
     # (Slow: the default suite kills a search's driver below, through the same runner, and
@@ -212,21 +224,13 @@ def test_kill_9_then_ctrl_c_of_the_driver_then_the_same_command_finishes(tmp_pat
     def checkpointed():
         return {k for k, f in zip(keys, folders, strict=True) if (f / "checkpoint.pt").is_file()}
 
-    driver = subprocess.Popen(
+    kill_9_when(
         sweep_command(path, storage, results),
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        env,
+        lambda: finished() and checkpointed() - finished(),
+        120,
+        "a finished trial and a checkpointed one",
     )
-    try:
-        _wait_for(
-            lambda: finished() and checkpointed() - finished(),
-            120,
-            "a finished trial and a checkpointed one",
-        )
-    finally:
-        driver.send_signal(signal.SIGKILL)
-        driver.wait()
     # The killed driver's trial workers die with its job: only then is what they left final.
     _wait_for(lambda: trials_released(storage, "driver"), 60, "the killed driver's workers to end")
     finished_before, interrupted = finished(), checkpointed() - finished()
@@ -536,21 +540,13 @@ def test_a_search_killed_mid_trial_resumes_and_trains_nothing_twice(tmp_path, ra
         """Searched trials whose folder holds file `name`."""
         return {file.parent.name for file in folders.glob(f"*/{name}")} - anchors
 
-    driver = subprocess.Popen(
+    kill_9_when(
         sweep_command(path, storage, results),
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        env,
+        lambda: searched("checkpoint.pt") - searched("summary.parquet"),
+        180,
+        "a searched trial with a checkpoint",
     )
-    try:
-        _wait_for(
-            lambda: searched("checkpoint.pt") - searched("summary.parquet"),
-            180,
-            "a searched trial with a checkpoint",
-        )
-    finally:
-        driver.send_signal(signal.SIGKILL)
-        driver.wait()
     _wait_for(lambda: trials_released(storage, "search"), 60, "the killed driver's workers to end")
     finished_before = {f.parent.name for f in folders.glob("*/summary.parquet")}
     interrupted = searched("checkpoint.pt") - searched("summary.parquet")

@@ -79,7 +79,9 @@ def cmd_suggest(args: argparse.Namespace) -> int:
     for i, pick in enumerate(picks, 1):
         point = Point(alpha=float(f"{pick.alpha:.6g}"), repetitions=pick.repetitions)
         if point in listed or point in new:  # (suggest excludes trained points: a safeguard)
-            print(f"note: suggestion {i} (alpha={point.alpha:g}, R={point.repetitions}) is listed already")
+            print(
+                f"note: suggestion {i} (alpha={point.alpha:g}, R={point.repetitions}) is listed already"
+            )
             continue
         new[point] = f"suggested {i}/{len(picks)}: " + (
             "space-filling (fewer than 3 distinct alphas trained: the fit cannot yet say how "

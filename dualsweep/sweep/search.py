@@ -210,7 +210,9 @@ def sync_studies(
             known.add(key)
             added += 1
         if added:
-            log(f"[search R={s.repetitions}] {added} finished run(s) added to the study from the tables")
+            log(
+                f"[search R={s.repetitions}] {added} finished run(s) added to the study from the tables"
+            )
 
 
 def searched_counts(studies: dict[int, Study], base: RunConfig, fixed: set[str]) -> dict[int, int]:

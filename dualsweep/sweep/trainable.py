@@ -126,7 +126,9 @@ def _metric_value(trial_dir: Path, metric: str) -> float:
 
     summary = pd.read_parquet(trial_dir / SUMMARY_FILE).iloc[0]
     evals = trial_dir / EVALS_FILE
-    return metric_value(summary, pd.read_parquet(evals) if evals.is_file() else pd.DataFrame(), metric)
+    return metric_value(
+        summary, pd.read_parquet(evals) if evals.is_file() else pd.DataFrame(), metric
+    )
 
 
 def _threads(resources: Resources) -> int:
