@@ -201,8 +201,8 @@ def kill_9_when(command: list[str], env: dict, condition, timeout: float, what: 
 
 @pytest.mark.slow
 def test_kill_9_then_ctrl_c_of_the_driver_then_the_same_command_finishes(tmp_path, ray_cluster):
-    # (Slow: the default suite kills a search's driver below, through the same runner, and
-    # checks the Ctrl-C message and exit code without Ray, in test_faults.py.)
+    # (Slow for the default suite's 4 minutes; the Ctrl-C message and exit code are checked
+    # without Ray in test_faults.py.)
     # One trial at a time, with checkpoints: a driver killed by SIGKILL, the next one stopped
     # by Ctrl-C, a third one finishes the sweep. Drivers join the shared cluster.
     path = write_sweep(
@@ -520,10 +520,12 @@ def write_search_sweep(path: Path, trials_per_repetition: int) -> Path:
     return path
 
 
+@pytest.mark.slow
 def test_a_search_killed_mid_trial_resumes_and_trains_nothing_twice(tmp_path, ray_cluster):
     # A search sweep, two trials at a time: its driver is killed by SIGKILL while a searched
     # trial trains; the same command then finishes the search from the stored studies. (For
-    # a sweep of fixed points, with a Ctrl-C as well: the slow test above.)
+    # a sweep of fixed points, with a Ctrl-C as well: the slow test above. Slow for the
+    # default suite's 4 minutes; the resume logic without Ray: tests/test_search.py.)
     from dualsweep.sweep.search import open_studies, searched_counts, unfinished_proposals
     from dualsweep.training import train
 
