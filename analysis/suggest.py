@@ -33,7 +33,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import pandas as pd
 
 from analysis.surface import SurfaceFit, dense_alphas, inputs, logit_alpha
 
@@ -175,18 +174,3 @@ def _space_filling(repetitions, alphas, candidates, trained, budget) -> list[Sug
         at_r[repetitions[r]].append(float(logits[a]))
         picks.append(Suggestion(float(alphas[a]), repetitions[r], np.nan, np.nan))
     return picks
-
-
-def suggestions_table(picks: list[Suggestion]) -> pd.DataFrame:
-    return pd.DataFrame(
-        [
-            {
-                "alpha": p.alpha,
-                "repetitions": p.repetitions,
-                "width_before": p.width_before,
-                "expected_width": p.expected_width,
-                "expected_reduction": p.reduction,
-            }
-            for p in picks
-        ]
-    )

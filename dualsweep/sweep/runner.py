@@ -238,21 +238,19 @@ def run_sweep(
 
 
 def _metric_values(results_dir: Path, metric: str) -> tuple[pd.DataFrame, Callable[[str], float]]:
-    """runs.parquet, and the metric of one of its finished runs by run key (NaN if none)."""
-    from dualsweep.results import metric_value, read_table
+    """runs.parquet, and the metric of one of its runs by run key (NaN if none): the tables
+    read and the scores computed once, for every run the search is told about."""
+    from dualsweep.results import read_table, score_columns
 
     runs_path, evals_path = results_dir / RUNS_TABLE, results_dir / EVALS_TABLE
     runs = read_table(runs_path) if runs_path.is_file() else pd.DataFrame()
-    evals = read_table(evals_path) if evals_path.is_file() else pd.DataFrame()
-    by_key = runs.set_index("run_key") if len(runs) else runs
-
-    def value(key: str) -> float:
-        if key not in by_key.index:
-            return math.nan
-        rows = evals[evals["run_key"] == key] if len(evals) else evals
-        return metric_value(by_key.loc[key], rows, metric)
-
-    return runs, value
+    if not len(runs):
+        return runs, lambda key: math.nan
+    table = runs.set_index("run_key")
+    if evals_path.is_file() and metric not in table.columns:
+        table = table.join(score_columns(read_table(evals_path)))
+    values = table[metric].astype(float).to_dict() if metric in table.columns else {}
+    return runs, lambda key: values.get(key, math.nan)
 
 
 def _search(
