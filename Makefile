@@ -1,20 +1,25 @@
 # Two commands set everything up: `make install`, then `make test`.
 VENV ?= .venv
 PYTHON ?= python3
+# torch is installed first, from TORCH_SPEC (pip's arguments: a requirement, and options such
+# as --index-url) or TORCH_INDEX (an index URL on its own), only where the venv has none.
 TORCH_SPEC ?= torch==2.13.0
+TORCH_INDEX ?=
 SWEEP ?= tiny
 STORAGE ?= runs
 RESULTS ?= results
-PY := $(VENV)/bin/python
+PY ?= $(VENV)/bin/python
 
-.PHONY: install test test-slow lint format smoke sweep study adaptive adaptive-suggest adaptive-optuna plan plots bench bench-gpu clean
+.PHONY: install test test-slow lint format smoke sweep study adaptive adaptive-suggest adaptive-optuna plan plots bench gpu-check clean
 
 install:
-	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	# Install torch first from TORCH_SPEC (the CPU wheel by default) so the project's
-	# `torch` range is already satisfied and pip never pulls a CUDA build.
-	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install "$(TORCH_SPEC)"
-	$(PY) -m pip install -e ".[dev,tensorboard,lmeval]"
+	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
+	# Install torch first (the CPU wheel by default) so the project's `torch` range is
+	# already satisfied and pip never pulls a CUDA build. TORCH_SPEC is left unquoted: its
+	# words are pip's arguments (quote a requirement with < or > inside it).
+	$(VENV)/bin/python -c "import torch" 2>/dev/null || \
+	  $(VENV)/bin/python -m pip install $(TORCH_SPEC) $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
+	$(VENV)/bin/python -m pip install -e ".[dev,tensorboard,lmeval]"
 
 test:
 	$(PY) -m pytest -q
@@ -78,9 +83,13 @@ plots:
 bench:
 	$(PY) -m benchmarks.run
 
-# On a GPU: the ~124M and 470M configurations with MFU (benchmarks/results/gpu.json).
-bench-gpu:
-	$(PY) -m benchmarks.gpu
+# The GPU check, in stages (README, "Performance"): JSON, markdown and log into OUT after every
+# stage. No venv needed: `make gpu-check PY=python3` runs it with any python3 holding torch
+# and Lightning; DEVICE=cpu is the rehearsal (about two minutes here, tests/test_gpu_check.py).
+OUT ?= runs/gpu-check
+DEVICE ?= cuda
+gpu-check:
+	PYTHONPATH=.$(if $(PYTHONPATH),:$(PYTHONPATH)) $(PY) -m benchmarks.gpu_check --device $(DEVICE) --out $(OUT)
 
 clean:
 	rm -rf runs .pytest_cache .ruff_cache

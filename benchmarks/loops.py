@@ -102,6 +102,23 @@ class BareLoop:
         return steady_tokens_per_s(self.step_times, tokens_list[0].numel())
 
 
+class GradientRecorder:
+    """An "optimizer" that keeps the gradient it is asked to step with and changes nothing:
+    what a step computed, for comparing steps (one process against data-parallel workers)."""
+
+    def __init__(self, model: torch.nn.Module):
+        self.named = list(model.named_parameters())
+        self.param_groups = [{"params": [p for _, p in self.named], "lr": 0.0, "initial_lr": 1.0}]
+        self.grads: dict[str, torch.Tensor] = {}
+
+    def step(self) -> None:
+        self.grads = {name: p.grad.detach().clone() for name, p in self.named}
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        for _, p in self.named:
+            p.grad = None
+
+
 class PlainLoop:
     """The plainest training step for any causal LM: next-token cross-entropy, AdamW.
 
@@ -148,7 +165,7 @@ def bare_loop(config, special, alpha, compile_model=False, device="cpu") -> Bare
     torch.manual_seed(0)
     model = Transformer(config.model).to(device)
     if compile_model:
-        model.compile()
+        model.compile_blocks()  # as training compiles it (train.compile)
     return BareLoop(config, model, special, alpha)
 
 

@@ -205,17 +205,23 @@ def report(results: list[common.Ratio], command: str, args) -> str:
 
 
 def _gpu_section() -> list[str]:
-    """The GPU check's table, from the last `python -m benchmarks.gpu` on a GPU (its JSON)."""
-    from benchmarks.gpu import RESULT_FILE, markdown
+    """The newest GPU check committed under benchmarks/results/gpu-check/, or what to run."""
+    from benchmarks.gpu_check import JSON_FILE, markdown
 
-    if RESULT_FILE.is_file():
-        gpu = json.loads(RESULT_FILE.read_text())
-        if gpu["device"] != "cpu":
-            return markdown(gpu)
+    reports = [
+        json.loads(path.read_text())
+        for path in sorted((common.RESULTS_DIR / "gpu-check").glob(f"*/{JSON_FILE}"))
+    ]
+    reports = [r for r in reports if r["device"] == "cuda"]
+    if reports:
+        newest = max(reports, key=lambda r: r["started_at"])
+        return [line.replace("# GPU check", "GPU check", 1) for line in markdown(newest)]
     return [
         "GPU check: not measured yet (no accelerator was lent to the sessions so far). On a GPU,",
-        "`python -m benchmarks.gpu` measures the ~124M and 470M configurations and their MFU",
-        "against the 40% target, and the next `make bench` puts its table here.",
+        "`make gpu-check OUT=dir` measures the ~124M and 470M steps (tokens/s, MFU against the",
+        "40% target, compile, memory) and checks the Lightning, checkpoint, NCCL and host-sync",
+        "paths; commit its OUT under benchmarks/results/gpu-check/ and the next `make bench`",
+        "puts its table here.",
     ]
 
 
@@ -252,7 +258,7 @@ def _reading(results: list[common.Ratio]) -> list[str]:
         f"({memory['whole_logits_mb']:,.0f} MB of float32 logits, which autograd keeps with their",
         f"  gradient) and at {memory['chunked_step_peak_mb']:,.0f} MB with `train.loss_chunk_tokens`; the "
         f"chunked step takes {memory['step_time_chunked_over_whole']:.2f}x the whole one's time. At the "
-        "paper's micro-batch (8 x 2,048) the whole logits alone are 3.4 GB; `make bench-gpu` measures",
+        "paper's micro-batch (8 x 2,048) the whole logits alone are 3.4 GB; `make gpu-check` measures",
         "  the 470M step's peak on a GPU both ways.",
     ]
     prep = by["prepare_2_process"].details

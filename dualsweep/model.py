@@ -196,6 +196,16 @@ class Transformer(nn.Module):
             x = x[at]  # (N, C): only the places asked for
         return self.head(x)  # (B, T, V), or (N, V)
 
+    def compile_blocks(self) -> None:
+        """Compile each block in place with `torch.compile`.
+
+        Every block runs the same code on the same shapes, so one graph per attention mode
+        (causal, bidirectional, per-sample mask) serves all layers: compile time does not
+        grow with depth, where compiling the whole model traces every layer into each graph.
+        Parameter names are unchanged (checkpoints and optimizer groups do not see it)."""
+        for block in self.blocks:
+            block.compile()
+
     def num_parameters(self, non_embedding: bool = False) -> int:
         """Parameters counted once (a tied head is not counted twice)."""
         n = sum(p.numel() for p in self.parameters())

@@ -47,36 +47,6 @@ def test_alternating_steps_take_turns_and_keep_each_side_s_times():
     assert all(a >= 0.02 for a in medians_a) and all(b < 0.02 for b in medians_b)
 
 
-def test_gpu_check_script_runs_on_cpu_and_its_numbers_are_consistent(tmp_path):
-    """The GPU check is run in sessions with a few minutes of GPU: a broken script would
-    waste them, so its whole path runs here on the CPU with the tiny model."""
-    import json
-
-    from benchmarks import gpu
-    from dualsweep.sweep.plan import training_flops_per_token
-
-    out = tmp_path / "gpu.json"
-    args = "--device cpu --sizes tiny --steps 1 --repetitions 1 --no-compile --out".split()
-    assert gpu.main([*args, str(out)]) == 0
-    report = json.loads(out.read_text())
-    (size,) = report["sizes"]
-    config = gpu.size_config("tiny")
-    from dualsweep.model import Transformer
-
-    assert size["parameters"] == Transformer(config.model).num_parameters()
-    assert size["tokens_per_step"] == config.train.batch_size * config.model.seq_len == 16 * 128
-    assert size["flops_per_token"] == training_flops_per_token(config.model)
-    # Measured, not derived: every throughput and share of the measured peak is a positive
-    # finite number (on a CPU the bf16 matmul "peak" is slow, so no upper bound holds there).
-    for key, rate in size["tokens_per_s"].items():
-        assert 0 < rate < float("inf") and 0 < size["of_measured_peak"][key] < float("inf"), key
-    assert size["mfu"]["alpha_half"] is None  # no nominal peak for a CPU
-    assert 0 < size["dual_overhead"] and 0 < size["model_speed"] and "compile" not in size
-    (row,) = [line for line in gpu.markdown(report) if line.startswith("| tiny |")]
-    assert row.count("|") == 11  # one row of the table's ten columns
-    assert "step_peak_memory_gb" not in size  # measured on a GPU only
-
-
 def test_across_processes_reports_the_median_process_whole():
     def process(ratio, rate):
         return Ratio("x", "what", "a", "b", ratio, (ratio, ratio), ">= 1.0", {"rate": rate})

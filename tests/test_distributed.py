@@ -8,12 +8,15 @@ with alpha = k/N the shares are the paper's per-device split (each worker one ob
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
+from benchmarks.loops import GradientRecorder
 from dualsweep.data.special import SpecialTokens
 from dualsweep.model import Transformer
 from dualsweep.objectives import AR, MD, objective_allocation, objective_order
@@ -24,22 +27,6 @@ from .conftest import tiny_run_config
 
 SPECIAL = SpecialTokens(pad=0, bos=1, eos=2, mask=3)
 STEP = 5  # any step: its draws depend on (seed, step) only
-
-
-class GradientRecorder:
-    """An 'optimizer' that keeps the gradient it is asked to step with and changes nothing."""
-
-    def __init__(self, model: torch.nn.Module):
-        self.named = list(model.named_parameters())
-        self.param_groups = [{"params": [p for _, p in self.named], "lr": 0.0, "initial_lr": 1.0}]
-        self.grads: dict[str, torch.Tensor] = {}
-
-    def step(self) -> None:
-        self.grads = {name: p.grad.detach().clone() for name, p in self.named}
-
-    def zero_grad(self, set_to_none: bool = True) -> None:
-        for _, p in self.named:
-            p.grad = None
 
 
 def one_step(alpha: float, allocation: str, workers: Workers) -> dict:
@@ -123,3 +110,68 @@ def test_objective_order_cuts_every_share_but_one_into_one_objective():
 def test_a_batch_that_does_not_split_evenly_is_refused():
     with pytest.raises(ValueError, match="does not split evenly over 3 workers"):
         Workers(rank=0, size=3).share(8)
+
+
+def test_each_worker_trains_on_the_gpu_of_its_local_rank():
+    """Ray Train and torchrun show a machine's workers all of its GPUs: worker 5 of 8, the
+    second of its machine, must take GPU 1 (Lightning's `devices=1` would give every worker
+    GPU 0). Checked with the device count given, as on a machine without GPUs."""
+    from dualsweep.config import ConfigError
+    from dualsweep.training.distributed import trainer_devices, training_device
+
+    second = Workers(rank=5, size=8, device_index=1)
+    assert training_device("gpu", second, device_count=4) == torch.device("cuda", 1)
+    assert trainer_devices(torch.device("cuda", 1)) == [1]
+    assert training_device("cpu", second, device_count=0) == torch.device("cpu")
+    assert trainer_devices(torch.device("cpu")) == 1
+    assert training_device("gpu", Workers(), device_count=1) == torch.device("cuda", 0)
+    with pytest.raises(
+        ConfigError, match=r"worker 5 of 8 should train on GPU 1, but this process sees 1"
+    ):
+        training_device("gpu", second, device_count=1)
+
+
+def test_parameters_are_broadcast_from_the_training_device(monkeypatch):
+    """An NCCL group has no CPU backend: the module goes to its device first, and every
+    broadcast tensor is on that device. (The meta device stands in for a GPU here.)"""
+    from dualsweep.training.distributed import start_identical
+
+    broadcast = []
+    monkeypatch.setattr(
+        dist, "broadcast", lambda tensor, src: broadcast.append((tensor.device, src))
+    )
+    model = Transformer(tiny_run_config().model)
+    start_identical(model, torch.device("meta"), Workers(rank=1, size=2))
+    n_tensors = len(list(model.parameters())) + len(list(model.buffers()))
+    assert broadcast == [(torch.device("meta"), 0)] * n_tensors
+    assert {p.device for p in model.parameters()} == {torch.device("meta")}
+
+    broadcast.clear()  # a single worker moves, and broadcasts nothing
+    start_identical(Transformer(tiny_run_config().model), torch.device("meta"), Workers())
+    assert broadcast == []
+
+
+def _start_worker(rank: int, world: int, init_file: str, out: str):
+    os.environ["LOCAL_RANK"] = str(rank)  # as torchrun and Ray Train set it
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
+    try:
+        from dualsweep.training.distributed import start_identical
+
+        workers = Workers.current()
+        torch.manual_seed(rank)  # different weights on every worker
+        model = Transformer(tiny_run_config().model)
+        start_identical(model, torch.device("cpu"), workers)
+        torch.save({"workers": workers, "state": model.state_dict()}, f"{out}/rank{rank}.pt")
+    finally:
+        dist.destroy_process_group()
+
+
+def test_workers_find_their_local_rank_and_start_from_rank_0_s_weights(tmp_path):
+    mp.spawn(_start_worker, args=(2, str(tmp_path / "rendezvous"), str(tmp_path)), nprocs=2)
+    ranks = [torch.load(tmp_path / f"rank{r}.pt", weights_only=False) for r in range(2)]
+    assert [r["workers"] for r in ranks] == [Workers(0, 2, 0), Workers(1, 2, 1)]
+    torch.manual_seed(0)
+    expected = Transformer(tiny_run_config().model).state_dict()
+    for rank in ranks:
+        for name, value in expected.items():
+            assert torch.equal(rank["state"][name], value), name

@@ -361,8 +361,8 @@ class FixedRateMLM(Objective):
     rate = 0.15
 
     def draw(self, tokens, rows, special, generator, *, stratified, min_rate) -> Draw:
-        rates = torch.where(torch.from_numpy(rows), self.rate, 1.0)
-        maskable = maskable_positions(tokens, special) & torch.from_numpy(rows)[:, None]
+        rates = torch.where(rows.device, self.rate, 1.0)
+        maskable = maskable_positions(tokens, special) & rows.device[:, None]
         inputs, masked = mask_tokens(tokens, rates, maskable, special.mask, generator)
         return Draw(inputs=inputs, masked=masked, rates=rates)
 

@@ -239,7 +239,7 @@ class TrainConfig(Checked):
     threads: int = field(default=0, metadata=NON_NEGATIVE)
     """Torch CPU threads (0 = torch's default)."""
     compile: bool = False
-    """torch.compile the model."""
+    """torch.compile each transformer block (one graph per attention mode serves every layer)."""
     loggers: tuple[Logger, ...] = field(
         default=("csv",), metadata=unique("a logger") | NOT_IDENTITY
     )

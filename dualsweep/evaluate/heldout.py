@@ -12,11 +12,17 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-import numpy as np
 import torch
 
 from dualsweep.data.special import SpecialTokens
-from dualsweep.objectives import Draw, Objective, document_ids, modelled, next_token_nll
+from dualsweep.objectives import (
+    Draw,
+    Objective,
+    document_ids,
+    every_row,
+    modelled,
+    next_token_nll,
+)
 from dualsweep.schema import ObjectiveColumns
 
 
@@ -62,11 +68,9 @@ def held_out_draws(
     batch size.
     """
     generator = torch.Generator().manual_seed((seed + objective.held_out_seed_offset) % 2**32)
-    every_row = np.ones(len(tokens), dtype=bool)
+    rows = every_row(len(tokens), tokens.device)
     return [
-        objective.draw(
-            tokens, every_row, special, generator, stratified=True, min_rate=min_mask_rate
-        )
+        objective.draw(tokens, rows, special, generator, stratified=True, min_rate=min_mask_rate)
         for _ in range(draws if objective.columns.estimated else 1)
     ]
 

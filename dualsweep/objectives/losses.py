@@ -65,8 +65,12 @@ def _head_nll(features: torch.Tensor, head: torch.Tensor, targets: torch.Tensor)
 
 
 def modelled(tokens: torch.Tensor, special: SpecialTokens) -> torch.Tensor:
-    """True (B, T) where a token is modelled: not pad, bos or mask."""
-    return ~torch.isin(tokens, torch.tensor(special.unmodelled, device=tokens.device))
+    """True (B, T) where a token is modelled: not pad, bos or mask.
+
+    Compared with Python scalars: a tensor of the ids built here would be a blocking
+    host-to-device copy in every micro-batch on a GPU."""
+    pad, bos, mask = special.unmodelled
+    return (tokens != pad) & (tokens != bos) & (tokens != mask)
 
 
 def maskable_positions(tokens: torch.Tensor, special: SpecialTokens) -> torch.Tensor:

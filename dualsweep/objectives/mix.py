@@ -21,7 +21,7 @@ from dualsweep.objectives.losses import (
     modelled,
     next_token_nll,
 )
-from dualsweep.objectives.registry import Objective
+from dualsweep.objectives.registry import Objective, Rows
 
 
 def first_sequence_flags(alpha: float, first_index: int, count: int) -> np.ndarray:
@@ -95,10 +95,16 @@ class Corruption:
     """Replaced positions (B, T), or None when no row's objective replaces tokens."""
     rates: torch.Tensor
     """Corruption rate per row (B,), e.g. MD's t; 1 where unused."""
-    is_first: np.ndarray
-    """Host-side objective flags (B,), so that batch composition is known without a device sync."""
+    first: Rows
+    """The rows of the pair's first objective: on the host, so that batch composition is known
+    without a device sync, and on the device, to select with."""
     weights: torch.Tensor
     """Each row's weight in the whole batch's loss (B,), summing to 1 over the batch."""
+
+    @property
+    def is_first(self) -> np.ndarray:
+        """Host-side objective flags (B,)."""
+        return self.first.host
 
     def rows(self, start: int, stop: int) -> Corruption:
         """The corruption of rows start..stop-1 (a micro-batch)."""
@@ -106,18 +112,18 @@ class Corruption:
             inputs=self.inputs[start:stop],
             masked=None if self.masked is None else self.masked[start:stop],
             rates=self.rates[start:stop],
-            is_first=self.is_first[start:stop],
+            first=Rows(self.first.host[start:stop], self.first.device[start:stop]),
             weights=self.weights[start:stop],
         )
 
-    def take(self, index: np.ndarray) -> Corruption:
-        """The corruption of rows `index` (a copy), in that order."""
-        on_device = torch.from_numpy(index).to(self.inputs.device, non_blocking=True)
+    def take(self, index: np.ndarray, on_device: torch.Tensor) -> Corruption:
+        """The corruption of rows `index` (a copy), in that order; `on_device` is the same
+        index on the batch's device."""
         return Corruption(
             inputs=self.inputs[on_device],
             masked=None if self.masked is None else self.masked[on_device],
             rates=self.rates[on_device],
-            is_first=self.is_first[index],
+            first=Rows(self.first.host[index], self.first.device[on_device]),
             weights=self.weights[on_device],
         )
 
@@ -132,6 +138,29 @@ def objective_order(is_first: np.ndarray) -> np.ndarray:
     the first objective and the others only the second: the paper's per-device split.
     """
     return np.argsort(~is_first, kind="stable")
+
+
+def objective_order_on_device(first: torch.Tensor) -> torch.Tensor:
+    """`objective_order` of the device's flags (B,), computed there: the same order, no copy."""
+    return torch.argsort((~first).to(torch.uint8), stable=True)
+
+
+def rows_to_device(
+    is_first: np.ndarray, weights: np.ndarray, device: torch.device
+) -> tuple[Rows, torch.Tensor]:
+    """The step's objective flags and row weights on `device`, in one copy.
+
+    On a GPU, from pinned memory and non-blocking: a copy from ordinary (pageable) host
+    memory waits for every kernel queued before it, which would stall the step's pipeline
+    once per copy. The float32 weights are those of the host's float64 weights, rounded as
+    `np.float32` rounds them."""
+    packed = torch.from_numpy(
+        np.stack([np.asarray(is_first, dtype=np.float32), np.asarray(weights, dtype=np.float32)])
+    )
+    if device.type == "cuda":
+        packed = packed.pin_memory()
+    packed = packed.to(device, non_blocking=True)
+    return Rows(np.asarray(is_first, dtype=bool), packed[0] > 0.5), packed[1]
 
 
 def corrupt_batch(
@@ -155,9 +184,9 @@ def corrupt_batch(
     """
     B = len(tokens)
     weights = np.full(B, 1.0 / B) if weights is None else weights
-    row_weights = torch.from_numpy(np.asarray(weights, dtype=np.float32)).to(tokens.device)
+    first, row_weights = rows_to_device(is_first, weights, tokens.device)  # the step's one copy
     inputs, masked, rates = tokens, None, torch.ones(B, device=tokens.device)
-    for objective, rows in zip(pair, (is_first, ~is_first), strict=True):
+    for objective, rows in zip(pair, (first, ~first), strict=True):
         if not rows.any():
             continue
         draw = objective.draw(
@@ -168,13 +197,10 @@ def corrupt_batch(
         if masked is None:  # the only objective that replaced tokens: take its draw whole
             inputs, masked, rates = draw.inputs, draw.masked, draw.rates
         else:
-            on_rows = torch.from_numpy(rows).to(tokens.device, non_blocking=True)
-            inputs = torch.where(on_rows[:, None], draw.inputs, inputs)
+            inputs = torch.where(rows.device[:, None], draw.inputs, inputs)
             masked = masked | draw.masked
-            rates = torch.where(on_rows, draw.rates, rates)
-    return Corruption(
-        inputs=inputs, masked=masked, rates=rates, is_first=is_first, weights=row_weights
-    )
+            rates = torch.where(rows.device, draw.rates, rates)
+    return Corruption(inputs=inputs, masked=masked, rates=rates, first=first, weights=row_weights)
 
 
 @dataclass(frozen=True)
@@ -219,7 +245,7 @@ def dual_objective_loss(
     first, second = pair
     B, T = tokens.shape
     n_first = int(corruption.is_first.sum())
-    first_rows = torch.from_numpy(corruption.is_first).to(tokens.device, non_blocking=True)
+    first_rows = corruption.first.device
     if n_first == B:
         prefix: torch.Tensor | int = first.attention
     elif n_first == 0:

@@ -40,6 +40,28 @@ from dualsweep.schema import AR_COLUMNS, MD_COLUMNS, ObjectiveColumns
 
 
 @dataclass(frozen=True)
+class Rows:
+    """Some rows of a batch, flagged on the host (to choose work without a device sync) and
+    on the batch's device (to select with, without a host-to-device copy per use)."""
+
+    host: np.ndarray
+    """Flags (B,) on the host."""
+    device: torch.Tensor
+    """The same flags (B,), bool, on the batch's device."""
+
+    def __invert__(self) -> Rows:
+        return Rows(~self.host, ~self.device)
+
+    def any(self) -> bool:
+        return bool(self.host.any())
+
+
+def every_row(n: int, device: torch.device | str = "cpu") -> Rows:
+    """All n rows of a batch (made on the device, nothing copied)."""
+    return Rows(np.ones(n, dtype=bool), torch.ones(n, dtype=torch.bool, device=device))
+
+
+@dataclass(frozen=True)
 class Draw:
     """An objective's corruption of some rows of a batch; the other rows are left as they were."""
 
@@ -89,7 +111,7 @@ class Objective:
     def draw(
         self,
         tokens: torch.Tensor,
-        rows: np.ndarray,
+        rows: Rows,
         special: SpecialTokens,
         generator: torch.Generator,
         *,
@@ -98,7 +120,9 @@ class Objective:
     ) -> Draw:
         """Corrupt the rows of `tokens` (B, T) where `rows` (B,) is True.
 
-        `rows` is on the host, so that choosing rows needs no device sync."""
+        `rows.host` counts and chooses without a device sync; `rows.device` selects on the
+        device without a copy. A draw makes no host-to-device copy (it runs per step on a
+        GPU, where each would wait for the work queued before it)."""
         raise NotImplementedError
 
     def sequence_sums(
@@ -148,13 +172,12 @@ class MaskedDiffusion(Objective):
 
     def draw(self, tokens, rows, special, generator, *, stratified, min_rate) -> Draw:
         device = tokens.device
-        selected = torch.from_numpy(np.flatnonzero(rows)).to(device)
         drawn = sample_mask_rates(
-            len(selected), generator, stratified=stratified, min_rate=min_rate, device=device
+            int(rows.host.sum()), generator, stratified=stratified, min_rate=min_rate, device=device
         )
-        rates = torch.ones(len(tokens), device=device).index_copy(0, selected, drawn)
-        on_rows = torch.from_numpy(np.asarray(rows)).to(device, non_blocking=True)
-        maskable = maskable_positions(tokens, special) & on_rows[:, None]
+        # The selected rows' rates in row order (masked_scatter needs no index, so no copy).
+        rates = torch.ones(len(tokens), device=device).masked_scatter(rows.device, drawn)
+        maskable = maskable_positions(tokens, special) & rows.device[:, None]
         inputs, masked = mask_tokens(tokens, rates, maskable, special.mask, generator)
         return Draw(inputs=inputs, masked=masked, rates=rates)
 

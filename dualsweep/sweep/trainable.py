@@ -224,7 +224,9 @@ def _worker_loop(loop: dict) -> list[str]:
     config = run_config_from_dict(loop["config"])
     storage, key = loop["storage"], loop["key"]
     trial_dir = Path(loop["trial_dir"])
-    workers = Workers.current()
+    workers = Workers.current(device_index=_ray_device_index())
+    if torch.cuda.is_available():  # before the first collective: NCCL's objects go there
+        torch.cuda.set_device(workers.device_index)
     nodes = gather_objects(_node_id(), workers)
     storage.pull(key)  # a URI: the checkpoint to resume from, on whichever node this runs
     if config.train.threads == 0:
@@ -242,7 +244,9 @@ def _worker_loop(loop: dict) -> list[str]:
 
         callbacks = [_push_checkpoints(storage, key)] if storage.uri and workers.writes else []
         try:
-            summary = train(config, trial_dir, resume=True, callbacks=callbacks, log=log)
+            summary = train(
+                config, trial_dir, resume=True, callbacks=callbacks, log=log, workers=workers
+            )
         finally:
             if workers.writes:
                 storage.push(key)
@@ -251,6 +255,22 @@ def _worker_loop(loop: dict) -> list[str]:
         # that returned would leave the others waiting in their next collective.
         raise TrialFailed(summary.error)
     return nodes
+
+
+def _ray_device_index() -> int | None:
+    """The index, among the GPUs this worker sees, of the one Ray gave it; None without GPUs.
+
+    Ray Train shows each worker all the GPUs its machine's workers hold
+    (CUDA_VISIBLE_DEVICES), so that NCCL can use peer links; which of them is this worker's
+    own is Ray's to say."""
+    import torch
+
+    if not torch.cuda.is_available():
+        return None
+    from ray.train.torch import get_device
+
+    device = get_device()
+    return device.index if device.type == "cuda" else None
 
 
 def _evaluate(config, trial_dir, log) -> None:

@@ -17,11 +17,14 @@ to forget; what it gives up is overlapping communication with the last backward 
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable
 from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
+
+from dualsweep.config import ConfigError
 
 BUCKET_ELEMENTS = 2**24
 """Gradient elements per all-reduce (64 MB in float32): bounds the extra flat buffer."""
@@ -33,13 +36,23 @@ class Workers:
 
     rank: int = 0
     size: int = 1
+    device_index: int = 0
+    """Which of the accelerators this process sees it trains on: its local rank (its place
+    among the workers of its machine), unless its launcher says otherwise."""
 
     @classmethod
-    def current(cls) -> Workers:
-        """The initialised default process group's place, or a single worker."""
+    def current(cls, device_index: int | None = None) -> Workers:
+        """The initialised default process group's place, or a single worker.
+
+        The device index defaults to `LOCAL_RANK`, which torchrun and Ray Train set for every
+        worker: the workers of one machine see all of its accelerators and must not all take
+        the first. Ray Train knows better still which one is a worker's own (sweep/trainable.py
+        passes it)."""
         if dist.is_available() and dist.is_initialized():
-            return cls(rank=dist.get_rank(), size=dist.get_world_size())
-        return cls()
+            if device_index is None:
+                device_index = int(os.environ.get("LOCAL_RANK", "0"))
+            return cls(dist.get_rank(), dist.get_world_size(), device_index)
+        return cls(device_index=device_index or 0)
 
     @property
     def writes(self) -> bool:
@@ -57,6 +70,28 @@ class Workers:
 
 
 SINGLE_WORKER = Workers()
+
+
+def training_device(accelerator: str, workers: Workers, device_count: int) -> torch.device:
+    """The device this worker trains on: the CPU, or the visible GPU of its `device_index`.
+
+    `device_count` is `torch.cuda.device_count()` (a parameter, so that the choice can be
+    checked on a machine without GPUs). Lightning's `devices=1` would put every worker of a
+    machine on GPU 0; this is the device to give it instead (`trainer_devices`)."""
+    if accelerator == "cpu":
+        return torch.device("cpu")
+    if not 0 <= workers.device_index < device_count:
+        raise ConfigError(
+            f"train.device: worker {workers.rank} of {workers.size} should train on GPU "
+            f"{workers.device_index}, but this process sees {device_count} "
+            f"(CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES', 'unset')})"
+        )
+    return torch.device("cuda", workers.device_index)
+
+
+def trainer_devices(device: torch.device) -> int | list[int]:
+    """Lightning's `devices` for a single-device Trainer on `device`: the GPU by its index."""
+    return [device.index if device.index is not None else 0] if device.type == "cuda" else 1
 
 
 def sum_gradients(parameters: Iterable[torch.nn.Parameter], workers: Workers) -> None:
@@ -112,9 +147,14 @@ def gather_objects(value, workers: Workers) -> list:
     return out
 
 
-def broadcast_parameters(module: torch.nn.Module, workers: Workers) -> None:
-    """Copy rank 0's parameters and buffers to every worker: the workers start identical even
-    where initialisation is not bit-reproducible across processes."""
+def start_identical(module: torch.nn.Module, device: torch.device, workers: Workers) -> None:
+    """Move `module` to its training `device`, then copy rank 0's parameters and buffers to
+    every worker: the workers start identical even where initialisation is not
+    bit-reproducible across processes.
+
+    The move comes first because an NCCL group has no CPU backend: it broadcasts tensors on
+    the GPU each worker trains on, never on the CPU where the module was built."""
+    module.to(device)
     if workers.size == 1:
         return
     with torch.no_grad():

@@ -22,6 +22,7 @@ import traceback
 import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
 import yaml
@@ -43,6 +44,9 @@ from dualsweep.schema import (
     SUMMARY_FILE,
     TOKENIZER_FILE,
 )
+
+if TYPE_CHECKING:
+    from dualsweep.training.distributed import Workers
 
 LOGGER_PACKAGES = {"tensorboard": ("tensorboard", "tensorboardX"), "wandb": ("wandb",)}
 PROGRESS_LINES = 20  # about this many progress lines per run when not on a terminal
@@ -120,6 +124,7 @@ def train(
     callbacks: Sequence = (),
     log: Callable[[str], None] = print,
     resume: bool = False,
+    workers: Workers | None = None,
 ) -> RunSummary:
     """Train one model and write OUT/config.yaml, OUT/curve.parquet and OUT/summary.parquet.
 
@@ -133,15 +138,17 @@ def train(
     share of every batch (training/distributed.py), and rank 0 alone writes OUT (OUT must be
     one folder all workers can read, for resuming). The other workers return a summary
     without results, and an error on one of them is raised, so that the group stops; a
-    failed summary on rank 0 is the caller's to turn into the group's end.
+    failed summary on rank 0 is the caller's to turn into the group's end. Each worker trains
+    on the accelerator of its `workers.device_index` (default: `Workers.current()`, its local
+    rank).
     """
     import torch
 
-    from dualsweep.training.distributed import Workers
+    from dualsweep.training.distributed import Workers, training_device
 
     started, started_at = time.perf_counter(), _now()
     out_dir = Path(out_dir)
-    workers = Workers.current()
+    workers = workers or Workers.current()
     if config.train.batch_size % workers.size:
         raise ConfigError(
             f"train.batch_size: {config.train.batch_size} sequences do not split evenly over "
@@ -150,14 +157,17 @@ def train(
     if config.train.threads:
         torch.set_num_threads(config.train.threads)
     accelerator, precision = resolve_device(config)
+    device = training_device(accelerator, workers, torch.cuda.device_count())
+    if device.type == "cuda":  # NCCL's object collectives run on the current device
+        torch.cuda.set_device(device)
     data, held_out = _checked_data(config, accelerator, log)
     if workers.writes:
         _start_run_folder(config, out_dir, data)
     module = _module(
-        config, data, held_out, out_dir / CHECKPOINT_FILE, workers, resume=resume, log=log
+        config, data, held_out, out_dir / CHECKPOINT_FILE, workers, device, resume=resume, log=log
     )
     status, error, interrupted = _fit(
-        config, module, data, out_dir, accelerator, precision, list(callbacks), workers, log
+        config, module, data, out_dir, device, precision, list(callbacks), workers, log
     )
     if not workers.writes:
         if interrupted:
@@ -220,15 +230,18 @@ def _start_run_folder(config: RunConfig, out_dir: Path, data) -> None:
         shutil.copyfile(data.corpus.meta["tokenizer"], out_dir / TOKENIZER_FILE)
 
 
-def _module(config: RunConfig, data, held_out, checkpoint_path: Path, workers, *, resume, log):
-    """The seeded module, restored from `checkpoint_path` when resuming and it is readable.
+def _module(
+    config: RunConfig, data, held_out, checkpoint_path: Path, workers, device, *, resume, log
+):
+    """The seeded module on its training `device`, restored from `checkpoint_path` when
+    resuming and it is readable.
 
     Rank 0 decides whether the checkpoint is usable; the other workers load the same file
-    when it is, and start from rank 0's weights either way."""
+    when it is, and every worker starts from rank 0's weights, broadcast on the device."""
     import lightning as L
     import torch
 
-    from dualsweep.training.distributed import broadcast_from_first, broadcast_parameters
+    from dualsweep.training.distributed import broadcast_from_first, start_identical
     from dualsweep.training.module import DualObjectiveModule
 
     def fresh():
@@ -242,20 +255,13 @@ def _module(config: RunConfig, data, held_out, checkpoint_path: Path, workers, *
             workers=workers,
         )
 
+    def load():  # on the CPU: every worker would otherwise load onto the GPU it was saved from
+        return torch.load(checkpoint_path, map_location="cpu", weights_only=True)
+
     module = fresh()
-    if not workers.writes:
-        start_step = broadcast_from_first(None, workers)
-        if start_step:
-            data.start_step = module.restore(torch.load(checkpoint_path, weights_only=True))
-            if data.start_step != start_step:
-                raise RuntimeError(
-                    f"worker {workers.rank} read step {data.start_step} from {checkpoint_path}, "
-                    f"rank 0 read step {start_step}"
-                )
-        broadcast_parameters(module.model, workers)
-    elif resume and checkpoint_path.is_file():
+    if workers.writes and resume and checkpoint_path.is_file():
         try:
-            data.start_step = module.restore(torch.load(checkpoint_path, weights_only=True))
+            data.start_step = module.restore(load())
             log(f"resuming from step {data.start_step} of {config.steps} ({checkpoint_path})")
         except Exception as e:  # noqa: BLE001 - a truncated or foreign checkpoint: start over
             aside = checkpoint_path.with_name(f"{CHECKPOINT_FILE}.unreadable")
@@ -266,22 +272,29 @@ def _module(config: RunConfig, data, held_out, checkpoint_path: Path, workers, *
             log(
                 f"checkpoint unusable ({type(e).__name__}: {e}); moved to {aside}, starting from step 0"
             )
-    if workers.writes and workers.size > 1:
-        broadcast_from_first(data.start_step, workers)
-        broadcast_parameters(module.model, workers)
+    start_step = broadcast_from_first(data.start_step, workers)  # rank 0's decision
+    if not workers.writes and start_step:
+        data.start_step = module.restore(load())
+        if data.start_step != start_step:
+            raise RuntimeError(
+                f"worker {workers.rank} read step {data.start_step} from {checkpoint_path}, "
+                f"rank 0 read step {start_step}"
+            )
+    start_identical(module.model, device, workers)
     if config.train.compile:
-        module.model.compile()  # in place: parameter names (and so optimiser groups) unchanged
+        module.model.compile_blocks()  # in place: parameter names, optimiser groups unchanged
     return module
 
 
-def _fit(config, module, data, out_dir, accelerator, precision, callbacks, workers, log):
+def _fit(config, module, data, out_dir, device, precision, callbacks, workers, log):
     """Run Lightning's loop; return (status, error, interrupted): every failure is recorded.
 
-    Each data-parallel worker runs its own single-device loop (the gradient sum is in the
-    step); only rank 0 logs. A failure on another rank is raised: rank 0 would otherwise wait
-    for it in the next collective."""
+    Each data-parallel worker runs its own single-device loop on its own `device` (the
+    gradient sum is in the step); only rank 0 logs. A failure on another rank is raised:
+    rank 0 would otherwise wait for it in the next collective."""
     import lightning as L
 
+    from dualsweep.training.distributed import trainer_devices
     from dualsweep.training.module import NonFiniteLossError
     from dualsweep.training.progress import LineProgress
 
@@ -293,8 +306,8 @@ def _fit(config, module, data, out_dir, accelerator, precision, callbacks, worke
         callbacks.append(LineProgress(config.steps, every, log=log))
     with _quiet_lightning():
         trainer = L.Trainer(
-            accelerator=accelerator,
-            devices=1,
+            accelerator="gpu" if device.type == "cuda" else "cpu",
+            devices=trainer_devices(device),
             precision=precision,
             max_epochs=1,  # the dataset holds exactly the run's steps
             logger=(workers.writes and _loggers(config, out_dir)) or False,

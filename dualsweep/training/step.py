@@ -25,6 +25,7 @@ from dualsweep.objectives import (
     dual_objective_loss,
     objective_allocation,
     objective_order,
+    objective_order_on_device,
 )
 from dualsweep.schedules import wsd_multiplier
 from dualsweep.training.distributed import SINGLE_WORKER, Workers, sum_gradients
@@ -110,7 +111,7 @@ def train_step(
         stratified=objective.mask_rate_sampling == "stratified",
         min_mask_rate=objective.min_mask_rate,
     )
-    tokens, corruption = _own_rows(tokens, corruption, objective_order(is_first)[workers.share(B)])
+    tokens, corruption = _own_rows(tokens, corruption, workers.share(B))
     # Gradient accumulation: each part's loss carries its rows' whole-batch weights, so the
     # parts (of every worker) add up to the whole batch's gradient.
     rows = len(tokens)
@@ -136,7 +137,7 @@ def train_step(
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
     losses = torch.cat(parts)
-    first_rows = torch.from_numpy(corruption.is_first).to(tokens.device, non_blocking=True)
+    first_rows = corruption.first.device
     n_first = int(corruption.is_first.sum())
     return StepStats(
         loss=batch_loss,
@@ -147,11 +148,14 @@ def train_step(
 
 
 def _own_rows(
-    tokens: torch.Tensor, corruption: Corruption, rows: np.ndarray
+    tokens: torch.Tensor, corruption: Corruption, share: slice
 ) -> tuple[torch.Tensor, Corruption]:
-    """The tokens and corruption of `rows` (views when they are contiguous in batch order)."""
+    """The tokens and corruption of this worker's `share` of the batch in `objective_order`
+    (views when those rows are contiguous in batch order; the order is computed on the host
+    and on the device alike, so nothing is copied between them)."""
+    rows = objective_order(corruption.is_first)[share]
     first = int(rows[0])
     if np.array_equal(rows, np.arange(first, first + len(rows))):
         return tokens[first : first + len(rows)], corruption.rows(first, first + len(rows))
-    index = torch.from_numpy(rows).to(tokens.device, non_blocking=True)
-    return tokens[index], corruption.take(rows)
+    index = objective_order_on_device(corruption.first.device)[share]
+    return tokens[index], corruption.take(rows, index)
