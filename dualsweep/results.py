@@ -20,11 +20,19 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from dualsweep.config import RunConfig, flat_fields, run_key
+from dualsweep.config import (
+    BUILTIN_TASKS,
+    EvalConfig,
+    RunConfig,
+    flat_fields,
+    run_key,
+    strategy_name,
+)
 from dualsweep.schema import (
     AR_COLUMNS,
     CURVES_TABLE,
     EVALS_TABLE,
+    HARNESS_METRICS,
     MD_COLUMNS,
     RESULTS_ROOT,
     RUNS_TABLE,
@@ -85,11 +93,23 @@ class RunSummary:
 
 def write_parquet(frame: pd.DataFrame, path: str | Path) -> None:
     """Write atomically: a reader (or a crash) never sees a half-written table."""
+    _atomic(path, lambda tmp: frame.to_parquet(tmp, index=False))
+
+
+def atomic_write_text(path: str | Path, text: str) -> None:
+    """Write a text file atomically (a temporary name, then renamed)."""
+    _atomic(path, lambda tmp: tmp.write_text(text))
+
+
+def _atomic(path: str | Path, write) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    frame.to_parquet(tmp, index=False)
-    os.replace(tmp, path)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def curve_frame(
@@ -115,6 +135,56 @@ def held_out_summary(
         if o.held_out_stderr:
             values[f"final_{o.held_out_stderr}"] = float(evaluated[o.held_out_stderr].iloc[-1])
     return values
+
+
+def with_eval_columns(evals: pd.DataFrame) -> pd.DataFrame:
+    """`evals` with every column of `schema.EVAL_COLUMNS`: a table written before a column
+    existed gets what it meant then (each task requested by its own name, built-in tasks
+    limited to the items they hold, zero-shot, no harness metrics)."""
+    evals = evals.copy()
+    defaults = {
+        "requested_task": evals["task"],
+        "item_limit": pd.Series(
+            np.where(evals["task"].isin(BUILTIN_TASKS), evals["n_items"], 0), index=evals.index
+        ),
+        "num_fewshot": pd.Series(0, index=evals.index),
+    }
+    for name, default in defaults.items():  # a missing column, or rows of an older table
+        evals[name] = evals[name].fillna(default) if name in evals else default
+    evals[["item_limit", "num_fewshot"]] = evals[["item_limit", "num_fewshot"]].astype("int64")
+    for name in HARNESS_METRICS:
+        if name not in evals:
+            evals[name] = math.nan
+    return evals
+
+
+def current_evals(evals: pd.DataFrame, evaluation: EvalConfig) -> pd.DataFrame:
+    """The rows of `evals` scored as `evaluation` says now: MD read with its `md_mask_span`,
+    each task on its configured number of items and few-shot examples (a changed setting
+    scores again rather than keeping stale rows), for a task the evaluation still names."""
+    evals = with_eval_columns(evals)
+    if evals.empty:
+        return evals
+    requested = evals["requested_task"]
+    named = requested.isin(set(evaluation.task_names) | set(evaluation.lm_eval_tasks))
+    strategy = evals["strategy"] == evals["mode"].map(
+        lambda mode: strategy_name(mode, evaluation.md_mask_span)
+    )
+    limit = evals["item_limit"] == requested.map(evaluation.item_limit)
+    fewshot = evals["num_fewshot"] == requested.map(evaluation.num_fewshot)
+    return evals[named & evals["mode"].isin(evaluation.modes) & strategy & limit & fewshot]
+
+
+def missing_evals(evals: pd.DataFrame, evaluation: EvalConfig) -> set[tuple[str, str]]:
+    """The (requested task, mode) pairs `evaluation` asks for that `evals` does not hold as
+    scored now (`current_evals`)."""
+    wanted = {
+        (task, mode)
+        for task in (*evaluation.task_names, *evaluation.lm_eval_tasks)
+        for mode in evaluation.modes
+    }
+    current = current_evals(evals, evaluation)
+    return wanted - set(zip(current["requested_task"], current["mode"], strict=True))
 
 
 def score_columns(evals: pd.DataFrame) -> pd.DataFrame:

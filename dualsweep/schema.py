@@ -154,7 +154,16 @@ EVAL_COLUMNS = (
     "normalized_score_per_token",
     "stderr_per_token",
     "scoring_time_s",
+    "requested_task",
+    "item_limit",
+    "num_fewshot",
+    "acc",
+    "acc_stderr",
+    "acc_norm",
+    "acc_norm_stderr",
 )
+HARNESS_METRICS = ("acc", "acc_stderr", "acc_norm", "acc_norm_stderr")
+"""Evals columns as lm-evaluation-harness reports them (NaN on rows of other tasks)."""
 
 
 # -- alpha's scale -----------------------------------------------------------------------

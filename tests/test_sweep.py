@@ -365,6 +365,26 @@ def test_plan_of_the_paper_sweep_by_hand(capsys):
     out = capsys.readouterr().out
     assert "sweep paper: 50 trials" in out and f"{50 * tokens * per_token:.4e} FLOPs" in out
     assert "shapes: d_model, ffn_hidden and vocab_size are multiples of 64 and head_dim of 8" in out
+    # The harness suite and the built-in tasks in 3 modes, by the sizes plan.py lists.
+    assert "evaluation: 9 tasks x 3 modes (ar, md, prefix) per model, about " in out
+
+
+def test_the_evaluation_estimate_by_hand():
+    from dualsweep.config import load_run_config
+    from dualsweep.sweep.plan import evaluation_flops, forward_flops_per_token
+
+    config = load_run_config(
+        REPO / "sweeps" / "smoke.yaml",
+        {"tasks": ["word_order"], "lm_eval_tasks": ["piqa", "my_task"], "modes": ["ar", "md"]},
+    )
+    flops, unknown = evaluation_flops(config)
+    # piqa: 1,838 documents x 2 solutions of 12 + 25 tokens: AR reads each once, MD's
+    # pseudo-log-likelihood once per solution token (25 rows). word_order: task_items x 2
+    # choices of 10 + 3 tokens: 1 row, then 3.
+    piqa = 1838 * 2 * (12 + 25) * (1 + 25)
+    word_order = config.evaluation.task_items * 2 * (10 + 3) * (1 + 3)
+    assert flops == (piqa + word_order) * forward_flops_per_token(config.model)
+    assert unknown == ["my_task"]
 
 
 @pytest.mark.parametrize("sweep_name", ["smoke", "tiny", "paper"])

@@ -132,7 +132,11 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="KEY=VALUE",
         help="override an evaluation field, e.g. --set task_items=500",
     )
-    evaluate.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
+    evaluate.add_argument(
+        "--device",
+        default="auto",
+        help="auto (cuda when present, as train), cpu, cuda, cuda:1, ...",
+    )
 
     lm = commands.add_parser(
         "lm-eval",
@@ -149,9 +153,23 @@ def build_parser() -> argparse.ArgumentParser:
     lm.add_argument(
         "--md-mask-span", type=int, default=1, help="md mode: tokens masked together (0 = all)"
     )
-    lm.add_argument("--include-path", help="a folder of local task YAML files")
+    lm.add_argument(
+        "--include-path",
+        help="a folder of local task YAML files (offline; relative data_files resolve against each YAML's folder)",
+    )
     lm.add_argument("--limit", type=int, help="score only the first N documents of each task")
-    lm.add_argument("--device", default="cpu")
+    lm.add_argument("--num-fewshot", type=int, default=0, help="few-shot examples per prompt")
+    lm.add_argument(
+        "--batch-size", type=int, default=32, help="continuations scored per forward pass"
+    )
+    lm.add_argument(
+        "--device",
+        default="auto",
+        help="auto (cuda when present, as train), cpu, cuda, cuda:1, ...",
+    )
+    lm.add_argument(
+        "--output-path", help="write the harness's results (JSON, with its configs) to this file"
+    )
 
     fit = commands.add_parser(
         "fit",

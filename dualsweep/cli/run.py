@@ -72,11 +72,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     run_dir = Path(args.run_dir)
     if not (run_dir / "config.yaml").is_file():
         raise ConfigError(f"{run_dir}: not a run folder (no config.yaml)")
-    if args.device.startswith("cuda"):
-        import torch
-
-        if not torch.cuda.is_available():
-            raise ConfigError(f"--device: {args.device!r} requested but torch sees no CUDA device")
+    device = _checked_device(args.device)
     config = load_run_config(run_dir / "config.yaml")
     overrides = dict(parse_override(text) for text in args.set or [])
     if args.tasks:
@@ -87,7 +83,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     evaluation = build_section(EvalConfig, raw["evaluation"], "evaluation")
     from dualsweep.evaluate.run import evaluate_run, format_evals
 
-    evals, held_out = evaluate_run(run_dir, evaluation, device=args.device)
+    evals, held_out = evaluate_run(run_dir, evaluation, device=device)
     print(f"{held_out.describe(config.held_out.md_eval_draws)} on {held_out.tokens:,} tokens")
     print(format_evals(evals))
     print(f"-> {run_dir / 'evals.parquet'}")
@@ -97,19 +93,55 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 def cmd_lm_eval(args: argparse.Namespace) -> int:
     try:
         import lm_eval
-        from lm_eval.tasks import TaskManager
     except ImportError:
         raise ConfigError("lm-eval: not installed; pip install 'dualsweep[lmeval]'") from None
+    from dualsweep.evaluate.harness import task_manager, task_spec
     from dualsweep.evaluate.lm_eval_adapter import DualSweepLM
 
+    for name in ("limit", "num_fewshot", "batch_size"):
+        value = getattr(args, name)
+        if value is not None and value < (1 if name != "num_fewshot" else 0):
+            raise ConfigError(f"--{name.replace('_', '-')}: must be positive (got {value})")
+    device = _checked_device(args.device)
+    output = Path(args.output_path) if args.output_path else None
+    if output is not None and output.is_dir():
+        raise ConfigError(f"--output-path: {output} is a folder; give a file name")
+    manager = task_manager(args.include_path, args.tasks)
+    specs = [task_spec(manager, name) for name in args.tasks]  # an unknown task fails now
     lm = DualSweepLM(
-        run_dir=args.run_dir, mode=args.mode, md_mask_span=args.md_mask_span, device=args.device
+        run_dir=args.run_dir,
+        mode=args.mode,
+        md_mask_span=args.md_mask_span,
+        batch_size=args.batch_size,
+        device=device,
     )
-    manager = TaskManager(include_path=args.include_path) if args.include_path else TaskManager()
     results = lm_eval.simple_evaluate(
-        model=lm, tasks=args.tasks, task_manager=manager, limit=args.limit
+        model=lm,
+        tasks=specs,
+        task_manager=manager,
+        limit=args.limit,
+        num_fewshot=args.num_fewshot,
     )
     from lm_eval.utils import make_table
 
     print(make_table(results))
+    if output is not None:
+        import json
+
+        from dualsweep.results import atomic_write_text
+
+        output.parent.mkdir(parents=True, exist_ok=True)
+        kept = {k: v for k, v in results.items() if k != "samples"}
+        atomic_write_text(output, json.dumps(kept, indent=2, default=str) + "\n")
+        print(f"-> {output}")
     return 0
+
+
+def _checked_device(device: str) -> str:
+    import torch
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"--device: {device!r} requested but torch sees no CUDA device")
+    return device

@@ -8,6 +8,7 @@ launched, then one call of `run_sweep` or `plan_sweep`. Ray is imported inside `
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import sys
 from pathlib import Path
@@ -25,6 +26,11 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     if "://" not in args.storage:
         writable_folder(Path(args.storage), "--storage")
     check_source(sweep.base.data)  # a missing corpus fails here, not in every trial
+    sweep = with_absolute_task_paths(sweep)  # trials do not share this working directory
+    if sweep.base.evaluation.lm_eval_tasks:  # an unknown or broken task fails here too
+        from dualsweep.evaluate.harness import check_tasks
+
+        check_tasks(sweep.base.evaluation)
 
     address = args.address or os.environ.get("RAY_ADDRESS") or None
     try:
@@ -49,6 +55,22 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         )
         return EXIT_FAILED
     return 0
+
+
+def with_absolute_task_paths(sweep):
+    """The sweep with its task files and harness task folder as absolute paths: a trial runs
+    in its own folder (Ray Tune's working directory), where a relative path means nothing.
+    Evaluation settings are not part of a run key, so no trial's identity changes."""
+    evaluation = sweep.base.evaluation
+    tasks = tuple(
+        str(Path(t).expanduser().resolve()) if t.endswith(".jsonl") else t for t in evaluation.tasks
+    )
+    include = evaluation.lm_eval_include_path
+    include = str(Path(include).expanduser().resolve()) if include else None
+    if tasks == evaluation.tasks and include == evaluation.lm_eval_include_path:
+        return sweep
+    base = sweep.base.replace(tasks=tasks, lm_eval_include_path=include)
+    return dataclasses.replace(sweep, base=base)
 
 
 def cmd_plan(args: argparse.Namespace) -> int:

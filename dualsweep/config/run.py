@@ -313,6 +313,16 @@ class EvalConfig(Checked):
     """Seed of the built-in tasks' items (the same items for every run)."""
     bootstrap_samples: int = field(default=1000, metadata=bound(2) | NOT_IDENTITY)
     """Bootstrap resamples of items behind each score's standard error."""
+    lm_eval_tasks: tuple[str, ...] = field(
+        default=(), metadata=unique("a harness task") | NOT_IDENTITY
+    )
+    """lm-evaluation-harness task or group names, scored in every mode of `modes` (needs the lmeval extra)."""
+    lm_eval_include_path: str | None = field(default=None, metadata=NOT_IDENTITY)
+    """A folder of local harness task YAMLs (offline use); a relative data_files path in one resolves against its YAML's folder."""
+    lm_eval_limit: int = field(default=0, metadata=NON_NEGATIVE | NOT_IDENTITY)
+    """Items of each harness task (0 = all)."""
+    lm_eval_num_fewshot: int = field(default=0, metadata=NON_NEGATIVE | NOT_IDENTITY)
+    """Few-shot examples in each harness prompt (0 = zero-shot, as in the paper)."""
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -323,11 +333,28 @@ class EvalConfig(Checked):
                 task,
                 f"each task must be one of {', '.join(BUILTIN_TASKS)} or a .jsonl file",
             )
+        for task in self.lm_eval_tasks:
+            check(
+                task not in self.task_names,
+                "lm_eval_tasks",
+                task,
+                "also named in evaluation.tasks: results would not tell the two apart",
+            )
 
     @property
     def task_names(self) -> tuple[str, ...]:
         """The tasks as results name them: a file task by its stem."""
         return tuple(t.rsplit("/", 1)[-1].removesuffix(".jsonl") for t in self.tasks)
+
+    def item_limit(self, requested_task: str) -> int:
+        """How many items a task of this name is scored on (0: all of them): `task_items`
+        for a built-in task, `lm_eval_limit` for a harness task, all for a JSONL file."""
+        if requested_task in BUILTIN_TASKS:
+            return self.task_items
+        return self.lm_eval_limit if requested_task in self.lm_eval_tasks else 0
+
+    def num_fewshot(self, requested_task: str) -> int:
+        return self.lm_eval_num_fewshot if requested_task in self.lm_eval_tasks else 0
 
 
 SECTIONS = {

@@ -225,7 +225,7 @@ def _search(raw: dict, base: RunConfig) -> SearchConfig | None:
     choices = metric_names(
         pair_columns(base.objective.objectives),
         base.evaluation.modes,
-        base.evaluation.task_names,
+        (*base.evaluation.task_names, *base.evaluation.lm_eval_tasks),
     )
     if search.metric not in choices:
         fail("search.metric", search.metric, f"must be one of {', '.join(choices)}")

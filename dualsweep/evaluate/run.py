@@ -8,6 +8,7 @@ with the run's key.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -21,7 +22,7 @@ from dualsweep.evaluate.heldout import HeldOutLosses, held_out_losses
 from dualsweep.evaluate.multiple_choice import evaluate_task
 from dualsweep.evaluate.tasks import BUILTIN_TASKS, Task, builtin_task, load_task
 from dualsweep.objectives import objective_pair
-from dualsweep.results import write_parquet
+from dualsweep.results import current_evals, missing_evals, with_eval_columns, write_parquet
 from dualsweep.schema import CONFIG_FILE, EVAL_COLUMNS, EVALS_FILE, MODEL_FILE, TOKENIZER_FILE
 
 
@@ -74,10 +75,13 @@ def held_out_documents(run: LoadedRun) -> list[str]:
     ]
 
 
-def tasks_for(run: LoadedRun, evaluation: EvalConfig) -> list[Task]:
+def tasks_for(run: LoadedRun, evaluation: EvalConfig, names=None) -> list[Task]:
+    """The built-in and file tasks of `evaluation` (only those named `names`, if given)."""
     documents = None
     tasks = []
-    for name in evaluation.tasks:
+    for name, task_name in zip(evaluation.tasks, evaluation.task_names, strict=True):
+        if names is not None and task_name not in names:
+            continue
         if name in BUILTIN_TASKS:
             documents = documents if documents is not None else held_out_documents(run)
             tasks.append(
@@ -90,6 +94,16 @@ def tasks_for(run: LoadedRun, evaluation: EvalConfig) -> list[Task]:
     return tasks
 
 
+def read_evals(path: Path) -> pd.DataFrame:
+    """A run's evals rows so far (none when the file is missing or unreadable: scored again)."""
+    if not path.is_file():
+        return pd.DataFrame(columns=list(EVAL_COLUMNS))
+    try:
+        return with_eval_columns(pd.read_parquet(path))
+    except Exception:  # noqa: BLE001 - a damaged file holds nothing worth keeping
+        return pd.DataFrame(columns=list(EVAL_COLUMNS))
+
+
 def evaluate_run(
     run_dir: str | Path,
     evaluation: EvalConfig | None = None,
@@ -100,17 +114,29 @@ def evaluate_run(
 ) -> tuple[pd.DataFrame, HeldOutLosses | None]:
     """Evaluate a run folder; write and return its evals table, and its held-out losses.
 
+    Only what the folder's evals do not hold yet, as configured now, is scored (a task added
+    later, a mode, a changed `task_items`): the rest is kept, so a re-run scores nothing
+    twice. The model is loaded once for every task and mode, the harness tasks' included.
     `held_out=False` skips the held-out losses (None is returned): a sweep already has them
     from the run's last curve evaluation, the same numbers.
     """
     started = time.perf_counter()
+    run_dir = Path(run_dir)
     run = load_run(run_dir, device)
     config = run.config
     evaluation = evaluation or config.evaluation
     import torch
 
+    existing = read_evals(run_dir / EVALS_FILE)
+    missing = missing_evals(existing, evaluation)
+    harness_pairs = {(t, m) for t, m in missing if t in evaluation.lm_eval_tasks}
+    readable = run.tokenizer is not None
     # Tasks first: a missing or malformed task file fails before any scoring.
-    tasks = tasks_for(run, evaluation) if evaluation.tasks and run.tokenizer is not None else []
+    tasks = tasks_for(run, evaluation, {t for t, _ in missing}) if readable else []
+    if harness_pairs and readable:
+        from dualsweep.evaluate.harness import check_tasks
+
+        check_tasks(evaluation)
     losses = None
     if held_out:
         sequences = run.corpus.validation_sequences(
@@ -127,31 +153,73 @@ def evaluate_run(
             min_mask_rate=config.objective.min_mask_rate,
             document_masking=config.data.document_masking,
         )
+    # Up to 64 short rows per pass, never more tokens than a training (micro-)batch:
+    # scoring rows are far shorter than training sequences.
+    max_batch_tokens = (
+        config.train.micro_batch_size or config.train.batch_size
+    ) * config.model.seq_len
     rows = []
-    if evaluation.tasks and run.tokenizer is None:
+    if missing and not readable:
         log(f"{run_dir}: no tokenizer.json (a token-shard corpus): multiple-choice tasks skipped")
-    else:
-        for task in tasks:
-            for result in evaluate_task(
-                run.model,
-                run.tokenizer,
-                run.corpus.special,
-                task,
-                evaluation.modes,
-                md_span=evaluation.md_mask_span,
-                # Up to 64 short rows per pass, never more tokens than a training
-                # (micro-)batch: scoring rows are far shorter than training sequences.
-                batch_size=64,
-                max_batch_tokens=(config.train.micro_batch_size or config.train.batch_size)
-                * config.model.seq_len,
-                bootstrap=evaluation.bootstrap_samples,
-                seed=evaluation.task_seed,
-            ):
-                rows.append({"run_key": run_key(config), **result.row()})
-    evals = pd.DataFrame(rows, columns=list(EVAL_COLUMNS))
-    write_parquet(evals, Path(run_dir) / EVALS_FILE)
-    log(f"evaluated {len(evals)} task x mode rows in {time.perf_counter() - started:.1f}s")
+    for task in tasks:
+        modes = [mode for mode in evaluation.modes if (task.name, mode) in missing]
+        for result in evaluate_task(
+            run.model,
+            run.tokenizer,
+            run.corpus.special,
+            task,
+            modes,
+            md_span=evaluation.md_mask_span,
+            batch_size=64,
+            max_batch_tokens=max_batch_tokens,
+            bootstrap=evaluation.bootstrap_samples,
+            seed=evaluation.task_seed,
+        ):
+            rows.append(
+                {
+                    **result.row(),
+                    "requested_task": task.name,
+                    "item_limit": evaluation.item_limit(task.name),
+                    "num_fewshot": 0,
+                }
+            )
+    if harness_pairs and readable:
+        from dualsweep.evaluate.harness import harness_rows
+        from dualsweep.evaluate.lm_eval_adapter import DualSweepLM
+
+        lm = DualSweepLM.from_run(run, batch_size=64, max_batch_tokens=max_batch_tokens)
+        rows.extend(harness_rows(lm, evaluation, harness_pairs, log=log))
+    new = pd.DataFrame([{"run_key": run_key(config), **row} for row in rows])
+    parts = [part for part in (current_evals(existing, evaluation), new) if len(part)]
+    evals = _in_config_order(
+        pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=list(EVAL_COLUMNS)),
+        evaluation,
+    )
+    write_parquet(evals, run_dir / EVALS_FILE)
+    log(
+        f"evaluated {len(new)} task x mode rows ({len(evals) - len(new)} kept) in "
+        f"{time.perf_counter() - started:.1f}s"
+    )
     return evals, losses
+
+
+def _in_config_order(evals: pd.DataFrame, evaluation: EvalConfig) -> pd.DataFrame:
+    """Rows by task in the configured order (built-in and file tasks, then the harness's),
+    then by mode in the configured order; every column of `schema.EVAL_COLUMNS`."""
+    tasks = {t: i for i, t in enumerate((*evaluation.task_names, *evaluation.lm_eval_tasks))}
+    modes = {m: i for i, m in enumerate(evaluation.modes)}
+    order = sorted(
+        range(len(evals)),
+        key=lambda i: (
+            tasks.get(evals["requested_task"].iloc[i], len(tasks)),
+            modes.get(evals["mode"].iloc[i], len(modes)),
+        ),
+    )
+    evals = evals.iloc[order].reset_index(drop=True)
+    for column in EVAL_COLUMNS:
+        if column not in evals:
+            evals[column] = math.nan
+    return evals[list(EVAL_COLUMNS)]
 
 
 def format_evals(evals: pd.DataFrame) -> str:

@@ -44,6 +44,56 @@ def training_flops_per_token(model: ModelConfig) -> int:
     return 6 * parameter_counts(model).matmul + attention
 
 
+# Sizes of common zero-shot harness tasks, for the evaluation estimate: (documents scored,
+# continuations per document, context tokens, continuation tokens). Documents are the
+# splits' published sizes; the token lengths are rough averages (GPT-2-like BPE), good to a
+# factor of about 2. A task not listed here is not estimated (the plan says so).
+HARNESS_TASK_SIZES = {
+    "arc_easy": (2376, 4, 30, 5),
+    "arc_challenge": (1172, 4, 35, 6),
+    "hellaswag": (10042, 4, 60, 25),
+    "piqa": (1838, 2, 12, 25),
+    "winogrande": (1267, 2, 20, 10),
+    "sciq": (1000, 4, 120, 3),
+    "lambada_openai": (5153, 1, 80, 2),
+}
+# Built-in tasks: (choices per item, context tokens, continuation tokens), as made by
+# evaluate/tasks.py (word_order and cloze keep rows near 15 tokens, continuation 40 + 10).
+BUILTIN_TASK_SIZES = {"word_order": (2, 10, 3), "cloze": (4, 10, 3), "continuation": (4, 40, 10)}
+
+
+def forward_flops_per_token(model: ModelConfig) -> int:
+    """A forward pass: a third of `training_flops_per_token`."""
+    return training_flops_per_token(model) // 3
+
+
+def evaluation_flops(config: RunConfig) -> tuple[float, list[str]]:
+    """Estimated FLOPs of one trained model's evaluation (every task in every mode), and the
+    tasks it could not estimate. AR and prefix modes read each continuation once; MD's
+    pseudo-log-likelihood reads it once per `md_mask_span` tokens, one row each."""
+    evaluation = config.evaluation
+    sizes, unknown = [], []
+    for name in evaluation.task_names:
+        if name in BUILTIN_TASK_SIZES:
+            sizes.append((evaluation.task_items, *BUILTIN_TASK_SIZES[name]))
+        else:
+            unknown.append(name)
+    for name in evaluation.lm_eval_tasks:
+        if name in HARNESS_TASK_SIZES:
+            documents, *rest = HARNESS_TASK_SIZES[name]
+            limit = evaluation.lm_eval_limit
+            sizes.append((min(documents, limit) if limit else documents, *rest))
+        else:
+            unknown.append(name)
+    span = evaluation.md_mask_span
+    tokens = 0.0
+    for documents, choices, context, continuation in sizes:
+        for mode in evaluation.modes:
+            rows = -(-continuation // span) if mode == "md" and span > 0 else 1
+            tokens += documents * choices * rows * (context + continuation)
+    return tokens * forward_flops_per_token(config.model), unknown
+
+
 @dataclass(frozen=True)
 class TrialPlan:
     run_key: str
@@ -140,4 +190,15 @@ def format_plan(
         f"tokens, {total_flops:.4e} FLOPs, {total_hours:,.1f} accelerator-hours at {mfu:.0%} MFU "
         f"of {peak_flops / 1e12:g} TFLOP/s"
     )
+    flops, unknown = evaluation_flops(base)
+    trials = len(plans) + (search.trials_per_repetition * len(search.repetitions) if search else 0)
+    if flops or unknown:
+        evaluation = base.evaluation
+        lines.append(
+            f"evaluation: {len(evaluation.task_names) + len(evaluation.lm_eval_tasks)} tasks x "
+            f"{len(evaluation.modes)} modes ({', '.join(evaluation.modes)}) per model, about "
+            f"{flops:.2e} FLOPs ({flops / (total_flops / trials):.2%} of a model's training), "
+            f"{trials * flops / (peak_flops * mfu) / 3600:,.1f} accelerator-hours in all"
+            + (f"; not estimated: {', '.join(unknown)}" if unknown else "")
+        )
     return "\n".join(lines)

@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from dualsweep.config import BUILTIN_TASKS, EvalConfig, RunConfig, strategy_name
+from dualsweep.config import EvalConfig, RunConfig
 from dualsweep.paths import exclusive_lock
-from dualsweep.results import RunSummary, read_table, upsert, write_parquet
+from dualsweep.results import RunSummary, missing_evals, read_table, upsert, write_parquet
 from dualsweep.schema import (
     ATTEMPTS_FILE,
     CURVE_FILE,
@@ -116,27 +116,13 @@ def mark_current(results_dir: Path, keys) -> None:
         write_parquet(runs, path)
 
 
-def expected_evals(evaluation: EvalConfig) -> set[tuple[str, str]]:
-    """The (task, mode) pairs a complete evaluation has."""
-    return {(task, mode) for task in evaluation.task_names for mode in evaluation.modes}
-
-
 def evaluated(trial_dir: Path, evaluation: EvalConfig) -> bool:
-    """The trial's evals hold every configured task and mode, scored as configured now: the
-    built-in tasks with `task_items` items and MD mode with `md_mask_span` (a changed setting
-    evaluates again rather than leaving stale rows)."""
+    """The trial's evals hold every configured task (built-in, file and harness) and mode,
+    scored as configured now (`results.missing_evals`)."""
     path = trial_dir / EVALS_FILE
     if not path.is_file():
-        return not evaluation.tasks
-    evals = pd.read_parquet(path, columns=["task", "mode", "strategy", "n_items"])
-    current = evals[
-        (
-            evals["strategy"]
-            == evals["mode"].map(lambda m: strategy_name(m, evaluation.md_mask_span))
-        )
-        & (~evals["task"].isin(BUILTIN_TASKS) | (evals["n_items"] == evaluation.task_items))
-    ]
-    return expected_evals(evaluation) <= set(zip(current["task"], current["mode"], strict=True))
+        return not (evaluation.tasks or evaluation.lm_eval_tasks)
+    return not missing_evals(pd.read_parquet(path), evaluation)
 
 
 def collect(storage: TrialStorage, results_dir: Path, configs: dict[str, RunConfig]) -> None:

@@ -39,6 +39,8 @@ from dualsweep.schema import (
     CHECKPOINT_FILE,
     CONFIG_FILE,
     CURVE_FILE,
+    EVAL_ERROR_FILE,
+    EVALS_FILE,
     MODEL_FILE,
     RUN_MARKER_FILE,
     SUMMARY_FILE,
@@ -179,6 +181,10 @@ def train(
             objectives=tuple(o.columns for o in module.pair),
         )
     if status == "finished":
+        # A new model's scores are not the old one's: its evaluation goes first (a kill in
+        # between leaves the old model unevaluated, never the new one with old scores).
+        for stale in (EVALS_FILE, EVAL_ERROR_FILE):
+            (out_dir / stale).unlink(missing_ok=True)
         tmp = out_dir / f".{MODEL_FILE}.tmp"
         torch.save(module.model.state_dict(), tmp)
         tmp.replace(out_dir / MODEL_FILE)
