@@ -25,6 +25,7 @@ SUMMARY_FILE = "summary.parquet"  # one row: the run's outcome
 CHECKPOINT_FILE = "checkpoint.pt"  # resumable state, deleted once the run finishes
 MODEL_FILE = "model.pt"  # the final weights (a state_dict)
 TOKENIZER_FILE = "tokenizer.json"  # a copy of the corpus's tokenizer (text corpora)
+CORPUS_FILE = "corpus.json"  # what using the model needs of its corpus: special ids, its hash
 EVALS_FILE = "evals.parquet"  # multiple-choice results of the final model
 TRAIN_LOG_FILE = "train.log"  # a sweep trial's log lines
 RUN_MARKER_FILE = ".dualsweep-run"  # written first: this folder is a run (its key inside)

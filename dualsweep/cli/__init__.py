@@ -22,7 +22,7 @@ from dualsweep.cli.checks import EXIT_FAILED, EXIT_USAGE, check_run_folder, writ
 from dualsweep.cli.fit import cmd_fit, cmd_suggest
 from dualsweep.cli.parser import build_parser
 from dualsweep.cli.prepare import cmd_prepare
-from dualsweep.cli.run import cmd_evaluate, cmd_lm_eval, cmd_train
+from dualsweep.cli.run import cmd_evaluate, cmd_export, cmd_generate, cmd_lm_eval, cmd_train
 from dualsweep.cli.sweep import cmd_plan, cmd_sweep
 from dualsweep.config import ConfigError
 
@@ -32,6 +32,8 @@ __all__ = [
     "build_parser",
     "check_run_folder",
     "cmd_evaluate",
+    "cmd_export",
+    "cmd_generate",
     "cmd_fit",
     "cmd_lm_eval",
     "cmd_plan",
@@ -52,6 +54,8 @@ def _handler(command: str) -> Callable[[argparse.Namespace], int]:
         "sweep": cmd_sweep,
         "evaluate": cmd_evaluate,
         "lm-eval": cmd_lm_eval,
+        "export": cmd_export,
+        "generate": cmd_generate,
         "fit": cmd_fit,
         "suggest": cmd_suggest,
         "plan": cmd_plan,

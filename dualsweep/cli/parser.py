@@ -171,6 +171,53 @@ def build_parser() -> argparse.ArgumentParser:
         "--output-path", help="write the harness's results (JSON, with its configs) to this file"
     )
 
+    export = commands.add_parser(
+        "export",
+        help="write a finished run as a Hugging Face model folder (Llama; transformers loads it)",
+        description="Write RUN_DIR's model as a LlamaForCausalLM folder: config.json, "
+        "model.safetensors, the tokenizer, generation_config.json and a model card (README.md) "
+        "that says how to use the masked-diffusion mode. Needs the hf extra (safetensors).",
+    )
+    export.add_argument("run_dir")
+    export.add_argument("--out", required=True, help="folder to create (refused if it holds files)")
+
+    generate = commands.add_parser(
+        "generate",
+        help="generate text from a finished run, autoregressively or by masked diffusion",
+        description="Continue each prompt with the run's model: --mode ar samples the next token "
+        "causally; --mode md starts from masks after the prompt and unmasks them over --steps "
+        "steps with bidirectional attention. Seeded: the same seed gives the same text.",
+    )
+    generate.add_argument("run_dir")
+    prompts = generate.add_mutually_exclusive_group(required=True)
+    prompts.add_argument("--prompt", help="the text to continue")
+    prompts.add_argument(
+        "--prompts", help="a file of prompts, one per line; prints one JSON line per prompt"
+    )
+    generate.add_argument("--mode", default="ar", choices=["ar", "md"])
+    generate.add_argument("--max-new-tokens", type=int, default=64)
+    generate.add_argument(
+        "--temperature", type=float, default=1.0, help="0 = greedy (the most probable token)"
+    )
+    generate.add_argument(
+        "--top-k", type=int, default=0, help="draw among the k most probable (0 = all)"
+    )
+    generate.add_argument(
+        "--top-p", type=float, default=1.0, help="nucleus sampling mass (1 = all)"
+    )
+    generate.add_argument("--seed", type=int, default=0)
+    generate.add_argument(
+        "--stop", action="append", default=[], help="ar: stop at this string (repeatable)"
+    )
+    generate.add_argument("--steps", type=int, default=16, help="md: denoising steps")
+    generate.add_argument(
+        "--order",
+        default="confidence",
+        choices=["confidence", "random"],
+        help="md: unmask the most confident drawn tokens first, or a random set",
+    )
+    generate.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
+
     fit = commands.add_parser(
         "fit",
         help="fit the GP surface of a sweep's metric and print the best alpha per R",

@@ -1,4 +1,4 @@
-"""The commands on one run folder: `train`, `evaluate` and `lm-eval`.
+"""The commands on one run folder: `train`, `evaluate`, `lm-eval`, `export` and `generate`.
 
 What belongs here: turning a command's arguments into one call of `train`, `evaluate_run` or
 lm-evaluation-harness, and printing its outcome in a line or a table. Heavy packages (torch,
@@ -145,3 +145,49 @@ def _checked_device(device: str) -> str:
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise ConfigError(f"--device: {device!r} requested but torch sees no CUDA device")
     return device
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    try:
+        import safetensors  # noqa: F401
+    except ImportError:
+        raise ConfigError("export: needs safetensors; pip install 'dualsweep[hf]'") from None
+    from dualsweep.export import export_run
+
+    export_run(args.run_dir, args.out)
+    return 0
+
+
+def cmd_generate(args: argparse.Namespace) -> int:
+    import json
+
+    from dualsweep.evaluate.run import load_run
+    from dualsweep.generation import Sampling, generate
+
+    sampling = Sampling(
+        max_new_tokens=args.max_new_tokens,
+        temperature=args.temperature,
+        top_k=args.top_k,
+        top_p=args.top_p,
+        seed=args.seed,
+        stop=tuple(args.stop),
+        steps=args.steps,
+        order=args.order,
+    )
+    if args.prompts:
+        path = Path(args.prompts)
+        if not path.is_file():
+            raise ConfigError(f"--prompts: {path} is not a file")
+        prompts = [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+        if not prompts:
+            raise ConfigError(f"--prompts: {path} holds no prompt")
+    else:
+        prompts = [args.prompt]
+    run = load_run(args.run_dir, _checked_device(args.device))
+    texts = generate(run, prompts, mode=args.mode, sampling=sampling)
+    if args.prompts:
+        for prompt, text in zip(prompts, texts, strict=True):
+            print(json.dumps({"prompt": prompt, "completion": text}))
+    else:
+        print(f"{args.prompt}{texts[0]}")
+    return 0

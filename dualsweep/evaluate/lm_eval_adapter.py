@@ -62,7 +62,7 @@ class DualSweepLM(LM):
             run = load_run(run_dir, _device(device))
         if run.tokenizer is None:
             raise ValueError(f"{run_dir}: no tokenizer.json (token-shard runs cannot read text)")
-        self.model, self.tokenizer, self.special = run.model, run.tokenizer, run.corpus.special
+        self.model, self.tokenizer, self.special = run.model, run.tokenizer, run.special
         self.set_mode(mode, md_mask_span=md_mask_span)
         self.batch_size, self.max_gen_toks = _batch_size(batch_size), int(max_gen_toks)
         self.max_batch_tokens = int(max_batch_tokens)

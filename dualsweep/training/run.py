@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import datetime
+import json
 import logging
 import math
 import shutil
@@ -30,6 +31,7 @@ import yaml
 from dualsweep.config import ConfigError, RunConfig, run_key, to_plain
 from dualsweep.results import (
     RunSummary,
+    atomic_write_text,
     code_version,
     curve_frame,
     held_out_summary,
@@ -38,6 +40,7 @@ from dualsweep.results import (
 from dualsweep.schema import (
     CHECKPOINT_FILE,
     CONFIG_FILE,
+    CORPUS_FILE,
     CURVE_FILE,
     EVAL_ERROR_FILE,
     EVALS_FILE,
@@ -232,8 +235,15 @@ def _start_run_folder(config: RunConfig, out_dir: Path, data) -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / RUN_MARKER_FILE).write_text(run_key(config) + "\n")  # marks the folder as a run
     (out_dir / CONFIG_FILE).write_text(yaml.safe_dump(to_plain(config), sort_keys=False))
-    if data.corpus.meta["tokenizer"]:  # the run folder is self-contained for evaluation
+    # The folder stands alone: loading, scoring, exporting and generating need no corpus.
+    if data.corpus.meta["tokenizer"]:
         shutil.copyfile(data.corpus.meta["tokenizer"], out_dir / TOKENIZER_FILE)
+    corpus = {
+        "special": dataclasses.asdict(data.corpus.special),
+        "corpus_hash": data.corpus.corpus_hash,
+        "source": config.data.source,
+    }
+    atomic_write_text(out_dir / CORPUS_FILE, json.dumps(corpus, indent=2) + "\n")
 
 
 def _module(
