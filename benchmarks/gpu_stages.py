@@ -40,7 +40,7 @@ from benchmarks.training import matched_ffn
 from dualsweep.config import RunConfig, load_sweep
 from dualsweep.data.special import SpecialTokens
 from dualsweep.model import BIDIRECTIONAL, CAUSAL, Transformer
-from dualsweep.sweep.plan import H100_BF16_PEAK_FLOPS, training_flops_per_token
+from dualsweep.sweep.plan import H100_BF16_PEAK_FLOPS, causal_share, training_flops_per_token
 
 # Dense bf16 tensor-core peaks (no sparsity) by a substring of torch's device name, the first
 # match winning: the PCIe and NVL H100s are slower than the SXM one ("H100 80GB HBM3").
@@ -536,15 +536,24 @@ def compiled_speed(size: str) -> Callable[[Context], dict]:
     return stage
 
 
+ALPHAS = {"alpha_half": 0.5, "alpha_one": 1.0, "compiled": 0.5, "eager": 0.5}
+"""The alpha each measured loop trains at (its causal rows count their attention at half)."""
+
+
+def flops_per_token(config: RunConfig, key: str) -> float:
+    """Training FLOPs per token of the loop `key` measures, as `dualsweep plan` counts them."""
+    return training_flops_per_token(config.model, causal_share(config.replace(alpha=ALPHAS[key])))
+
+
 def _rates(ctx: Context, config: RunConfig, step_times: dict[str, list[float]]) -> dict:
     """tokens/s, training FLOP/s and their share of the peaks, per measured loop."""
     tokens = config.train.batch_size * config.model.seq_len
-    flops_per_token = training_flops_per_token(config.model)
-    out = {"tokens_per_s": {}, "mfu": {}, "of_measured_peak": {}}
+    out = {"tokens_per_s": {}, "flops_per_token": {}, "mfu": {}, "of_measured_peak": {}}
     for key, times in step_times.items():
         rate = tokens / statistics.median(times)
         out["tokens_per_s"][key] = rate
-        flops = rate * flops_per_token
+        out["flops_per_token"][key] = flops_per_token(config, key)
+        flops = rate * out["flops_per_token"][key]
         nominal, measured = ctx.facts.get("nominal"), ctx.facts.get("measured")
         out["mfu"][key] = flops / nominal if nominal else None
         out["of_measured_peak"][key] = flops / measured if measured else None
@@ -558,7 +567,6 @@ def _shape(config: RunConfig, size: str) -> dict:
         "micro_batch": config.train.micro_batch_size or config.train.batch_size,
         "seq_len": config.model.seq_len,
         "optimizer": config.optim.optimizer,
-        "flops_per_token": training_flops_per_token(config.model),
     }
 
 
@@ -580,6 +588,13 @@ def _step_speed(ctx: Context, size: str) -> dict:
     half_times, pure_times = alternating_steps(half.train_step, pure.train_step, batches, 1, sync)
     result.update(_rates(ctx, config, {"alpha_half": half_times, "alpha_one": pure_times}))
     result["dual_overhead"] = statistics.median(pure_times) / statistics.median(half_times)
+    # At equal FLOPs: alpha 1/2 does more attention work per token (its MD half attends
+    # bidirectionally), so its FLOP/s, not its tokens/s, says whether mixing costs anything.
+    result["dual_overhead_equal_flops"] = (
+        result["dual_overhead"]
+        * result["flops_per_token"]["alpha_half"]
+        / result["flops_per_token"]["alpha_one"]
+    )
     if ctx.on_gpu:  # both models and their optimizer states resident: a bound for one
         result["peak_memory_gb"] = torch.cuda.max_memory_allocated() / 2**30
     del half, pure
@@ -608,7 +623,8 @@ def _step_speed(ctx: Context, size: str) -> dict:
     result["summary"] = (
         f"{result['parameters'] / 1e6:.1f}M parameters: "
         f"{result['tokens_per_s']['alpha_half']:,.0f} tokens/s at alpha 1/2 ({share}), "
-        f"dual_overhead {result['dual_overhead']:.3f}"
+        f"dual_overhead {result['dual_overhead']:.3f} ({result['dual_overhead_equal_flops']:.3f} "
+        "at equal FLOPs)"
         + (f", peak {result['peak_memory_gb']:.1f} GB" if "peak_memory_gb" in result else "")
     )
     return result

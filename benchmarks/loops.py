@@ -161,11 +161,13 @@ def reference_loop(config: RunConfig, device: str | torch.device = "cpu") -> Pla
 
 
 def bare_loop(config, special, alpha, compile_model=False, device="cpu") -> BareLoop:
-    """A BareLoop at `alpha` on a fresh model (seed 0) on `device`, compiled if asked."""
+    """A BareLoop at `alpha` on a fresh model (seed 0) on `device`, compiled if asked (as
+    `train.compile` compiles training: each block, and the head with the cross-entropy)."""
     torch.manual_seed(0)
     model = Transformer(config.model).to(device)
     if compile_model:
-        model.compile_blocks()  # as training compiles it (train.compile)
+        model.compile_blocks()
+        config = config.replace(compile=True)
     return BareLoop(config, model, special, alpha)
 
 

@@ -28,9 +28,10 @@ TRAINING = (
     "compile",
 )
 MEMORY = ("step_memory",)  # fresh processes of its own (benchmarks/memory.py)
+COUNTED = ("step_traffic",)  # counted on fake tensors, not timed (benchmarks/traffic.py)
 PREPARE = ("prepare_1_process", "prepare_2_process")  # measured together (benchmarks/prepare.py)
 SWEEP = ("sweep_efficiency", "sweep_efficiency_8x")
-NAMES = TRAINING + MEMORY + PREPARE + SWEEP
+NAMES = TRAINING + MEMORY + COUNTED + PREPARE + SWEEP
 RESULT_PREFIX = "BENCHMARK-RESULT "
 _PREPARED: dict[
     str, common.Ratio
@@ -48,8 +49,11 @@ def measure(names, repetitions: int, steps: int) -> list[common.Ratio]:
             _PREPARED.update((r.name, r) for r in prepare_throughput())
         return _PREPARED[name]
 
+    from benchmarks.traffic import traffic_ratio
+
     benches = {
         "step_memory": step_memory,
+        "step_traffic": traffic_ratio,
         "prepare_1_process": lambda: prepare_row("prepare_1_process"),
         "prepare_2_process": lambda: prepare_row("prepare_2_process"),
         "sweep_efficiency": sweep_efficiency,
@@ -260,6 +264,17 @@ def _reading(results: list[common.Ratio]) -> list[str]:
         f"chunked step takes {memory['step_time_chunked_over_whole']:.2f}x the whole one's time. At the "
         "paper's micro-batch (8 x 2,048) the whole logits alone are 3.4 GB; `make gpu-check` measures",
         "  the 470M step's peak on a GPU both ways.",
+    ]
+    traffic = by["step_traffic"].details
+    lines += [
+        "- dual_overhead and hardware_use count FLOPs as `dualsweep plan` does: attention at half",
+        "  for causal rows (flash and cuDNN causal kernels skip the upper tiles), whole for",
+        "  bidirectional ones, so dual_overhead compares alpha 1/2 and 1 at equal FLOPs; its",
+        f"  tokens/s ratio alone reads {by['dual_overhead'].details['tokens_per_s_ratio']:.3f}.",
+        f"- step_traffic: the 470M step reads and writes {traffic['bytes_per_token_per_layer'] / 1e3:,.0f} KB "
+        "per token per layer outside its matmuls (counted on fake tensors under bf16 autocast,",
+        f"  benchmarks/traffic.py); the largest: {traffic['largest']}. Target: half of the",
+        "  count at commit 4e27c4b (817 KB).",
     ]
     prep = by["prepare_2_process"].details
     lines += [

@@ -85,6 +85,9 @@ AR_COLUMNS = ObjectiveColumns("ar", bound=False, estimated=False)
 MD_COLUMNS = ObjectiveColumns("md", bound=True, estimated=True)
 
 OBJECTIVE_COLUMNS: dict[str, ObjectiveColumns] = {"ar": AR_COLUMNS, "md": MD_COLUMNS}
+CAUSAL_OBJECTIVES: set[str] = {"ar"}
+"""Objectives that attend causally (the registry adds each registered one that does): the
+plan counts their attention at half (sweep/plan.py)."""
 """The columns of each objective by name: the torch-free half of the objective registry
 (`dualsweep.objectives.register` adds a new objective's), for code that writes result rows
 without importing torch (a sweep driver recording a trial that died)."""

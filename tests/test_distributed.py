@@ -55,34 +55,66 @@ def one_step(alpha: float, allocation: str, workers: Workers) -> dict:
 
 
 CASES = [
-    (0.5, "step", [(4, 0), (0, 4)]),  # k/N: the per-device split, one objective per worker
-    (0.5, "sequence", [(4, 0), (0, 4)]),  # same split: the step holds exactly 4 AR rows
-    (0.3, "step", [(2, 2), (0, 4)]),  # not a multiple of 1/N: round(0.3 * 8) = 2 AR rows
+    (0.5, "step", [(2, 2), (2, 2)]),  # balanced: each worker half of each objective's rows
+    (0.5, "sequence", [(2, 2), (2, 2)]),  # the step holds exactly 4 AR rows too
+    (0.3, "step", [(1, 3), (1, 3)]),  # round(0.3 * 8) = 2 AR rows: one each
 ]
 
 
+class SumAfterBackward:
+    """The synchronous gradient sum after the last backward (`sum_gradients`), in the place
+    of the overlapped one: the reference its result must equal."""
+
+    def __init__(self, parameters, workers):
+        self.parameters, self.workers = list(parameters), workers
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        pass
+
+    def arm(self):
+        pass
+
+    def finish(self):
+        from dualsweep.training.distributed import sum_gradients
+
+        sum_gradients(self.parameters, self.workers)
+
+
 def _worker(rank: int, world: int, init_file: str, out: str):
+    import dualsweep.training.step as step
+
     dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
     try:
         torch.set_num_threads(1)
         steps = [one_step(alpha, rule, Workers(rank, world)) for alpha, rule, _ in CASES]
-        torch.save(steps, f"{out}/rank{rank}.pt")
+        overlapped = step.OverlappedGradientSum
+        step.OverlappedGradientSum = SumAfterBackward
+        try:
+            after = [one_step(alpha, rule, Workers(rank, world)) for alpha, rule, _ in CASES]
+        finally:
+            step.OverlappedGradientSum = overlapped
+        torch.save({"steps": steps, "after": after}, f"{out}/rank{rank}.pt")
     finally:
         dist.destroy_process_group()
 
 
 @pytest.fixture(scope="module")
-def two_worker_steps(tmp_path_factory) -> list[list[dict]]:
-    """Every case's step on 2 gloo worker processes (one spawn for all): [rank][case]."""
+def two_worker_steps(tmp_path_factory) -> tuple[list[list[dict]], list[list[dict]]]:
+    """Every case's step on 2 gloo worker processes (one spawn for all), with the overlapped
+    gradient sum and with the sum after the backward: two lists [rank][case]."""
     out = tmp_path_factory.mktemp("gloo")
     mp.spawn(_worker, args=(2, str(out / "rendezvous"), str(out)), nprocs=2, join=True)
-    return [torch.load(out / f"rank{r}.pt", weights_only=False) for r in range(2)]
+    saved = [torch.load(out / f"rank{r}.pt", weights_only=False) for r in range(2)]
+    return [r["steps"] for r in saved], [r["after"] for r in saved]
 
 
 @pytest.mark.parametrize("case", range(len(CASES)), ids=[f"{a}-{r}" for a, r, _ in CASES])
 def test_two_workers_step_with_the_one_process_gradient(two_worker_steps, case):
     alpha, allocation, split = CASES[case]
-    ranks = [two_worker_steps[r][case] for r in range(2)]
+    ranks = [two_worker_steps[0][r][case] for r in range(2)]
     whole = one_step(alpha, allocation, Workers())
 
     assert [tuple(r["rows"]) for r in ranks] == split
@@ -105,6 +137,78 @@ def test_objective_order_cuts_every_share_but_one_into_one_objective():
     assert np.all(np.diff(order[: flags.sum()]) > 0) and np.all(np.diff(order[flags.sum() :]) > 0)
     parts = [flags[i : i + 4] for i in range(0, 16, 4)]
     assert sum(0 < p.sum() < len(p) for p in parts) <= 1
+
+
+@pytest.mark.parametrize("case", range(len(CASES)), ids=[f"{a}-{r}" for a, r, _ in CASES])
+def test_the_overlapped_sum_equals_the_sum_after_the_backward(two_worker_steps, case):
+    """Each worker's 4 rows run as 2 micro-batches: the sum that starts during the second
+    backward gives, bit for bit, the gradients of the sum after it."""
+    overlapped, after = two_worker_steps
+    for rank in range(2):
+        for name, grad in after[rank][case]["grads"].items():
+            assert torch.equal(overlapped[rank][case]["grads"][name], grad), name
+
+
+def test_buckets_start_summing_during_the_last_backward(tmp_path, monkeypatch):
+    """In a one-process group (the sum is the identity): every bucket's all-reduce has
+    started when the last backward pass returns, in bucket order, none during the first."""
+    import torch.distributed as dist
+
+    import dualsweep.training.distributed as distributed
+    from dualsweep.training.distributed import OverlappedGradientSum
+
+    monkeypatch.setattr(distributed, "BUCKET_ELEMENTS", 3000)  # several buckets
+    started = []
+    real = dist.all_reduce
+    monkeypatch.setattr(
+        dist, "all_reduce", lambda t, **kw: started.append(t.numel()) or real(t, **kw)
+    )
+    dist.init_process_group(
+        "gloo", init_method=f"file://{tmp_path / 'rendezvous'}", rank=0, world_size=1
+    )
+    try:
+        torch.manual_seed(0)
+        model = Transformer(tiny_run_config().model)
+        x = torch.randint(4, 300, (2, 16))
+        with OverlappedGradientSum(model.parameters(), Workers(0, 2)) as summing:
+            model(x).float().mean().backward()
+            assert started == []  # not armed: the first micro-batch
+            summing.arm()
+            model(x).float().mean().backward()
+            assert len(started) == len(summing.buckets) > 2  # all started during the backward
+            expected = {n: p.grad.clone() for n, p in model.named_parameters()}
+            summing.finish()
+        assert started == [sum(p.numel() for p in b) for b in summing.buckets]  # in order
+        for name, p in model.named_parameters():
+            assert torch.equal(p.grad, expected[name]), name
+    finally:
+        dist.destroy_process_group()
+
+
+@pytest.mark.parametrize("alpha", [1 / 256, 1 / 16, 0.3, 0.5, 15 / 16])
+@pytest.mark.parametrize("size", [2, 4, 8])
+def test_workers_get_equal_rows_and_about_equal_attention_work(alpha, size):
+    """Causal rows cost half the attention of bidirectional ones: dealt out row by row in
+    objective order, each worker gets B/N rows and its share of each objective (within one
+    row), so at alpha 1/2 every worker does the same attention work; contiguous shares would
+    give half the workers causal rows only (0.75 of the mean work)."""
+    B = 256
+    is_first, _ = objective_allocation(alpha, 3, B, "step")
+    order = objective_order(is_first)
+    n_first = int(is_first.sum())
+    work = []
+    for rank in range(size):
+        rows = order[Workers(rank, size).share(B)]
+        first = is_first[rows]
+        assert len(rows) == B // size and abs(first.sum() - n_first / size) < 1
+        assert not np.any(first[1:] & ~first[:-1])  # still in objective order
+        work.append(first.sum() * 0.5 + (~first).sum() * 1.0)
+    assert sorted(np.concatenate([order[Workers(r, size).share(B)] for r in range(size)])) == list(
+        range(B)
+    )  # every row once
+    if alpha == 0.5:
+        assert max(work) / min(work) <= 1.05
+    assert max(work) - min(work) <= 0.5  # at most one causal row against one bidirectional
 
 
 def test_a_batch_that_does_not_split_evenly_is_refused():

@@ -93,13 +93,22 @@ def test_the_rehearsal_s_numbers_are_what_they_must_be(rehearsal):
     assert 0 < smoke["final_held_out_ar_loss"] < math.log(512)  # learned: below uniform
 
     parallel = stages["data_parallel"]
-    assert parallel["backend"] == "gloo" and parallel["worker_rows"] == [[4, 0], [0, 4]]
+    assert parallel["backend"] == "gloo" and parallel["worker_rows"] == [[2, 2], [2, 2]]
     assert parallel["start_weights_differed"]  # the broadcast, not the seed, made them equal
 
     config = gpu_stages.size_config("tiny")
     step, compiled = stages["step_tiny"], stages["compile_tiny"]
     assert step["parameters"] == Transformer(config.model).num_parameters()
-    assert step["flops_per_token"] == training_flops_per_token(config.model)
+    # Causal rows count their attention at half: alpha 1/2 (8 of 16 rows AR) and alpha 1.
+    attention = 12 * config.model.n_layers * config.model.seq_len * config.model.d_model
+    dense = training_flops_per_token(config.model)  # every row bidirectional
+    assert step["flops_per_token"] == {
+        "alpha_half": dense - attention / 4,
+        "alpha_one": dense - attention / 2,
+    }
+    assert step["dual_overhead_equal_flops"] == pytest.approx(
+        step["dual_overhead"] * (dense - attention / 4) / (dense - attention / 2)
+    )
     assert step["tokens_per_step"] == config.train.batch_size * config.model.seq_len == 16 * 128
     for result in (step, compiled):
         for key, rate in result["tokens_per_s"].items():
@@ -107,7 +116,7 @@ def test_the_rehearsal_s_numbers_are_what_they_must_be(rehearsal):
             assert result["mfu"][key] is None  # no nominal peak for a CPU
             share = (
                 rate
-                * result["flops_per_token"]
+                * result["flops_per_token"][key]
                 / stages["environment"]["measured_bf16_matmul_peak_flops"]
             )
             assert result["of_measured_peak"][key] == pytest.approx(share)

@@ -481,3 +481,21 @@ def test_the_chunked_cross_entropy_equals_the_whole_one_with_its_gradients():
         grads.append({n: p.grad.clone() for n, p in model.named_parameters()})
     for name, grad in grads[0].items():
         torch.testing.assert_close(grads[1][name], grad, rtol=1e-5, atol=1e-7, msg=name)
+
+
+@pytest.mark.slow  # torch.compile on the CPU: seconds of compilation
+@pytest.mark.parametrize("chunk_tokens", [0, 37])
+def test_the_compiled_head_and_cross_entropy_equal_the_eager_ones(chunk_tokens):
+    from dualsweep.objectives import chunked_next_token_nll
+
+    torch.manual_seed(0)
+    features = torch.randn(2, 24, 16, requires_grad=True)
+    head = torch.randn(50, 16, requires_grad=True)
+    tokens = torch.randint(0, 50, (2, 24))
+    results = []
+    for compiled in (False, True):
+        nll = chunked_next_token_nll(features, head, tokens, chunk_tokens, compiled=compiled)
+        grads = torch.autograd.grad(nll.sum(), (features, head))
+        results.append((nll.detach(), *grads))
+    for eager, compiled in zip(*results, strict=True):
+        torch.testing.assert_close(compiled, eager, rtol=1e-5, atol=1e-5)

@@ -85,3 +85,40 @@ def test_fallback_muon_matches_torch_muon():
         theirs.step()
     # The same update in the same order of bfloat16 operations.
     torch.testing.assert_close(a, b, atol=1e-6, rtol=1e-6)
+
+
+@pytest.mark.skipif(not hasattr(torch.optim, "Muon"), reason="torch has no Muon to compare with")
+def test_a_fused_qkv_matrix_steps_as_three_separate_matrices():
+    """The reference algorithm treats q, k and v as matrices of their own: torch's Muon on
+    three (C, C) parameters. Ours on the fused (3C, C) weight with blocks=3 must step the same."""
+    C = 8
+    torch.manual_seed(0)
+    fused = torch.nn.Parameter(torch.randn(3 * C, C))
+    parts = [torch.nn.Parameter(block.detach().clone()) for block in fused.detach().split(C)]
+    ours = NewtonSchulzMuon(
+        [{"params": [fused], "blocks": 3}], lr=0.02, weight_decay=0.1, momentum=0.95
+    )
+    reference = torch.optim.Muon(parts, lr=0.02, weight_decay=0.1, momentum=0.95, nesterov=True)
+    whole = torch.nn.Parameter(fused.detach().clone())  # and what one pass over the stack does
+    coupled = torch.optim.Muon([whole], lr=0.02, weight_decay=0.1, momentum=0.95, nesterov=True)
+    for step in range(3):
+        grad = torch.randn(3 * C, C, generator=torch.Generator().manual_seed(step))
+        fused.grad, whole.grad = grad.clone(), grad.clone()
+        for part, block in zip(parts, grad.split(C), strict=True):
+            part.grad = block.clone()
+        for optimizer in (ours, reference, coupled):
+            optimizer.step()
+    torch.testing.assert_close(
+        fused.detach(), torch.cat([p.detach() for p in parts]), atol=1e-6, rtol=1e-6
+    )
+    assert (whole - fused).abs().max() > 1e-3  # the fused pass is a different update
+
+
+def test_muon_steps_the_attention_s_qkv_in_three_blocks(model):
+    muon, _ = build_optimizers(model, OptimConfig(optimizer="muon"))
+    qkv, rest = muon.param_groups
+    names = {id(p): n for n, p in model.named_parameters()}
+    assert qkv["blocks"] == 3 and rest["blocks"] == 1
+    assert sorted(names[id(p)] for p in qkv["params"]) == [
+        f"blocks.{i}.attn.qkv.weight" for i in range(2)
+    ]

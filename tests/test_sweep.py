@@ -354,16 +354,25 @@ def test_plan_of_the_paper_sweep_by_hand(capsys):
     matmul = L * (4 * d * d + 3 * d * f + 2 * d) + d + V * d
     assert parameter_counts(sweep.base.model).matmul == matmul == 417_383_424
     assert parameter_counts(sweep.base.model).total == matmul + V * d  # + the input embedding
-    per_token = 6 * matmul + 12 * L * T * d
-    assert training_flops_per_token(sweep.base.model) == per_token
+    # Attention: 12 L T d per bidirectional (MD) token, half of it per causal (AR) token,
+    # whose rows are round(alpha x 256) of each batch of 256 (at least one of each in a mix).
+    bidirectional, causal = 6 * matmul + 12 * L * T * d, 6 * matmul + 6 * L * T * d
+    assert training_flops_per_token(sweep.base.model) == bidirectional
+    assert training_flops_per_token(sweep.base.model, 1.0) == causal
     tokens = (32_000_000_000 // (256 * T)) * 256 * T  # whole steps of 256 sequences
     plans = plan_sweep(sweep)
     assert len(plans) == 50
-    assert sum(p.flops for p in plans) == pytest.approx(50 * tokens * per_token, rel=1e-12)
+    ar_rows = [
+        min(max(round(p.alpha * 256), 1), 255) if 0 < p.alpha < 1 else 256 * p.alpha for p in plans
+    ]
+    expected = sum(tokens * (n * causal + (256 - n) * bidirectional) / 256 for n in ar_rows)
+    assert sum(p.flops for p in plans) == pytest.approx(expected, rel=1e-12)
+    at_1_256 = next(p for p in plans if p.alpha == 1 / 256)  # 1 AR row of 256, not 1/256 of one
+    assert at_1_256.flops == pytest.approx(tokens * (causal + 255 * bidirectional) / 256, rel=1e-12)
 
     assert main(["plan", str(REPO / "sweeps" / "paper.yaml")]) == 0
     out = capsys.readouterr().out
-    assert "sweep paper: 50 trials" in out and f"{50 * tokens * per_token:.4e} FLOPs" in out
+    assert "sweep paper: 50 trials" in out and f"{expected:.4e} FLOPs" in out
     assert "shapes: d_model, ffn_hidden and vocab_size are multiples of 64 and head_dim of 8" in out
     # The harness suite and the built-in tasks in 3 modes, by the sizes plan.py lists.
     assert "evaluation: 9 tasks x 3 modes (ar, md, prefix) per model, about " in out
@@ -381,9 +390,11 @@ def test_the_evaluation_estimate_by_hand():
     # piqa: 1,838 documents x 2 solutions of 12 + 25 tokens: AR reads each once, MD's
     # pseudo-log-likelihood once per solution token (25 rows). word_order: task_items x 2
     # choices of 10 + 3 tokens: 1 row, then 3.
-    piqa = 1838 * 2 * (12 + 25) * (1 + 25)
-    word_order = config.evaluation.task_items * 2 * (10 + 3) * (1 + 3)
-    assert flops == (piqa + word_order) * forward_flops_per_token(config.model)
+    # AR reads causally, MD bidirectionally (its attention counted whole).
+    ar, md = (forward_flops_per_token(config.model, share) for share in (1.0, 0.0))
+    piqa = 1838 * 2 * (12 + 25) * (ar + 25 * md)
+    word_order = config.evaluation.task_items * 2 * (10 + 3) * (ar + 3 * md)
+    assert flops == pytest.approx(piqa + word_order, rel=1e-12)
     assert unknown == ["my_task"]
 
 

@@ -282,6 +282,17 @@ def test_compiled_model_trains_like_the_eager_one(tmp_path):
     )
 
 
+def test_prefetching_loader_workers_give_the_same_run(tmp_path):
+    # Batches are functions of their step: two worker processes reading ahead feed the step
+    # the very batches the training process reads itself, so the curves are bit-identical.
+    config = tiny_run_config(alpha=0.5, token_budget=8 * 32 * 12, eval_interval=6)
+    alone = train(config, tmp_path / "alone", log=lambda m: None)
+    ahead = train(config.replace(loader_workers=2), tmp_path / "ahead", log=lambda m: None)
+    assert alone.status == ahead.status == "finished"
+    a, b = (pd.read_parquet(tmp_path / d / "curve.parquet") for d in ("alone", "ahead"))
+    pd.testing.assert_frame_equal(without(a, TIMING), without(b, TIMING), check_exact=True)
+
+
 def test_micro_batches_train_like_whole_batches(tmp_path):
     whole = train(tiny_run_config(alpha=0.5), tmp_path / "whole", log=lambda m: None)
     assert whole.status == "finished"

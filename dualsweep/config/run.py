@@ -224,6 +224,8 @@ class TrainConfig(Checked):
     micro_batch_size: int = field(default=0, metadata=NOT_IDENTITY)
     """Sequences per forward pass, dividing batch_size (gradient accumulation); 0 = the whole
     batch. With data-parallel workers: per worker, at most its share of the batch."""
+    loader_workers: int = field(default=0, metadata=NON_NEGATIVE | NOT_IDENTITY)
+    """Processes assembling batches ahead of the training step (0 = in the training process): the same batches, prefetched; worth it when the corpus is read from slow storage."""
     loss_chunk_tokens: int = field(default=0, metadata=NON_NEGATIVE | NOT_IDENTITY)
     """Positions per chunk of the output head and cross-entropy in training (0 = all at once):
     the (micro-batch, seq_len, vocab) logits are never held whole, at the cost of one more

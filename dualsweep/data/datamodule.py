@@ -74,12 +74,18 @@ class DualSweepData(L.LightningDataModule):
 
     def train_dataloader(self) -> DataLoader:
         dataset = StepBatches(self.unique_subset, self.plan, self.start_step)
-        # Batches are whole steps (batch_size=None); the memmap gather is cheap, so no workers.
+        # Batches are whole steps (batch_size=None), each a function of its step alone, so
+        # worker processes prefetch exactly the batches the main process would read, in order.
+        # From the page cache the memmap gather is cheap; from network storage at R = 1 (every
+        # batch unseen, random 4 KB reads) `train.loader_workers` keeps reads off the step.
+        workers = self.config.train.loader_workers
         return DataLoader(
             dataset,
             batch_size=None,
             shuffle=False,
-            num_workers=0,
+            num_workers=workers,
+            prefetch_factor=4 if workers else None,
+            persistent_workers=workers > 0,
             pin_memory=torch.cuda.is_available(),
         )
 

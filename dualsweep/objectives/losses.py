@@ -9,6 +9,8 @@ log-likelihood and the MD ELBO bound the same quantity and are comparable in nat
 
 from __future__ import annotations
 
+import functools
+
 import torch
 import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
@@ -31,7 +33,12 @@ def next_token_nll(logits: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
 
 
 def chunked_next_token_nll(
-    features: torch.Tensor, head: torch.Tensor, tokens: torch.Tensor, chunk_tokens: int
+    features: torch.Tensor,
+    head: torch.Tensor,
+    tokens: torch.Tensor,
+    chunk_tokens: int,
+    *,
+    compiled: bool = False,
 ) -> torch.Tensor:
     """`next_token_nll` of the logits `features @ head.T`, never holding them whole.
 
@@ -41,14 +48,20 @@ def chunked_next_token_nll(
     cross-entropy under activation checkpointing: the forward keeps only each chunk's
     (features, targets), and the backward recomputes one chunk's logits at a time. Costs
     one more head matmul per position; the values equal the unchunked ones to float rounding.
-    `features` (B, T, C) are what the head reads, `head` its (V, C) weight.
+    `chunk_tokens` of 0, or of every position, is one piece with nothing recomputed.
+    `features` (B, T, C) are what the head reads, `head` its (V, C) weight. `compiled` runs
+    the head matmul and the cross-entropy as one `torch.compile`d graph, which reads the
+    logits in their own dtype (no float32 copy of them is written).
     """
     B, T, C = features.shape
     targets = torch.cat([tokens[:, 1:], tokens.new_full((B, 1), -100)], dim=1).reshape(-1)
     flat = features.reshape(-1, C)
+    head_nll = compiled_head_nll() if compiled else _head_nll
+    if not chunk_tokens or chunk_tokens >= B * T:
+        return head_nll(flat, head, targets).view(B, T)[:, :-1]
     pieces = [
         checkpoint(
-            _head_nll,
+            head_nll,
             flat[start : start + chunk_tokens],
             head,
             targets[start : start + chunk_tokens],
@@ -62,6 +75,12 @@ def chunked_next_token_nll(
 def _head_nll(features: torch.Tensor, head: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     logits = F.linear(features, head)
     return F.cross_entropy(logits.float(), targets, reduction="none", ignore_index=-100)
+
+
+@functools.cache
+def compiled_head_nll():
+    """`_head_nll` through `torch.compile` (made once per process, on first use)."""
+    return torch.compile(_head_nll)
 
 
 def modelled(tokens: torch.Tensor, special: SpecialTokens) -> torch.Tensor:

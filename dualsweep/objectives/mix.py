@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from dualsweep.allocation import first_rows_per_step
 from dualsweep.data.special import SpecialTokens
 from dualsweep.objectives.losses import (
     chunked_next_token_nll,
@@ -39,19 +40,6 @@ def first_sequence_flags(alpha: float, first_index: int, count: int) -> np.ndarr
 
 
 MIX_ALLOCATIONS = ("sequence", "step")
-
-
-def first_rows_per_step(alpha: float, batch_size: int) -> int:
-    """Rows of the first objective in every batch under the per-step allocation:
-    round(alpha * B), but at least one row of each objective whenever 0 < alpha < 1 (so every
-    step's gradient has both)."""
-    if alpha <= 0.0:
-        return 0
-    if alpha >= 1.0:
-        return batch_size
-    if batch_size < 2:
-        raise ValueError(f"a per-step mix needs at least 2 sequences per batch (got {batch_size})")
-    return min(max(round(alpha * batch_size), 1), batch_size - 1)
 
 
 def objective_allocation(
@@ -131,11 +119,10 @@ class Corruption:
 def objective_order(is_first: np.ndarray) -> np.ndarray:
     """Row order with the first objective's rows first, each group in batch order.
 
-    Cutting a batch in this order into workers' shares and micro-batches makes every part
-    but at most one (the one straddling the boundary) hold a single objective, so its
-    forward pass is all-causal or all-bidirectional and takes the mask-free attention
-    kernels. With alpha = k/N and N workers of equal shares, the first k workers compute only
-    the first objective and the others only the second: the paper's per-device split.
+    Cutting a batch in this order into micro-batches (and a worker's share, which keeps the
+    order: `Workers.share`) makes every part but at most one (the one straddling the
+    boundary) hold a single objective, so its forward pass is all-causal or all-bidirectional
+    and takes the mask-free attention kernels.
     """
     return np.argsort(~is_first, kind="stable")
 
@@ -221,6 +208,7 @@ def dual_objective_loss(
     *,
     document_masking: bool = False,
     loss_chunk_tokens: int = 0,
+    compiled_head: bool = False,
 ) -> MixedLoss:
     """alpha * L_first + (1 - alpha) * L_second in one forward pass, one objective per sequence.
 
@@ -239,8 +227,9 @@ def dual_objective_loss(
     mean(second). With alpha = 1 this is the first objective's loss and the second draws
     nothing; with alpha = 0 the second's.
 
-    With `loss_chunk_tokens`, `model` must also offer `features` and `head` (the Transformer
-    does): the output head and cross-entropy then run that many positions at a time.
+    With `loss_chunk_tokens` or `compiled_head`, `model` must also offer `features` and `head`
+    (the Transformer does): the output head and cross-entropy then run that many positions at
+    a time, or as one compiled graph (`losses.chunked_next_token_nll`).
     """
     first, second = pair
     B, T = tokens.shape
@@ -256,9 +245,11 @@ def dual_objective_loss(
         prefix = torch.where(first_rows, first.attention, second.attention)
         prefix = prefix.clamp(max=T)  # a whole-row prefix: every row's value fits the mask
     docs = document_ids(corruption.inputs, special.eos) if document_masking else None
-    if loss_chunk_tokens:  # the logits are never held whole (losses.chunked_next_token_nll)
+    if loss_chunk_tokens or compiled_head:  # see losses.chunked_next_token_nll
         features = model.features(corruption.inputs, prefix, docs)
-        nll = chunked_next_token_nll(features, model.head.weight, tokens, loss_chunk_tokens)
+        nll = chunked_next_token_nll(
+            features, model.head.weight, tokens, loss_chunk_tokens, compiled=compiled_head
+        )
     else:
         nll = next_token_nll(model(corruption.inputs, prefix, docs), tokens)
     targets = modelled(tokens[:, 1:], special)

@@ -212,6 +212,8 @@ def register(objective: Objective) -> Objective:
         )
     _REGISTRY[objective.name] = objective
     schema.OBJECTIVE_COLUMNS[objective.name] = objective.columns
+    if not objective.bidirectional:
+        schema.CAUSAL_OBJECTIVES.add(objective.name)
     return objective
 
 

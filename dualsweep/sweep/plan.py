@@ -3,16 +3,22 @@
 Pure arithmetic on the configs (no torch, no Ray). Training FLOPs per token follow the
 usual accounting (Kaplan et al.; PaLM's MFU formula): 6 FLOPs per matmul parameter per token
 (forward 2, backward 4), where the matmul parameters are every parameter except the
-embedding lookup (the output head's matmul counts, tied or not), plus attention's
-12 * n_layers * seq_len * d_model (QK^T and AV, forward and backward, not halved for causal
-masks since SDPA computes full tiles and MD sequences attend bidirectionally).
+embedding lookup (the output head's matmul counts, tied or not), plus attention's QK^T and
+AV, forward and backward: 12 * n_layers * seq_len * d_model for a sequence that attends
+bidirectionally (MD), half that for a causal one (AR). What runs is counted: flash and cuDNN
+causal kernels skip the tiles above the diagonal (the half-empty diagonal tiles are not
+counted), so at alpha 1 the attention costs half what it costs at alpha 0, and MFU at
+different alphas compares the same work. Rows are causal in the share the mix allocation
+trains them (`allocation.first_row_share`).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from dualsweep.allocation import first_row_share
 from dualsweep.config import ModelConfig, RunConfig, SweepConfig, run_key
+from dualsweep.schema import CAUSAL_OBJECTIVES
 
 H100_BF16_PEAK_FLOPS = 989e12  # dense bf16, SXM
 DEFAULT_MFU = 0.4
@@ -39,9 +45,26 @@ def parameter_counts(model: ModelConfig) -> ParameterCounts:
     )
 
 
-def training_flops_per_token(model: ModelConfig) -> int:
-    attention = 12 * model.n_layers * model.seq_len * model.d_model
-    return 6 * parameter_counts(model).matmul + attention
+def causal_share(config: RunConfig) -> float:
+    """The share of a run's training rows that attend causally (its causal objectives' rows)."""
+    first, second = config.objective.objectives
+    share = first_row_share(
+        config.objective.alpha, config.train.batch_size, config.objective.mix_allocation
+    )
+    return share * (first in CAUSAL_OBJECTIVES) + (1 - share) * (second in CAUSAL_OBJECTIVES)
+
+
+def attention_flops_per_token(model: ModelConfig, causal_share: float = 0.0) -> float:
+    """QK^T and AV, forward and backward, per token: 12 L T d attending bidirectionally,
+    half of it for the `causal_share` of rows attending causally."""
+    full = 12 * model.n_layers * model.seq_len * model.d_model
+    return full * (1 - causal_share / 2)
+
+
+def training_flops_per_token(model: ModelConfig, causal_share: float = 0.0) -> float:
+    """Training FLOPs per token with `causal_share` of the rows causal (0: all bidirectional,
+    the larger count; `causal_share(config)` for a run)."""
+    return 6 * parameter_counts(model).matmul + attention_flops_per_token(model, causal_share)
 
 
 # Sizes of common zero-shot harness tasks, for the evaluation estimate: (documents scored,
@@ -62,9 +85,9 @@ HARNESS_TASK_SIZES = {
 BUILTIN_TASK_SIZES = {"word_order": (2, 10, 3), "cloze": (4, 10, 3), "continuation": (4, 40, 10)}
 
 
-def forward_flops_per_token(model: ModelConfig) -> int:
+def forward_flops_per_token(model: ModelConfig, causal_share: float = 0.0) -> float:
     """A forward pass: a third of `training_flops_per_token`."""
-    return training_flops_per_token(model) // 3
+    return training_flops_per_token(model, causal_share) / 3
 
 
 def evaluation_flops(config: RunConfig) -> tuple[float, list[str]]:
@@ -86,12 +109,14 @@ def evaluation_flops(config: RunConfig) -> tuple[float, list[str]]:
         else:
             unknown.append(name)
     span = evaluation.md_mask_span
-    tokens = 0.0
+    flops = 0.0
     for documents, choices, context, continuation in sizes:
         for mode in evaluation.modes:
             rows = -(-continuation // span) if mode == "md" and span > 0 else 1
-            tokens += documents * choices * rows * (context + continuation)
-    return tokens * forward_flops_per_token(config.model), unknown
+            # md attends bidirectionally; ar causally, and prefix mostly (counted as causal)
+            per_token = forward_flops_per_token(config.model, 0.0 if mode == "md" else 1.0)
+            flops += documents * choices * rows * (context + continuation) * per_token
+    return flops, unknown
 
 
 @dataclass(frozen=True)
@@ -113,7 +138,7 @@ def plan_sweep(
 ) -> list[TrialPlan]:
     plans = []
     for config in sweep.trials():
-        flops = float(training_flops_per_token(config.model)) * config.tokens
+        flops = training_flops_per_token(config.model, causal_share(config)) * config.tokens
         plans.append(
             TrialPlan(
                 run_key=run_key(config),
@@ -155,8 +180,9 @@ def format_plan(
         f"model: {counts.total:,} parameters ({counts.non_embedding:,} non-embedding), "
         f"{base.model.n_layers} layers, d_model {base.model.d_model}, seq_len {base.model.seq_len}",
         f"training FLOPs per token: 6 x {counts.matmul:,} (matmul parameters) + attention "
-        f"12 x {base.model.n_layers} x {base.model.seq_len} x {base.model.d_model} = "
-        f"{training_flops_per_token(base.model):,}",
+        f"12 x {base.model.n_layers} x {base.model.seq_len} x {base.model.d_model}, halved for "
+        f"causal rows: {training_flops_per_token(base.model, 1.0):,.0f} for a causal row (AR), "
+        f"{training_flops_per_token(base.model, 0.0):,.0f} for a bidirectional one (MD)",
         _shapes_line(base),
         "",
         f"{'alpha':>10} {'R':>5} {'seed':>4} {'tokens':>16} {'unique tokens':>16} {'epochs':>7} "

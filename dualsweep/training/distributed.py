@@ -4,15 +4,16 @@ a training step needs.
 A run with N workers (a Ray Train `TorchTrainer` group, see sweep/trainable.py) is N copies
 of the single-process loop: every worker reads the whole step's batch, draws the whole
 batch's objectives and masks from the same seed, computes the loss of its own share of the
-rows (step.py), and the gradients are summed across workers before the optimizers step.
+rows (`Workers.share`: balanced between the objectives), and the gradients are summed across
+workers before the optimizers step.
 Every worker then holds the same weights, and the numbers are those of one process running
 the whole batch, whatever N (to float tolerance: only the order of the sums changes).
 
 Why not `DistributedDataParallel`: a step here runs several micro-batch backward passes
 inside one Lightning `training_step`, and DDP's reducer expects one backward per wrapped
-forward (the others need `no_sync`, and a missed one is silently unsynchronised). One
-explicit all-reduce of the accumulated gradients, in buckets, is the same sum, with nothing
-to forget; what it gives up is overlapping communication with the last backward pass.
+forward (the others need `no_sync`, and a missed one is silently unsynchronised). The step
+sums the accumulated gradients itself, in buckets, overlapped with the last backward pass
+(`OverlappedGradientSum`), with nothing to forget.
 """
 
 from __future__ import annotations
@@ -60,13 +61,18 @@ class Workers:
         return self.rank == 0
 
     def share(self, batch_size: int) -> slice:
-        """This worker's contiguous share of a batch's rows (in objective order, see step.py)."""
+        """This worker's share of a batch's rows in objective order (step.py): every size-th
+        row from its rank on. Dealt out this way, each worker gets its share of the first
+        objective's rows and of the second's (within one row), so every worker does about
+        the same attention work: contiguous shares would give some workers only causal AR
+        rows and others only bidirectional MD rows, twice the attention work, and the AR
+        workers would wait at the gradient sum. A share is still in objective order, so at
+        most one of its micro-batches holds both objectives."""
         if batch_size % self.size:
             raise ValueError(
                 f"a batch of {batch_size} sequences does not split evenly over {self.size} workers"
             )
-        per_worker = batch_size // self.size
-        return slice(self.rank * per_worker, (self.rank + 1) * per_worker)
+        return slice(self.rank, None, self.size)
 
 
 SINGLE_WORKER = Workers()
@@ -111,13 +117,87 @@ def sum_gradients(parameters: Iterable[torch.nn.Parameter], workers: Workers) ->
         _sum_bucket(bucket)
 
 
-def _sum_bucket(grads: list[torch.Tensor]) -> None:
-    flat = torch.cat([g.reshape(-1) for g in grads])
-    dist.all_reduce(flat, op=dist.ReduceOp.SUM)
+class OverlappedGradientSum:
+    """The gradient sum over the workers, started while the step's last backward pass runs.
+
+    Fixed buckets of parameters, in reverse order (roughly the order the backward pass
+    finishes their gradients: the last layers first, as DDP buckets them); a bucket's
+    all-reduce starts, asynchronously, once every gradient in it is final, and only after the
+    buckets before it started, so every worker issues the same all-reduces in the same order.
+    `arm()` before the last micro-batch's backward; `finish()` after it waits for the sums
+    and writes them back. The sums equal `sum_gradients`' (the same element-wise all-reduce);
+    what changes is that communication overlaps the backward pass instead of following it.
+    Use as a context manager: the hooks are removed on exit.
+    """
+
+    def __init__(self, parameters: Iterable[torch.nn.Parameter], workers: Workers):
+        params = [p for p in parameters if p.requires_grad]
+        self.buckets: list[list[torch.nn.Parameter]] = []
+        for p in reversed(params):
+            last = self.buckets[-1] if self.buckets else None
+            if (
+                last is None
+                or p.dtype != last[0].dtype
+                or sum(q.numel() for q in last) + p.numel() > BUCKET_ELEMENTS
+            ):
+                self.buckets.append([])
+            self.buckets[-1].append(p)
+        self._bucket_of = {id(p): i for i, bucket in enumerate(self.buckets) for p in bucket}
+        self._hooks = [p.register_post_accumulate_grad_hook(self._ready) for p in params]
+        self._armed = False
+        self._ready_count = [0] * len(self.buckets)
+        self._next = 0
+        self._pending: list[tuple[object, torch.Tensor, list[torch.Tensor]]] = []
+
+    def __enter__(self) -> OverlappedGradientSum:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for hook in self._hooks:
+            hook.remove()
+
+    def arm(self) -> None:
+        """The next backward pass is the step's last: sum each bucket as it completes."""
+        self._armed = True
+
+    def _ready(self, param: torch.nn.Parameter) -> None:
+        if not self._armed:
+            return
+        self._ready_count[self._bucket_of[id(param)]] += 1
+        while self._next < len(self.buckets) and self._ready_count[self._next] == len(
+            self.buckets[self._next]
+        ):
+            self._launch()
+
+    def _launch(self) -> None:
+        grads = [p.grad for p in self.buckets[self._next] if p.grad is not None]
+        self._next += 1
+        if grads:
+            flat = torch.cat([g.reshape(-1) for g in grads])
+            work = dist.all_reduce(flat, op=dist.ReduceOp.SUM, async_op=True)
+            self._pending.append((work, flat, grads))
+
+    def finish(self) -> None:
+        """Start what the last pass left (parameters it did not reach), wait, write back."""
+        while self._next < len(self.buckets):
+            self._launch()
+        for work, flat, grads in self._pending:
+            work.wait()
+            _copy_back(flat, grads)
+        self._pending.clear()
+
+
+def _copy_back(flat: torch.Tensor, grads: list[torch.Tensor]) -> None:
     offset = 0
     for g in grads:
         g.copy_(flat[offset : offset + g.numel()].view_as(g))
         offset += g.numel()
+
+
+def _sum_bucket(grads: list[torch.Tensor]) -> None:
+    flat = torch.cat([g.reshape(-1) for g in grads])
+    dist.all_reduce(flat, op=dist.ReduceOp.SUM)
+    _copy_back(flat, grads)
 
 
 def sum_over_workers(values: torch.Tensor, workers: Workers) -> torch.Tensor:

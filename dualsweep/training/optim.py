@@ -2,8 +2,12 @@
 
 Muon orthogonalises the update of each hidden weight matrix (attention and MLP projections);
 embeddings, the output head and norm gains stay with AdamW, as in the paper and in Muon's
-own recommendation. `torch.optim.Muon` is used where the installed torch has it (2.9+);
-otherwise `NewtonSchulzMuon`, the same update written out here.
+own recommendation. `NewtonSchulzMuon` is torch's `torch.optim.Muon` update written out
+(tests/test_optim.py checks the two agree), plus one thing torch's cannot do: a fused matrix
+is orthogonalised block by block. The attention's fused qkv weight is three matrices, q, k
+and v, and the reference implementations (Keller Jordan's Muon, modded-nanogpt)
+orthogonalise them separately; one Newton-Schulz pass over the (3C, C) stack would couple
+their singular values and scale the step by sqrt(3).
 """
 
 from __future__ import annotations
@@ -36,14 +40,18 @@ def orthogonalise(update: torch.Tensor, steps: int = NS_STEPS, eps: float = 1e-7
 
 
 class NewtonSchulzMuon(torch.optim.Optimizer):
-    """Muon for torch builds without `torch.optim.Muon`: the same update as torch's.
+    """Muon: torch's update, with fused matrices orthogonalised block by block.
 
     Nesterov momentum (buffer as an exponential average), orthogonalised update, decoupled
-    weight decay lr * wd, and the step scaled by sqrt(max(1, rows / cols)).
+    weight decay lr * wd, and the step scaled by sqrt(max(1, rows / cols)). A parameter group's
+    `blocks` (default 1) cuts each of its matrices into that many equal row blocks, each
+    orthogonalised and scaled as a matrix of its own: the same as torch's Muon stepping the
+    blocks as separate parameters.
     """
 
-    def __init__(self, params, lr: float, weight_decay: float, momentum: float):
-        super().__init__(params, {"lr": lr, "weight_decay": weight_decay, "momentum": momentum})
+    def __init__(self, params, lr: float, weight_decay: float, momentum: float, blocks: int = 1):
+        defaults = {"lr": lr, "weight_decay": weight_decay, "momentum": momentum, "blocks": blocks}
+        super().__init__(params, defaults)
 
     @torch.no_grad()
     def step(self, closure=None):
@@ -61,9 +69,13 @@ class NewtonSchulzMuon(torch.optim.Optimizer):
                     state["momentum_buffer"] = torch.zeros_like(p)
                 buf = state["momentum_buffer"]
                 buf.lerp_(p.grad, 1 - momentum)
-                update = orthogonalise(p.grad.lerp(buf, momentum))
+                update = p.grad.lerp(buf, momentum)
                 p.mul_(1 - lr * wd)
-                p.add_(update, alpha=-lr * math.sqrt(max(1.0, p.size(0) / p.size(1))))
+                rows = p.size(0) // group["blocks"]
+                scale = math.sqrt(max(1.0, rows / p.size(1)))
+                for start in range(0, p.size(0), rows):
+                    block = slice(start, start + rows)
+                    p[block].add_(orthogonalise(update[block]), alpha=-lr * scale)
         return loss
 
 
@@ -88,22 +100,16 @@ def build_optimizers(model: nn.Module, config: OptimConfig) -> list[torch.optim.
         ]
         optimizers = [torch.optim.AdamW(groups, lr=config.lr, **adamw_kwargs)]
     else:
-        muon_cls = getattr(torch.optim, "Muon", None)
-        if muon_cls is not None:
-            muon = muon_cls(
-                hidden,
-                lr=config.muon_lr,
-                weight_decay=config.weight_decay,
-                momentum=config.muon_momentum,
-                nesterov=True,
-            )
-        else:
-            muon = NewtonSchulzMuon(
-                hidden,
-                lr=config.muon_lr,
-                weight_decay=config.weight_decay,
-                momentum=config.muon_momentum,
-            )
+        fused = {id(p) for name, p in model.named_parameters() if name.endswith("attn.qkv.weight")}
+        muon = NewtonSchulzMuon(
+            [
+                {"params": [p for p in hidden if id(p) in fused], "blocks": 3},  # q, k, v
+                {"params": [p for p in hidden if id(p) not in fused]},
+            ],
+            lr=config.muon_lr,
+            weight_decay=config.weight_decay,
+            momentum=config.muon_momentum,
+        )
         adamw = torch.optim.AdamW(
             [{"params": rest, "weight_decay": 0.0}], lr=config.lr, **adamw_kwargs
         )

@@ -10,6 +10,7 @@ or the number of data-parallel workers (training/distributed.py).
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -28,7 +29,7 @@ from dualsweep.objectives import (
     objective_order_on_device,
 )
 from dualsweep.schedules import wsd_multiplier
-from dualsweep.training.distributed import SINGLE_WORKER, Workers, sum_gradients
+from dualsweep.training.distributed import SINGLE_WORKER, OverlappedGradientSum, Workers
 from dualsweep.training.optim import set_lr_multiplier
 
 
@@ -90,8 +91,8 @@ def train_step(
     caller's context around this call.
 
     With several data-parallel `workers`, each gets the same whole batch `tokens` and
-    computes its share of the rows (the batch in `objective_order`, cut in equal contiguous
-    shares); the gradients are summed over the workers before clipping, so every worker
+    computes its share of the rows (the batch in `objective_order`, dealt out row by row:
+    `Workers.share`); the gradients are summed over the workers before clipping, so every worker
     steps to the same weights. The returned sums and row counts are this worker's.
     """
     objective, train = config.objective, config.train
@@ -117,20 +118,28 @@ def train_step(
     rows = len(tokens)
     micro = min(train.micro_batch_size or rows, rows)
     parts, batch_loss = [], 0.0
-    for start in range(0, rows, micro):
-        part = dual_objective_loss(
-            model,
-            tokens[start : start + micro],
-            corruption.rows(start, start + micro),
-            special,
-            pair,
-            document_masking=config.data.document_masking,
-            loss_chunk_tokens=train.loss_chunk_tokens,
-        )
-        backward(part.loss)
-        parts.append(part.sequence_losses.detach())
-        batch_loss = batch_loss + part.loss.detach()
-    sum_gradients(model.parameters(), workers)
+    with contextlib.ExitStack() as stack:
+        summing = None
+        if workers.size > 1:  # the sum over workers overlaps the last backward pass
+            summing = stack.enter_context(OverlappedGradientSum(model.parameters(), workers))
+        for start in range(0, rows, micro):
+            if summing is not None and start + micro >= rows:
+                summing.arm()
+            part = dual_objective_loss(
+                model,
+                tokens[start : start + micro],
+                corruption.rows(start, start + micro),
+                special,
+                pair,
+                document_masking=config.data.document_masking,
+                loss_chunk_tokens=train.loss_chunk_tokens,
+                compiled_head=train.compile,  # the blocks are compiled by the caller
+            )
+            backward(part.loss)
+            parts.append(part.sequence_losses.detach())
+            batch_loss = batch_loss + part.loss.detach()
+        if summing is not None:
+            summing.finish()
     if config.optim.grad_clip > 0:
         torch.nn.utils.clip_grad_norm_(model.parameters(), config.optim.grad_clip)
     for optimizer in optimizers:
