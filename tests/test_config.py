@@ -125,6 +125,7 @@ def test_rules_and_identity_metadata_combine():
     assert not_identity == {
         "cache_dir",
         "micro_batch_size",
+        "loader_workers",
         "loss_chunk_tokens",
         "loggers",
         "progress_bar",
