@@ -29,6 +29,7 @@ CORPUS_FILE = "corpus.json"  # what using the model needs of its corpus: special
 EVALS_FILE = "evals.parquet"  # multiple-choice results of the final model
 TRAIN_LOG_FILE = "train.log"  # a sweep trial's log lines
 RUN_MARKER_FILE = ".dualsweep-run"  # written first: this folder is a run (its key inside)
+RUN_LOCK_FILE = ".run.lock"  # held by the process training into the folder
 ATTEMPTS_FILE = "attempts.jsonl"  # a sweep trial: one line per start
 EVAL_ERROR_FILE = "evaluation_error.txt"  # a sweep trial: why its last evaluation failed
 TRIAL_LOCK_FILE = ".lock"  # a sweep trial: held while a process works on it

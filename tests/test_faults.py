@@ -98,6 +98,79 @@ def test_a_left_checkpoint_needs_resume_or_force(tmp_path, capsys):
     assert "interrupted run's checkpoint; use --resume" in error_line(capsys)
 
 
+@pytest.mark.parametrize("flags", [[], ["--resume"], ["--force"]])
+def test_a_user_folder_holding_run_file_names_is_never_a_run(tmp_path, capsys, flags):
+    """Only the run marker makes a folder a run: a user's checkpoint.pt and config.yaml are
+    refused, with or without --resume or --force, and keep their bytes."""
+    out = tmp_path / "mine"
+    out.mkdir()
+    (out / "checkpoint.pt").write_bytes(b"my own model")
+    (out / "config.yaml").write_text("my: settings\n")
+    config = write_config(tmp_path / "c.yaml")
+    assert main(["train", "--config", str(config), "--out", str(out), *flags]) == 2
+    assert "holds files that are not a dualsweep run" in error_line(capsys)
+    assert (out / "checkpoint.pt").read_bytes() == b"my own model"
+    assert (out / "config.yaml").read_text() == "my: settings\n"
+    assert sorted(p.name for p in out.iterdir()) == ["checkpoint.pt", "config.yaml"]
+
+
+@pytest.fixture
+def interrupted_run(tmp_path):
+    """A run stopped like a Ctrl-C after step 10, its step-8 checkpoint left (the CLI's way)."""
+    from benchmarks.gpu_stages import interrupt_after
+    from dualsweep.training import train
+
+    out = tmp_path / "run"
+    config = tiny_run_config(alpha=0.5, checkpoint_interval=8)
+    with pytest.raises(KeyboardInterrupt):
+        train(config, out, callbacks=[interrupt_after(10)], log=lambda m: None)
+    return out, config
+
+
+def test_resuming_with_another_alpha_is_refused_and_touches_nothing(interrupted_run, capsys):
+    out, config = interrupted_run
+    before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
+    path = out.parent / "other.yaml"
+    path.write_text(yaml.safe_dump(to_plain(config.replace(alpha=0.25))))
+    assert main(["train", "--config", str(path), "--out", str(out), "--resume"]) == 2
+    assert "--resume continues the same run only" in error_line(capsys)
+    after = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
+    assert after == before  # the checkpoint and the run's config.yaml untouched
+
+
+def test_a_good_checkpoint_is_kept_when_the_log_fails(interrupted_run):
+    """Only a checkpoint that fails to load is set aside: an error after loading (here the
+    log line cannot be written, as on a full disk) fails the command, the checkpoint stays."""
+    from dualsweep.training import train
+
+    out, config = interrupted_run
+    checkpoint = (out / "checkpoint.pt").read_bytes()
+
+    def full_disk(line):
+        if line.startswith("resuming"):
+            raise OSError(28, "No space left on device")
+
+    with pytest.raises(OSError, match="No space left"):
+        train(config, out, resume=True, log=full_disk)
+    assert (out / "checkpoint.pt").read_bytes() == checkpoint
+    assert not (out / "checkpoint.pt.unreadable").exists()
+
+
+def test_two_trainings_into_one_folder_are_refused(interrupted_run, capsys):
+    """While one process trains into a folder (it holds the folder's lock), a second
+    `dualsweep train` there is refused and writes nothing."""
+    from dualsweep.paths import exclusive_lock
+
+    out, config = interrupted_run
+    before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
+    path = out.parent / "same.yaml"
+    path.write_text(yaml.safe_dump(to_plain(config)))
+    with exclusive_lock(out / ".run.lock", wait=False):  # the first training, still running
+        assert main(["train", "--config", str(path), "--out", str(out), "--resume"]) == 2
+    assert "another training is writing" in error_line(capsys)
+    assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == before
+
+
 # -- evaluation inputs -----------------------------------------------------------------
 @pytest.fixture(scope="module")
 def finished_run(tmp_path_factory) -> Path:

@@ -158,6 +158,7 @@ def test_config_and_data_errors_exit_2_and_write_nothing(tmp_path, capsys, args,
 def test_an_existing_run_is_not_overwritten(tmp_path, capsys, status, args, message):
     out = tmp_path / "run"
     out.mkdir()
+    (out / ".dualsweep-run").write_text("key\n")  # a run folder (its marker)
     pd.DataFrame({"status": [status]}).to_parquet(out / "summary.parquet")
     before = (out / "summary.parquet").read_bytes()
     command = ["train", "--config", str(REPO / "sweeps" / "smoke.yaml"), "--out", str(out), *args]

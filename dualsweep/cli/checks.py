@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 
 from dualsweep.config import ConfigError
-from dualsweep.schema import CHECKPOINT_FILE, RUN_MARKER_FILE, SUMMARY_FILE
+from dualsweep.schema import CHECKPOINT_FILE, RUN_LOCK_FILE, RUN_MARKER_FILE
 
 EXIT_FAILED = 1
 EXIT_USAGE = 2
@@ -29,12 +29,15 @@ def writable_folder(path: Path, option: str) -> None:
 
 
 def check_run_folder(out: Path, *, force: bool, resume: bool) -> None:
-    """`--out` must be new, empty, or a dualsweep run folder: never a folder of other files."""
+    """`--out` must be new, empty, or a dualsweep run folder: never a folder of other files.
+
+    Only the run marker (`.dualsweep-run`, written first by every run) makes a folder a run:
+    a folder of the user's that happens to hold a `checkpoint.pt` or a `summary.parquet` is
+    refused like any other, with or without --resume or --force."""
     writable_folder(out, "--out")
-    if not out.is_dir() or not any(out.iterdir()):
+    if not out.is_dir() or not [p for p in out.iterdir() if p.name != RUN_LOCK_FILE]:
         return
-    ours = any((out / name).exists() for name in (RUN_MARKER_FILE, SUMMARY_FILE, CHECKPOINT_FILE))
-    if not ours:
+    if not (out / RUN_MARKER_FILE).is_file():
         held = ", ".join(sorted(p.name for p in out.iterdir())[:5])
         raise ConfigError(
             f"--out: {out} holds files that are not a dualsweep run ({held}); "

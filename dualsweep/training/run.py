@@ -45,6 +45,7 @@ from dualsweep.schema import (
     EVAL_ERROR_FILE,
     EVALS_FILE,
     MODEL_FILE,
+    RUN_LOCK_FILE,
     RUN_MARKER_FILE,
     SUMMARY_FILE,
     TOKENIZER_FILE,
@@ -166,45 +167,54 @@ def train(
     if device.type == "cuda":  # NCCL's object collectives run on the current device
         torch.cuda.set_device(device)
     data, held_out = _checked_data(config, accelerator, log)
-    if workers.writes:
-        _start_run_folder(config, out_dir, data)
-    module = _module(
-        config, data, held_out, out_dir / CHECKPOINT_FILE, workers, device, resume=resume, log=log
-    )
-    status, error, interrupted = _fit(
-        config, module, data, out_dir, device, precision, list(callbacks), workers, log
-    )
-    if not workers.writes:
-        if interrupted:
-            raise KeyboardInterrupt("training interrupted")
-        return RunSummary(
-            config=config,
-            status=status,
-            error=error,
-            objectives=tuple(o.columns for o in module.pair),
+    with contextlib.ExitStack() as folder:
+        if workers.writes:  # one training at a time in a folder, and only its own run
+            folder.enter_context(_owned_run_folder(config, out_dir, resume))
+            _start_run_folder(config, out_dir, data)
+        module = _module(
+            config,
+            data,
+            held_out,
+            out_dir / CHECKPOINT_FILE,
+            workers,
+            device,
+            resume=resume,
+            log=log,
         )
-    if status == "finished":
-        # A new model's scores are not the old one's: its evaluation goes first (a kill in
-        # between leaves the old model unevaluated, never the new one with old scores).
-        for stale in (EVALS_FILE, EVAL_ERROR_FILE):
-            (out_dir / stale).unlink(missing_ok=True)
-        tmp = out_dir / f".{MODEL_FILE}.tmp"
-        torch.save(module.model.state_dict(), tmp)
-        tmp.replace(out_dir / MODEL_FILE)
-    summary = _summary(config, module, data, out_dir, status, error)
-    summary = dataclasses.replace(
-        summary,
-        accelerator=accelerator,
-        precision_used=precision,
-        started_at=started_at,
-        wall_time_s=time.perf_counter() - started,
-    )
-    write_parquet(pd.DataFrame([summary.row()]), out_dir / SUMMARY_FILE)
-    if status == "finished":  # only now: a kill before this line can still resume
-        (out_dir / CHECKPOINT_FILE).unlink(missing_ok=True)
-    if interrupted:
-        raise KeyboardInterrupt(f"training interrupted; resume with --resume ({out_dir})")
-    return summary
+        status, error, interrupted = _fit(
+            config, module, data, out_dir, device, precision, list(callbacks), workers, log
+        )
+        if not workers.writes:
+            if interrupted:
+                raise KeyboardInterrupt("training interrupted")
+            return RunSummary(
+                config=config,
+                status=status,
+                error=error,
+                objectives=tuple(o.columns for o in module.pair),
+            )
+        if status == "finished":
+            # A new model's scores are not the old one's: its evaluation goes first (a kill in
+            # between leaves the old model unevaluated, never the new one with old scores).
+            for stale in (EVALS_FILE, EVAL_ERROR_FILE):
+                (out_dir / stale).unlink(missing_ok=True)
+            tmp = out_dir / f".{MODEL_FILE}.tmp"
+            torch.save(module.model.state_dict(), tmp)
+            tmp.replace(out_dir / MODEL_FILE)
+        summary = _summary(config, module, data, out_dir, status, error)
+        summary = dataclasses.replace(
+            summary,
+            accelerator=accelerator,
+            precision_used=precision,
+            started_at=started_at,
+            wall_time_s=time.perf_counter() - started,
+        )
+        write_parquet(pd.DataFrame([summary.row()]), out_dir / SUMMARY_FILE)
+        if status == "finished":  # only now: a kill before this line can still resume
+            (out_dir / CHECKPOINT_FILE).unlink(missing_ok=True)
+        if interrupted:
+            raise KeyboardInterrupt(f"training interrupted; resume with --resume ({out_dir})")
+        return summary
 
 
 def _checked_data(config: RunConfig, accelerator: str, log: Callable[[str], None]):
@@ -229,6 +239,32 @@ def _checked_data(config: RunConfig, accelerator: str, log: Callable[[str], None
             f"tokens; evaluating on all of them (held_out.validation_sequences={config.held_out.validation_sequences})"
         )
     return data, held_out
+
+
+@contextlib.contextmanager
+def _owned_run_folder(config: RunConfig, out_dir: Path, resume: bool):
+    """Hold `out_dir` for this training: refused (ConfigError, nothing touched) while another
+    process trains there, and when resuming a folder of another run key."""
+    from dualsweep.paths import exclusive_lock
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with contextlib.ExitStack() as held:
+        try:
+            held.enter_context(exclusive_lock(out_dir / RUN_LOCK_FILE, wait=False))
+        except BlockingIOError:
+            raise ConfigError(
+                f"--out: another training is writing {out_dir} now; wait for it to end or "
+                "choose another folder"
+            ) from None
+        marker = out_dir / RUN_MARKER_FILE
+        theirs = marker.read_text().strip() if marker.is_file() else None
+        if resume and theirs and theirs != run_key(config):
+            raise ConfigError(
+                f"--out: {out_dir} holds run {theirs} and this config is run {run_key(config)} "
+                "(another alpha, R, seed or setting): --resume continues the same run only; "
+                f"resume with its config ({out_dir / CONFIG_FILE}), or start over with --force"
+            )
+        yield
 
 
 def _start_run_folder(config: RunConfig, out_dir: Path, data) -> None:
@@ -277,9 +313,8 @@ def _module(
     module = fresh()
     if workers.writes and resume and checkpoint_path.is_file():
         try:
-            data.start_step = module.restore(load())
-            log(f"resuming from step {data.start_step} of {config.steps} ({checkpoint_path})")
-        except Exception as e:  # noqa: BLE001 - a truncated or foreign checkpoint: start over
+            state = load()
+        except Exception as e:  # noqa: BLE001 - a truncated or damaged file: start over
             aside = checkpoint_path.with_name(f"{CHECKPOINT_FILE}.unreadable")
             checkpoint_path.replace(aside)
             # The first module's initialisation consumed the seeded generator: a second fresh
@@ -288,6 +323,15 @@ def _module(
             log(
                 f"checkpoint unusable ({type(e).__name__}: {e}); moved to {aside}, starting from step 0"
             )
+        else:  # a checkpoint that loads is never set aside: what fails from here is an error
+            if not isinstance(state, dict) or state.get("run_key") != run_key(config):
+                key = state.get("run_key") if isinstance(state, dict) else None
+                raise ConfigError(
+                    f"{checkpoint_path}: a checkpoint of run {key}, not of this config's run "
+                    f"{run_key(config)}; resume with that run's config, or start over with --force"
+                )
+            data.start_step = module.restore(state)
+            log(f"resuming from step {data.start_step} of {config.steps} ({checkpoint_path})")
     start_step = broadcast_from_first(data.start_step, workers)  # rank 0's decision
     if not workers.writes and start_step:
         data.start_step = module.restore(load())
