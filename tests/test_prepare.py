@@ -44,7 +44,12 @@ def data_config(path: Path, **fields) -> DataConfig:
 
 
 def folder_bytes(folder: Path) -> dict[str, bytes]:
-    return {p.name: p.read_bytes() for p in sorted(folder.iterdir()) if p.is_file()}
+    """Every file's bytes but verified.json's (it records modification times)."""
+    return {
+        p.name: p.read_bytes()
+        for p in sorted(folder.iterdir())
+        if p.is_file() and p.name != shards_module.VERIFIED_FILE
+    }
 
 
 SMALL = {"memory_mb": 1, "shard_tokens": 40_000}  # chunks of 131,072 tokens, many shards
@@ -139,6 +144,75 @@ def test_training_reads_prepared_shards_in_place(tmp_path):
         DataError, match=r"model\.vocab_size: 512, but the shards at .* vocabulary of 320"
     ):
         prepare_corpus(config.replace(vocab_size=512).data, 512)
+
+
+@pytest.fixture
+def prepared_shards(tmp_path):
+    corpus = write_corpus(tmp_path / "corpus", files=40)
+    out = tmp_path / "shards"
+    config = data_config(corpus, validation_fraction=0.2)
+    index = prepare(config, VOCAB, out, PrepareSettings(**SMALL), log=lambda m: None)
+    assert len(index["train"]["shards"]) > 2
+    return tiny_run_config(source="shards", path=str(out), repetitions=2), out, index
+
+
+@pytest.mark.parametrize("damage", ["truncate", "flip", "zero"])
+def test_a_damaged_shard_is_refused_naming_it(prepared_shards, damage):
+    """index.json holds each shard's size and checksum: a truncated shard is refused at every
+    open, changed content (flipped or zeroed bytes, same size) the first time the changed file
+    is used; the error names the shard."""
+    config, out, index = prepared_shards
+    prepare_corpus(config.data, VOCAB, log=lambda m: None)  # intact: opens
+    shard = out / index["train"]["shards"][1]["file"]
+    data = bytearray(shard.read_bytes())
+    if damage == "truncate":
+        data = data[: len(data) // 10]
+    elif damage == "flip":
+        data[1000] ^= 0xFF
+    else:
+        data[2000:2100] = bytes(100)
+    shard.write_bytes(bytes(data))
+    message = (
+        "is truncated or was replaced" if damage == "truncate" else "does not match its checksum"
+    )
+    with pytest.raises(DataError, match=rf"{shard.name}: .*{message}"):
+        prepare_corpus(config.data, VOCAB, log=lambda m: None)
+
+
+def test_a_garbage_index_is_refused_naming_it(prepared_shards):
+    config, out, _ = prepared_shards
+    (out / "index.json").write_text("{not json")
+    with pytest.raises(DataError, match=r"index\.json: unreadable"):
+        prepare_corpus(config.data, VOCAB, log=lambda m: None)
+
+
+def test_checksums_are_read_once_per_version_of_a_shard(prepared_shards, monkeypatch):
+    config, out, index = prepared_shards
+    read = []
+    real = shards_module.file_checksum
+    monkeypatch.setattr(shards_module, "file_checksum", lambda p: read.append(p.name) or real(p))
+    prepare_corpus(config.data, VOCAB, log=lambda m: None)
+    assert read == []  # prepare recorded them as verified when it wrote them
+    shard = out / index["train"]["shards"][0]["file"]
+    os.utime(shard, ns=(shard.stat().st_atime_ns, shard.stat().st_mtime_ns + 1))  # "changed"
+    prepare_corpus(config.data, VOCAB, log=lambda m: None)
+    prepare_corpus(config.data, VOCAB, log=lambda m: None)
+    assert read == [shard.name]  # read again once, then trusted
+
+
+def test_prepare_refuses_a_folder_of_another_source_and_verifies_one_of_its_own(
+    prepared_shards, capsys
+):
+    from dualsweep.cli import main
+
+    config, out, index = prepared_shards
+    source = out.parent / "corpus"
+    args = ["prepare", "--config", str(REPO / "sweeps" / "smoke.yaml"), "--set", "source=text_dir"]
+    args += ["--set", f"path={source}", "--set", "validation_fraction=0.2", "--out", str(out)]
+    assert main([*args, "--set", "vocab_size=512"]) == 2  # another vocabulary
+    assert "holds a preparation of another source or vocabulary" in capsys.readouterr().err
+    assert main([*args, "--set", f"vocab_size={VOCAB}", "--verify"]) == 0
+    assert "shards of the sizes and checksums index.json gives" in capsys.readouterr().out
 
 
 def test_the_split_and_order_follow_the_corpus_rules(tmp_path):

@@ -89,6 +89,11 @@ def build_parser() -> argparse.ArgumentParser:
         default=512,
         help="training-split text the tokenizer is trained on, in MB (default 512)",
     )
+    prepare.add_argument(
+        "--verify",
+        action="store_true",
+        help="check an existing preparation in --out: every shard's size and checksum",
+    )
 
     sweep = commands.add_parser(
         "sweep",

@@ -28,8 +28,18 @@ def cmd_prepare(args: argparse.Namespace) -> int:
             "empty folder (nothing there is overwritten)"
         )
     if is_prepared(out):
-        print(f"{out} is already prepared (index.json); nothing to do")
+        _check_same_preparation(out, config)
+        if args.verify:
+            from dualsweep.data.corpus import open_corpus
+
+            corpus = open_corpus(out, config.model.vocab_size, verify=True)
+            shards = sum(len(corpus.meta[s]["shards"]) for s in ("train", "validation"))
+            print(f"{out}: {shards} shards of the sizes and checksums index.json gives")
+        else:
+            print(f"{out} is already prepared (index.json) from this source; nothing to do")
         return 0
+    if args.verify:
+        raise ConfigError(f"--verify: {out} holds no finished preparation to check")
     settings = PrepareSettings(
         workers=args.workers,
         memory_mb=args.memory_mb,
@@ -51,3 +61,22 @@ def cmd_prepare(args: argparse.Namespace) -> int:
         f"--set source=shards --set path={out}"
     )
     return 0
+
+
+def _check_same_preparation(out: Path, config) -> None:
+    """A finished preparation in --out must be of this config's source and vocabulary: another
+    one is refused, not reported as done."""
+    import json
+
+    from dualsweep.data.prepare import INDEX_FILE
+    from dualsweep.data.sources import fingerprint
+
+    index = json.loads((out / INDEX_FILE).read_text())
+    theirs = (index.get("source"), index.get("vocab_size"), index.get("source_fingerprint"))
+    ours = (config.data.source, config.model.vocab_size, fingerprint(config.data))
+    if theirs != ours:
+        raise ConfigError(
+            f"--out: {out} holds a preparation of another source or vocabulary (source "
+            f"{theirs[0]}, vocab {theirs[1]}; this config: {ours[0]}, vocab {ours[1]}); choose "
+            "another folder (nothing there is overwritten)"
+        )

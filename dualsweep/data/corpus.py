@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,7 +35,7 @@ from dualsweep.data.prepare import (
     prepare,
     shard_specials,
 )
-from dualsweep.data.shards import SequenceView, TokenStream
+from dualsweep.data.shards import SequenceView, TokenStream, check_shards
 from dualsweep.data.sources import DataError, fingerprint
 from dualsweep.data.special import SpecialTokens
 from dualsweep.paths import default_cache_dir, exclusive_lock
@@ -47,6 +49,10 @@ __all__ = [
     "prepare_corpus",
     "shard_specials",
 ]
+
+
+def _writable(directory: Path) -> bool:
+    return os.access(directory, os.W_OK)
 
 
 def cache_root(config: DataConfig) -> Path:
@@ -123,9 +129,17 @@ def prepare_corpus(config: DataConfig, vocab_size: int, log=print) -> PreparedCo
     return open_corpus(directory, vocab_size)
 
 
-def open_corpus(directory: Path, vocab_size: int | None = None) -> PreparedCorpus:
-    """A prepared corpus; with `vocab_size`, refused unless it was prepared for that vocabulary."""
-    index = json.loads((directory / INDEX_FILE).read_text())
+def open_corpus(
+    directory: Path, vocab_size: int | None = None, *, verify: bool = False
+) -> PreparedCorpus:
+    """A prepared corpus; with `vocab_size`, refused unless it was prepared for that vocabulary.
+    Its shards are checked (`shards.check_shards`; every checksum with `verify`)."""
+    try:
+        index = json.loads((directory / INDEX_FILE).read_text())
+    except (OSError, ValueError) as e:
+        raise DataError(
+            f"{directory / INDEX_FILE}: unreadable ({type(e).__name__}: {e}); prepare the corpus again"
+        ) from None
     if index.get("format") != FORMAT_VERSION:
         raise DataError(
             f"{directory / INDEX_FILE}: shards of format {index.get('format')}, this version "
@@ -137,6 +151,10 @@ def open_corpus(directory: Path, vocab_size: int | None = None) -> PreparedCorpu
             f"vocabulary of {index['vocab_size']}; set model.vocab_size to {index['vocab_size']}"
         )
     dtype = np.dtype(index["dtype"])
+    with exclusive_lock(directory / ".verify.lock") if _writable(directory) else nullcontext():
+        # (one process checks the checksums; concurrent trials then read its verified.json)
+        for split in ("train", "validation"):
+            check_shards(directory, index[split]["shards"], dtype, full=verify)
 
     def stream(split: str) -> TokenStream:
         return TokenStream([directory / s["file"] for s in index[split]["shards"]], dtype)

@@ -46,7 +46,13 @@ from pathlib import Path
 import numpy as np
 
 from dualsweep.config import DataConfig
-from dualsweep.data.shards import ShardWriter, shard_name, token_dtype, write_atomically
+from dualsweep.data.shards import (
+    ShardWriter,
+    record_verified,
+    shard_name,
+    token_dtype,
+    write_atomically,
+)
 from dualsweep.data.sources import DataError, fingerprint, raw_documents
 from dualsweep.data.special import SpecialTokens
 from dualsweep.data.tokenizer import MIN_BPE_VOCAB, SPECIAL_TOKENS, TOKENIZER_SPECIALS
@@ -140,6 +146,7 @@ def prepare(
         validation_fraction=config.validation_fraction,
         shard_tokens=settings.shard_tokens,
     )
+    record_verified(out, index["train"]["shards"] + index["validation"]["shards"])
     write_atomically_text(out / INDEX_FILE, json.dumps(index, indent=2))
     shutil.rmtree(staging, ignore_errors=True)
     train, held_out = index["train"], index["validation"]

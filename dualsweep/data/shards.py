@@ -10,6 +10,8 @@ complete, so a shard file that exists is a finished shard. Pure numpy, no torch.
 from __future__ import annotations
 
 import errno
+import hashlib
+import json
 import os
 from collections.abc import Iterable
 from pathlib import Path
@@ -17,6 +19,9 @@ from pathlib import Path
 import numpy as np
 
 from dualsweep.data.sources import DataError
+
+HASH = "blake2b"  # a shard's checksum in index.json: fast, and in every Python
+VERIFIED_FILE = "verified.json"  # shards whose checksum matched, by (size, mtime)
 
 
 def token_dtype(vocab_size: int) -> np.dtype:
@@ -72,10 +77,12 @@ class ShardWriter:
     ):
         self.directory, self.split, self.dtype = directory, split, np.dtype(dtype)
         self.shard_tokens = shard_tokens
+        # Shards finished before a resume: their checksums are read back when the split closes.
         self.shards = [
             {"file": shard_name(split, i), "tokens": shard_tokens} for i in range(first_shard)
         ]
         self._file = None
+        self._hash = hashlib.blake2b()
         self._filled = 0
 
     def append(self, tokens: np.ndarray) -> None:
@@ -90,8 +97,13 @@ class ShardWriter:
                 self._finish()
 
     def close(self) -> list[dict]:
+        """Finish the last shard; return every shard's entry: file, tokens, bytes, checksum."""
         if self._file is not None or not self.shards:
             self._finish()
+        for shard in self.shards:
+            if HASH not in shard:  # finished before a resume
+                path = self.directory / shard["file"]
+                shard.update(bytes=path.stat().st_size, **{HASH: file_checksum(path)})
         return self.shards
 
     def _path(self) -> Path:
@@ -103,7 +115,9 @@ class ShardWriter:
         try:
             if self._file is None:
                 self._file = tmp.open("wb")
-            self._file.write(memoryview(np.ascontiguousarray(tokens)).cast("B"))
+            data = memoryview(np.ascontiguousarray(tokens)).cast("B")
+            self._file.write(data)
+            self._hash.update(data)
         except OSError as e:
             self.abort()
             if e.errno == errno.ENOSPC:
@@ -119,7 +133,10 @@ class ShardWriter:
             self._file.close()
             self._file = None
         os.replace(path.with_name(f".{path.name}.tmp"), path)
-        self.shards.append({"file": path.name, "tokens": self._filled})
+        entry = {"file": path.name, "tokens": self._filled}
+        entry.update(bytes=self._filled * self.dtype.itemsize, **{HASH: self._hash.hexdigest()})
+        self.shards.append(entry)
+        self._hash = hashlib.blake2b()
         self._filled = 0
 
     def abort(self) -> None:
@@ -129,6 +146,77 @@ class ShardWriter:
             self._file = None
         path = self._path()
         path.with_name(f".{path.name}.tmp").unlink(missing_ok=True)
+
+
+def file_checksum(path: Path) -> str:
+    """The file's blake2b, read in 8 MB blocks."""
+    digest = hashlib.blake2b()
+    with path.open("rb") as f:
+        while block := f.read(8 << 20):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def check_shards(
+    directory: Path, shards: list[dict], dtype: np.dtype, *, full: bool = False
+) -> None:
+    """Refuse (DataError naming the shard) a shard that is missing, of another size than the
+    index says, or, the first time it is used after being written or changed, of other
+    content (its checksum); `full` checks every checksum again.
+
+    Sizes are checked at every open (a stat per shard). Checksums are checked once per
+    version of a file: a shard that matched is recorded in `verified.json` with its size and
+    modification time, and read again only when either changes (or with `full`). An index
+    written before checksums existed is checked by size only."""
+    stamps = {} if full else _read_stamps(directory)
+    verified = dict(stamps)
+    for shard in shards:
+        path = directory / shard["file"]
+        if not path.is_file():
+            raise DataError(f"{path}: shard missing; prepare the corpus again")
+        size = path.stat().st_size
+        expected = shard.get("bytes", shard["tokens"] * np.dtype(dtype).itemsize)
+        if size != expected:
+            raise DataError(
+                f"{path}: {size:,} bytes where index.json says {expected:,}: the shard is "
+                "truncated or was replaced; prepare the corpus again"
+            )
+        if HASH not in shard:
+            continue
+        stamp = [size, path.stat().st_mtime_ns]
+        if stamps.get(shard["file"]) == stamp:
+            continue
+        if file_checksum(path) != shard[HASH]:
+            raise DataError(
+                f"{path}: its content does not match its checksum in index.json (damaged or "
+                "changed since it was prepared); prepare the corpus again"
+            )
+        verified[shard["file"]] = stamp
+    if verified != stamps:
+        try:
+            tmp = directory / f".{VERIFIED_FILE}.tmp{os.getpid()}"
+            tmp.write_text(json.dumps(verified))
+            os.replace(tmp, directory / VERIFIED_FILE)
+        except OSError:  # read-only shards: checked again at the next open
+            pass
+
+
+def record_verified(directory: Path, shards: list[dict]) -> None:
+    """Record shards just written (their checksums computed as they were written) as verified."""
+    stamps = _read_stamps(directory)
+    for shard in shards:
+        stat = (directory / shard["file"]).stat()
+        stamps[shard["file"]] = [stat.st_size, stat.st_mtime_ns]
+    tmp = directory / f".{VERIFIED_FILE}.tmp{os.getpid()}"
+    tmp.write_text(json.dumps(stamps))
+    os.replace(tmp, directory / VERIFIED_FILE)
+
+
+def _read_stamps(directory: Path) -> dict:
+    try:
+        return json.loads((directory / VERIFIED_FILE).read_text())
+    except (OSError, ValueError):
+        return {}
 
 
 class TokenStream:
