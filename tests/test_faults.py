@@ -171,6 +171,60 @@ def test_two_trainings_into_one_folder_are_refused(interrupted_run, capsys):
     assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == before
 
 
+def test_resuming_after_the_corpus_changed_is_refused(tmp_path, capsys, text_corpus):
+    from benchmarks.gpu_stages import interrupt_after
+    from dualsweep.training import train
+
+    out = tmp_path / "run"
+    config = tiny_run_config(source="text_dir", path=str(text_corpus), checkpoint_interval=8)
+    with pytest.raises(KeyboardInterrupt):
+        train(config, out, callbacks=[interrupt_after(10)], log=lambda m: None)
+    checkpoint = (out / "checkpoint.pt").read_bytes()
+    (text_corpus / "doc0000.txt").write_text("a document edited after the run started")
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump(to_plain(config)))
+    assert main(["train", "--config", str(path), "--out", str(out), "--resume"]) == 2
+    assert "resuming would continue its weights on other data" in error_line(capsys)
+    assert (out / "checkpoint.pt").read_bytes() == checkpoint
+
+
+def test_a_sweep_rerun_after_a_corpus_edit_trains_nothing_until_asked(
+    tmp_path, capsys, text_corpus
+):
+    """Finished trials of one corpus and new trials of another in one table: refused before
+    Ray starts, the table untouched (`--mix-corpora` goes on anyway)."""
+    from .test_sweep import quick, write_sweep
+
+    path = write_sweep(
+        tmp_path / "smoke.yaml",
+        base=quick(data={"source": "text_dir", "path": str(text_corpus)}),
+    )
+    table = tmp_path / "results" / "smoke" / "runs.parquet"
+    table.parent.mkdir(parents=True)
+    pd.DataFrame(
+        {"run_key": ["k"], "status": ["finished"], "corpus_hash": ["before-the-edit"]}
+    ).to_parquet(table)
+    before = table.read_bytes()
+    args = [
+        "sweep",
+        str(path),
+        "--storage",
+        str(tmp_path / "runs"),
+        "--results",
+        str(tmp_path / "results"),
+    ]
+    assert main(args) == 2
+    err = error_line(capsys)
+    assert (
+        "1 finished trial(s) were trained on corpus before-the-edit" in err
+        and "--mix-corpora" in err
+    )
+    assert table.read_bytes() == before
+    assert not (tmp_path / "runs" / "smoke").exists() or not any(
+        (tmp_path / "runs" / "smoke").iterdir()
+    )
+
+
 # -- evaluation inputs -----------------------------------------------------------------
 @pytest.fixture(scope="module")
 def finished_run(tmp_path_factory) -> Path:

@@ -119,6 +119,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="set the sweep's tables aside (*.parquet.replaced) and write them again from the "
         "trial folders (after a damaged or lost table)",
     )
+    sweep.add_argument(
+        "--mix-corpora",
+        action="store_true",
+        help="train the remaining trials on the corpus as it is now, though finished trials "
+        "were trained on another (refused without it)",
+    )
 
     evaluate = commands.add_parser(
         "evaluate",

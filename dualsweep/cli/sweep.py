@@ -40,6 +40,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
             storage=args.storage,
             address=address,
             rebuild_tables=args.rebuild_tables,
+            mix_corpora=args.mix_corpora,
         )
     except (ConnectionError, RuntimeError) as e:  # no cluster, or another driver on this sweep
         print(f"dualsweep: error: {e}", file=sys.stderr)

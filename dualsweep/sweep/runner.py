@@ -26,10 +26,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from dualsweep.config import SweepConfig, run_key, to_plain
+from dualsweep.config import ConfigError, SweepConfig, run_key, to_plain
 from dualsweep.config.sweep import TRIAL_DRIVER_CPU
 from dualsweep.paths import exclusive_lock
-from dualsweep.results import sweep_dir
+from dualsweep.results import read_table, sweep_dir
 from dualsweep.schema import EVALS_TABLE, RESULTS_ROOT, RUNS_TABLE
 from dualsweep.sweep.storage import TrialStorage
 from dualsweep.sweep.trials import collect, complete_keys, mark_current, record_failure
@@ -153,6 +153,30 @@ def _trials_that_fit(sweep: SweepConfig) -> int:
     return max(1, int(min(fits)))
 
 
+def _check_one_corpus(sweep: SweepConfig, results_dir: Path, log) -> None:
+    """Refuse to add trials of today's corpus to a table of trials of another."""
+    path = results_dir / RUNS_TABLE
+    if not path.is_file():
+        return
+    runs = read_table(path)
+    finished = runs[(runs["status"] == "finished") & runs["corpus_hash"].notna()]
+    if finished.empty:
+        return
+    from dualsweep.data.corpus import prepare_corpus
+
+    data = sweep.base.data
+    now = prepare_corpus(data, sweep.base.model.vocab_size, log=log).corpus_hash
+    other = finished[finished["corpus_hash"] != now]
+    if len(other):
+        before = ", ".join(sorted(set(other["corpus_hash"])))
+        raise ConfigError(
+            f"{path}: {len(other)} finished trial(s) were trained on corpus {before} and the "
+            f"corpus ({data.source}{', ' + data.path if data.path else ''}) is now {now}: "
+            "training the rest would mix two corpora in one table. Restore the corpus, or use "
+            "another --results folder or sweep name, or pass --mix-corpora to go on anyway"
+        )
+
+
 def run_sweep(
     sweep: SweepConfig,
     *,
@@ -161,9 +185,14 @@ def run_sweep(
     address: str | None = None,
     log: Callable[[str], None] = print,
     rebuild_tables: bool = False,
+    mix_corpora: bool = False,
 ) -> SweepOutcome:
     """Run (or finish) a sweep; with `rebuild_tables`, first set the existing tables aside
-    (`<table>.parquet.replaced`) and write them again from the trial folders."""
+    (`<table>.parquet.replaced`) and write them again from the trial folders.
+
+    A sweep whose finished trials were trained on another corpus than the one its config now
+    names is refused (ConfigError, nothing launched): one table would mix two corpora. With
+    `mix_corpora` the rest train on the corpus as it is now."""
     started = time.monotonic()
     configs = {run_key(c): c for c in sweep.trials()}
     fixed = set(configs)
@@ -194,6 +223,8 @@ def run_sweep(
         collect(trials, results_dir, configs)  # what a killed driver left behind
         done_before = complete_keys(results_dir) & set(configs)
         pending = [key for key in configs if key not in done_before]
+        if pending and not mix_corpora:  # (with nothing to train, nothing is mixed)
+            _check_one_corpus(sweep, results_dir, log)
         what = "trials (fixed, and searched so far)" if sweep.search else "trials"
         log(
             f"[{sweep.name}] {len(configs)} {what}: {len(done_before)} already finished, "

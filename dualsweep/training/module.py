@@ -44,6 +44,7 @@ class DualObjectiveModule(L.LightningModule):
         held_out: torch.Tensor,
         checkpoint_path: Path | None = None,
         workers: Workers = SINGLE_WORKER,
+        corpus_hash: str = "",
     ):
         super().__init__()
         self.automatic_optimization = False
@@ -59,6 +60,8 @@ class DualObjectiveModule(L.LightningModule):
         self.held_out_eval_time_s = 0.0
         self.checkpoint_path = checkpoint_path
         self.workers = workers
+        self.corpus_hash = corpus_hash
+        """The corpus the run trains on: recorded in checkpoints, checked when resuming."""
         self.last_checkpoint_step: int | None = None
         self._optimizer_states: list[dict] | None = None
         self._generator: torch.Generator | None = None
@@ -227,6 +230,7 @@ class DualObjectiveModule(L.LightningModule):
     def save_checkpoint(self, steps_done: int, optimizers: list[torch.optim.Optimizer]) -> None:
         state = {
             "run_key": run_key(self.config),
+            "corpus_hash": self.corpus_hash,
             "steps_done": steps_done,
             "model": self.model.state_dict(),
             "optimizers": [o.state_dict() for o in optimizers],
@@ -245,6 +249,14 @@ class DualObjectiveModule(L.LightningModule):
         if state["run_key"] != run_key(self.config):
             raise ValueError(
                 f"checkpoint of run {state['run_key']} does not match run {run_key(self.config)}"
+            )
+        if state.get("corpus_hash", self.corpus_hash) != self.corpus_hash:
+            from dualsweep.config import ConfigError
+
+            raise ConfigError(
+                f"{self.checkpoint_path}: trained on corpus {state['corpus_hash']}, the corpus is "
+                f"now {self.corpus_hash}: resuming would continue on other data; restore the "
+                "corpus, or start over with --force"
             )
         self.model.load_state_dict(state["model"])
         self._optimizer_states = state["optimizers"]

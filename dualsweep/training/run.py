@@ -169,7 +169,9 @@ def train(
     data, held_out = _checked_data(config, accelerator, log)
     with contextlib.ExitStack() as folder:
         if workers.writes:  # one training at a time in a folder, and only its own run
-            folder.enter_context(_owned_run_folder(config, out_dir, resume))
+            folder.enter_context(
+                _owned_run_folder(config, out_dir, resume, data.corpus.corpus_hash)
+            )
             _start_run_folder(config, out_dir, data)
         module = _module(
             config,
@@ -242,9 +244,10 @@ def _checked_data(config: RunConfig, accelerator: str, log: Callable[[str], None
 
 
 @contextlib.contextmanager
-def _owned_run_folder(config: RunConfig, out_dir: Path, resume: bool):
+def _owned_run_folder(config: RunConfig, out_dir: Path, resume: bool, corpus_hash: str):
     """Hold `out_dir` for this training: refused (ConfigError, nothing touched) while another
-    process trains there, and when resuming a folder of another run key."""
+    process trains there, and when resuming a folder of another run key or of a run whose
+    corpus has changed since it started (its weights would continue on other data)."""
     from dualsweep.paths import exclusive_lock
 
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -263,6 +266,15 @@ def _owned_run_folder(config: RunConfig, out_dir: Path, resume: bool):
                 f"--out: {out_dir} holds run {theirs} and this config is run {run_key(config)} "
                 "(another alpha, R, seed or setting): --resume continues the same run only; "
                 f"resume with its config ({out_dir / CONFIG_FILE}), or start over with --force"
+            )
+        record = out_dir / CORPUS_FILE
+        started_on = json.loads(record.read_text()).get("corpus_hash") if record.is_file() else None
+        if resume and started_on and started_on != corpus_hash:
+            raise ConfigError(
+                f"--out: {out_dir} was trained on corpus {started_on} and the corpus is now "
+                f"{corpus_hash} ({config.data.source}{', ' + config.data.path if config.data.path else ''}"
+                "): resuming would continue its weights on other data; restore the corpus, or "
+                "start over with --force"
             )
         yield
 
@@ -305,6 +317,7 @@ def _module(
             held_out,
             checkpoint_path=checkpoint_path,
             workers=workers,
+            corpus_hash=data.corpus.corpus_hash,
         )
 
     def load():  # on the CPU: every worker would otherwise load onto the GPU it was saved from
