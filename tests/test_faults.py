@@ -373,6 +373,36 @@ def test_a_stopped_sweep_exits_130_saying_how_to_finish(tmp_path, capsys, monkey
     assert ("the search where it stopped" in error) == search
 
 
+def test_sigterm_to_the_sweep_driver_is_a_ctrl_c(tmp_path, capsys, monkeypatch):
+    """A SIGTERM while the sweep runs is turned into the SIGINT Tune stops on: the driver
+    exits 130 with the line saying how to finish, as after a Ctrl-C."""
+    import os
+    import signal
+
+    import dualsweep.sweep.runner as runner
+
+    def tune_stopped_by_a_sigterm(*args, **kwargs):
+        # As Tune does: it handles SIGINT by stopping its trials and returning the unfinished.
+        stopped = []
+        previous = signal.signal(signal.SIGINT, lambda signum, frame: stopped.append(signum))
+        try:
+            os.kill(os.getpid(), signal.SIGTERM)  # what `kill PID` and schedulers send
+        finally:
+            signal.signal(signal.SIGINT, previous)
+        return ["a trial"] if stopped else []
+
+    monkeypatch.setattr(runner, "_tune", tune_stopped_by_a_sigterm)
+    path = tmp_path / "s.yaml"
+    path.write_text(SMOKE.read_text())
+    args = ["sweep", str(path), "--results", str(tmp_path / "r"), "--storage", str(tmp_path / "t")]
+    assert main(args) == 130
+    assert (
+        "interrupted with 0/4 trials finished; run the same command again"
+        in capsys.readouterr().err
+    )
+    assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL  # restored after the command
+
+
 @pytest.mark.parametrize("option", ["--results", "--storage"])
 def test_sweep_paths_that_are_files_start_nothing(tmp_path, capsys, option):
     a_file = tmp_path / "file"

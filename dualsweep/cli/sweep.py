@@ -8,9 +8,12 @@ launched, then one call of `run_sweep` or `plan_sweep`. Ray is imported inside `
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import os
+import signal
 import sys
+import threading
 from pathlib import Path
 
 from dualsweep.cli.checks import EXIT_FAILED, writable_folder
@@ -34,14 +37,15 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
     address = args.address or os.environ.get("RAY_ADDRESS") or None
     try:
-        outcome = run_sweep(
-            sweep,
-            results_root=args.results,
-            storage=args.storage,
-            address=address,
-            rebuild_tables=args.rebuild_tables,
-            mix_corpora=args.mix_corpora,
-        )
+        with terminate_like_interrupt():
+            outcome = run_sweep(
+                sweep,
+                results_root=args.results,
+                storage=args.storage,
+                address=address,
+                rebuild_tables=args.rebuild_tables,
+                mix_corpora=args.mix_corpora,
+            )
     except (ConnectionError, RuntimeError) as e:  # no cluster, or another driver on this sweep
         print(f"dualsweep: error: {e}", file=sys.stderr)
         return EXIT_FAILED
@@ -56,6 +60,24 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         )
         return EXIT_FAILED
     return 0
+
+
+@contextlib.contextmanager
+def terminate_like_interrupt():
+    """SIGTERM (`kill`, a scheduler ending a job) stops the sweep as Ctrl-C does: the signal
+    is turned into a SIGINT, which Ray Tune handles by stopping the trials and returning what
+    finished, so the driver exits 130 with the line saying how to finish (instead of dying
+    with a Ray stack dump)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(
+        signal.SIGTERM, lambda signum, frame: os.kill(os.getpid(), signal.SIGINT)
+    )
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def with_absolute_task_paths(sweep):
