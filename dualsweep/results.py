@@ -254,16 +254,41 @@ class ResultsError(ValueError):
     """A results table cannot be read (damaged, truncated or empty); the message says how to rebuild it."""
 
 
+TABLE_KEYS = {
+    RUNS_TABLE: ("run_key",),
+    CURVES_TABLE: ("run_key", "step"),
+    EVALS_TABLE: ("run_key", "task", "mode"),
+}
+"""The columns a sweep table must have, which together name each row once."""
+
+
 def read_table(path: Path) -> pd.DataFrame:
-    """A results table, or a ResultsError naming the file and how to rebuild it."""
+    """A results table, or a ResultsError naming the file and how to rebuild it: unreadable,
+    without its key columns, or with a row twice (which would weigh a run double in a fit)."""
+    rebuild = (
+        "the trial folders hold everything it had: `dualsweep sweep SWEEP_FILE "
+        "--rebuild-tables` writes it again from them"
+    )
     try:
-        return pd.read_parquet(path)
+        table = pd.read_parquet(path)
     except Exception as e:  # noqa: BLE001 - pyarrow raises several types for a damaged file
         raise ResultsError(
-            f"{path}: unreadable Parquet table ({type(e).__name__}: {str(e)[:120]}); the trial "
-            "folders hold everything it had: `dualsweep sweep SWEEP_FILE --rebuild-tables` "
-            "writes it again from them"
+            f"{path}: unreadable Parquet table ({type(e).__name__}: {str(e)[:120]}); {rebuild}"
         ) from None
+    keys = TABLE_KEYS.get(Path(path).name)
+    if keys:
+        missing = [k for k in keys if k not in table.columns]
+        if missing:
+            raise ResultsError(
+                f"{path}: not a dualsweep {Path(path).stem} table (no column {', '.join(missing)}); {rebuild}"
+            )
+        twice = table.duplicated(list(keys))
+        if twice.any():
+            first = table.loc[twice, list(keys)].iloc[0].tolist()
+            raise ResultsError(
+                f"{path}: {int(twice.sum())} row(s) repeated ({', '.join(keys)} = {first}); {rebuild}"
+            )
+    return table
 
 
 @dataclass(frozen=True)

@@ -225,6 +225,102 @@ def test_a_sweep_rerun_after_a_corpus_edit_trains_nothing_until_asked(
     )
 
 
+def test_a_key_given_twice_in_a_yaml_file_is_refused(tmp_path, capsys):
+    path = tmp_path / "c.yaml"
+    path.write_text("objective:\n  alpha: 0.5\n  alpha: 1\n")
+    assert main(["train", "--config", str(path), "--out", str(tmp_path / "run")]) == 2
+    assert "key 'alpha' given twice (lines 2 and 3)" in error_line(capsys)
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_text_folder_of_links_is_read(tmp_path):
+    from dualsweep.data.sources import fingerprint
+
+    real, links = tmp_path / "real", tmp_path / "links"
+    write_text_corpus_of(real, 3)
+    links.mkdir()
+    for doc in sorted(real.iterdir()):
+        (links / doc.name).symlink_to(doc)
+    names = [
+        entry[0] for entry in fingerprint(DataConfig(source="text_dir", path=str(links)))["files"]
+    ]
+    assert names == sorted(p.name for p in real.iterdir())
+
+
+def write_text_corpus_of(folder: Path, n: int) -> None:
+    folder.mkdir()
+    for i in range(n):
+        (folder / f"d{i}.txt").write_text(f"document {i}")
+
+
+def test_a_checkpoint_write_on_a_full_disk_leaves_no_partial_file(tmp_path, monkeypatch):
+    import torch
+
+    from dualsweep.training import train
+
+    real = torch.save
+
+    def full_disk(obj, path, *args, **kwargs):
+        real(obj, path, *args, **kwargs)  # a partial file exists when the disk fills up
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(torch, "save", full_disk)
+    summary = train(tiny_run_config(checkpoint_interval=8), tmp_path / "run", log=lambda m: None)
+    assert summary.status == "failed" and "No space left" in summary.error
+    assert not list((tmp_path / "run").glob(".*.tmp"))
+
+
+def test_a_damaged_attempts_line_does_not_block_the_sweep(tmp_path):
+    from dualsweep.sweep.trials import attempt_nodes, read_attempts
+
+    (tmp_path / "attempts.jsonl").write_text(
+        '{"node": "a"}\n{"node": "b", "star\n'
+    )  # cut by a kill
+    attempts = read_attempts(tmp_path)
+    assert len(attempts) == 2 and attempts[0] == {"node": "a"}
+    assert attempt_nodes(attempts) == "a;"
+
+
+@pytest.mark.parametrize(
+    "table, message",
+    [
+        ("duplicated", r"1 row\(s\) repeated \(run_key = \['k'\]\)"),
+        ("no key", r"not a dualsweep runs table \(no column run_key\)"),
+    ],
+)
+def test_tables_with_repeated_rows_or_without_their_keys_are_refused(tmp_path, table, message):
+    from dualsweep.results import ResultsError, load
+
+    folder = tmp_path / "s"
+    folder.mkdir()
+    rows = (
+        {"run_key": ["k", "k"], "status": ["finished"] * 2} if table == "duplicated" else {"x": [1]}
+    )
+    pd.DataFrame(rows).to_parquet(folder / "runs.parquet")
+    with pytest.raises(ResultsError, match=rf"runs\.parquet: {message}"):
+        load("s", tmp_path)
+
+
+def test_suggest_never_overwrites_a_file_unless_forced(tmp_path, capsys):
+    out = tmp_path / "next.yaml"
+    out.write_text("mine")
+    args = ["suggest", str(SMOKE), "--budget", "2", "--out", str(out), "--results", str(tmp_path)]
+    assert main(args) == 2
+    assert "exists; give a new file name, or --force" in error_line(capsys)
+    assert out.read_text() == "mine"
+
+
+def test_an_interrupt_message_is_never_empty(monkeypatch, capsys):
+    import dualsweep.cli as cli
+
+    def interrupted(args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "cmd_plan", interrupted)
+    assert main(["plan", str(SMOKE)]) == 130
+    assert capsys.readouterr().err == "dualsweep: interrupted\n"
+
+
 # -- evaluation inputs -----------------------------------------------------------------
 @pytest.fixture(scope="module")
 def finished_run(tmp_path_factory) -> Path:

@@ -77,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return _handler(args.command)(args)
     except KeyboardInterrupt as e:
-        print(f"dualsweep: {e or 'interrupted'}", file=sys.stderr)
+        print(f"dualsweep: {str(e) or 'interrupted'}", file=sys.stderr)
         return 130
     except Exception as e:  # noqa: BLE001 - one line per error; --debug for the traceback
         if debug:

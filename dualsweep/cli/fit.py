@@ -46,6 +46,8 @@ def cmd_suggest(args: argparse.Namespace) -> int:
     sweep = load_sweep(args.sweep_file)
     out = Path(args.out)
     writable_folder(out.parent, "--out")
+    if out.exists() and not args.force:
+        raise ConfigError(f"--out: {out} exists; give a new file name, or --force to replace it")
     column = args.metric or (sweep.search.metric if sweep.search else "final_held_out_ar_loss")
     tables = sweep_dir(sweep.name, args.results)
     try:

@@ -263,7 +263,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     suggest.add_argument("sweep_file", help="a sweep file whose trials have finished")
     suggest.add_argument("--budget", type=_count, required=True, help="points to propose")
-    suggest.add_argument("--out", required=True, help="the sweep file to write")
+    suggest.add_argument("--out", required=True, help="the sweep file to write (a new file)")
+    suggest.add_argument("--force", action="store_true", help="replace --out if it exists")
     suggest.add_argument(
         "--metric",
         help="the metric whose best alpha to pin down (default: the sweep's search metric, "

@@ -19,14 +19,36 @@ from dualsweep.config.run import MOVED_FIELDS, SECTIONS, RunConfig, section_of
 from dualsweep.config.sweep import SweepConfig, is_sweep_mapping, sweep_from_dict
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """YAML's safe loader, refusing a key given twice in one mapping (plain YAML keeps the last
+    silently: `alpha: 0.5` then `alpha: 1` would train at 1 with no word)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None,
+                    None,
+                    f"key {key!r} given twice (lines {seen[key] + 1} and {key_node.start_mark.line + 1})",
+                    key_node.start_mark,
+                )
+            seen[key] = key_node.start_mark.line
+        return super().construct_mapping(node, deep=deep)
+
+
 def read_yaml(path: str | Path) -> Any:
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"{path}: config file not found")
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        raw = yaml.load(path.read_text(encoding="utf-8"), Loader=_UniqueKeyLoader)  # noqa: S506
+    except yaml.MarkedYAMLError as e:  # one line: what is wrong, and where
+        where = f", line {e.problem_mark.line + 1}" if e.problem_mark else ""
+        raise ConfigError(f"{path}{where}: not valid YAML: {e.problem or e.context}") from None
     except (yaml.YAMLError, UnicodeDecodeError) as e:
-        raise ConfigError(f"{path}: not valid YAML: {e}") from None
+        raise ConfigError(f"{path}: not valid YAML: {' '.join(str(e).split())}") from None
     if raw is None:  # empty or comments only: refused rather than read as "all defaults"
         raise ConfigError(
             f"{path}: the file is empty (or only comments); a run config needs sections "

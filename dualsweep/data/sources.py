@@ -57,11 +57,13 @@ def fingerprint(config: DataConfig) -> dict:
     if config.source == "hf":
         return {"dataset": config.hf_dataset, "config": config.hf_config, "split": config.hf_split}
     files = _files(config, SUFFIXES[config.source])
-    root = Path(config.path).expanduser().resolve()
+    root = Path(config.path).expanduser()
+    # Names below the folder as listed (a file may be a link to one elsewhere); size and
+    # modification time are its target's.
     return {
         "files": [
             [
-                str(p.resolve().relative_to(root)) if p.resolve() != root else p.name,
+                str(p.relative_to(root)) if p != root else p.name,
                 p.stat().st_size,
                 p.stat().st_mtime_ns,
             ]

@@ -55,10 +55,21 @@ def update_attempt(trial_dir: Path, **fields) -> None:
 
 
 def read_attempts(trial_dir: Path) -> list[dict]:
+    """The trial's attempts, one JSON line each; a line a kill cut short (or damaged) still
+    counts as an attempt, without its details, so one bad line never blocks the sweep."""
     path = trial_dir / ATTEMPTS_FILE
     if not path.is_file():
         return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    attempts = []
+    for line in path.read_text(errors="replace").splitlines():
+        if not line.strip():
+            continue
+        try:
+            attempt = json.loads(line)
+        except ValueError:
+            attempt = None
+        attempts.append(attempt if isinstance(attempt, dict) else {"damaged_line": line[:200]})
+    return attempts
 
 
 def count_attempts(trial_dir: Path) -> int:

@@ -240,8 +240,11 @@ class DualObjectiveModule(L.LightningModule):
             "held_out_eval_time_s": self.held_out_eval_time_s,
         }
         tmp = self.checkpoint_path.with_name(f".{self.checkpoint_path.name}.tmp")
-        torch.save(state, tmp)
-        os.replace(tmp, self.checkpoint_path)  # a kill mid-write leaves the previous one whole
+        try:
+            torch.save(state, tmp)
+            os.replace(tmp, self.checkpoint_path)  # a kill mid-write leaves the previous one whole
+        finally:
+            tmp.unlink(missing_ok=True)  # a failed write (a full disk) leaves no partial file
         self.last_checkpoint_step = steps_done
 
     def restore(self, state: dict) -> int:

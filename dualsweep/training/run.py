@@ -201,8 +201,11 @@ def train(
             for stale in (EVALS_FILE, EVAL_ERROR_FILE):
                 (out_dir / stale).unlink(missing_ok=True)
             tmp = out_dir / f".{MODEL_FILE}.tmp"
-            torch.save(module.model.state_dict(), tmp)
-            tmp.replace(out_dir / MODEL_FILE)
+            try:
+                torch.save(module.model.state_dict(), tmp)
+                tmp.replace(out_dir / MODEL_FILE)
+            finally:
+                tmp.unlink(missing_ok=True)  # a failed write (a full disk) leaves no partial file
         summary = _summary(config, module, data, out_dir, status, error)
         summary = dataclasses.replace(
             summary,
