@@ -225,6 +225,37 @@ def test_a_sweep_rerun_after_a_corpus_edit_trains_nothing_until_asked(
     )
 
 
+def test_rebuilding_tables_from_a_storage_without_the_sweep_is_refused(tmp_path, capsys):
+    """A mistyped --storage holds none of the sweep's trial folders: the good tables are
+    left as they are, and nothing is retrained."""
+    path = tmp_path / "s.yaml"
+    path.write_text(SMOKE.read_text())
+    table = tmp_path / "r" / "smoke" / "runs.parquet"
+    table.parent.mkdir(parents=True)
+    pd.DataFrame({"run_key": ["k"], "status": ["finished"]}).to_parquet(table)
+    before = table.read_bytes()
+    args = [
+        "sweep",
+        str(path),
+        "--results",
+        str(tmp_path / "r"),
+        "--storage",
+        str(tmp_path / "typo"),
+    ]
+    assert main([*args, "--rebuild-tables"]) == 2
+    assert "holds no trial folder of sweep smoke" in error_line(capsys)
+    assert table.read_bytes() == before and not list(table.parent.glob("*.replaced*"))
+
+
+def test_a_second_table_backup_never_overwrites_the_first(tmp_path):
+    from dualsweep.sweep.runner import _backup_name
+
+    table = tmp_path / "runs.parquet"
+    assert _backup_name(table).name == "runs.parquet.replaced"
+    (tmp_path / "runs.parquet.replaced").write_text("first")
+    assert _backup_name(table).name == "runs.parquet.replaced.2"
+
+
 def test_a_key_given_twice_in_a_yaml_file_is_refused(tmp_path, capsys):
     path = tmp_path / "c.yaml"
     path.write_text("objective:\n  alpha: 0.5\n  alpha: 1\n")

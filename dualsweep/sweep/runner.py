@@ -30,7 +30,7 @@ from dualsweep.config import ConfigError, SweepConfig, run_key, to_plain
 from dualsweep.config.sweep import TRIAL_DRIVER_CPU
 from dualsweep.paths import exclusive_lock
 from dualsweep.results import read_table, sweep_dir
-from dualsweep.schema import EVALS_TABLE, RESULTS_ROOT, RUNS_TABLE
+from dualsweep.schema import EVALS_TABLE, RESULTS_ROOT, RUNS_TABLE, SUMMARY_FILE
 from dualsweep.sweep.storage import TrialStorage
 from dualsweep.sweep.trials import collect, complete_keys, mark_current, record_failure
 
@@ -153,6 +153,15 @@ def _trials_that_fit(sweep: SweepConfig) -> int:
     return max(1, int(min(fits)))
 
 
+def _backup_name(table: Path) -> Path:
+    """`<table>.replaced`, or `.replaced.2`, `.3`, ...: an earlier backup is never overwritten."""
+    candidate, n = table.with_name(f"{table.name}.replaced"), 1
+    while candidate.exists():
+        n += 1
+        candidate = table.with_name(f"{table.name}.replaced.{n}")
+    return candidate
+
+
 def _check_one_corpus(sweep: SweepConfig, results_dir: Path, log) -> None:
     """Refuse to add trials of today's corpus to a table of trials of another."""
     path = results_dir / RUNS_TABLE
@@ -204,9 +213,17 @@ def run_sweep(
         for stale in results_dir.glob(".*.parquet.tmp*"):  # a write killed halfway
             stale.unlink(missing_ok=True)
         if rebuild_tables:
+            if not trials.uri and not any(
+                (trials.trial_dir(key) / SUMMARY_FILE).is_file() for key in configs
+            ):
+                raise ConfigError(
+                    f"--rebuild-tables: {trials.root} holds no trial folder of sweep {sweep.name}, "
+                    "so nothing to rebuild the tables from (is --storage the sweep's?); the tables "
+                    "are left as they are"
+                )
             for table in results_dir.glob("*.parquet"):
-                table.replace(table.with_name(f"{table.name}.replaced"))
-            log(f"[{sweep.name}] tables set aside (*.parquet.replaced); rebuilding them")
+                table.replace(_backup_name(table))
+            log(f"[{sweep.name}] tables set aside (*.parquet.replaced*); rebuilding them")
         studies = {}
         if sweep.search:
             from dualsweep.sweep.search import open_studies, unfinished_proposals
