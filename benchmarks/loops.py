@@ -3,7 +3,7 @@
 What belongs here: the benchmark config and its batches, the bare loop around the one
 training step (`dualsweep.training.step.train_step`), the plain reference loop, timing a
 loop's steps, and the matmul peak. The ratios built from them are in `benchmarks.training`
-(on this machine) and `benchmarks.gpu` (on one GPU); a loop here never re-implements the
+(on this machine) and `benchmarks.gpu_stages` (the GPU check); a loop here never re-implements the
 training step, which would measure something else.
 """
 

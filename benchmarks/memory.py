@@ -53,11 +53,12 @@ def one_side(chunk_tokens: int) -> dict:
     """This process: the peak memory and time of one training step (after a warm-up step)."""
     import torch
 
-    from benchmarks.gpu import synthetic_batches
+    from benchmarks.gpu_stages import synthetic_batches, synthetic_special
     from benchmarks.loops import bare_loop
 
     config = scaled_config(chunk_tokens)
-    (warm, measured), special = synthetic_batches(config, 2, torch.device("cpu"))
+    warm, measured = synthetic_batches(config, 2, torch.device("cpu"))
+    special = synthetic_special(config.model.vocab_size)
     loop = bare_loop(config, special, 0.5)
     loop.train_step(warm)
     Path("/proc/self/clear_refs").write_text("5")  # resets VmHWM to the current RSS

@@ -57,3 +57,19 @@ def test_across_processes_reports_the_median_process_whole():
     assert combined.met is True and process(0.99, 0).met is False
     even = across_processes([process(1.2, 0), process(0.8, 1)])
     assert even.ratio == 0.8 and even.details["rate"] == 1  # the lower middle, not a blend
+
+
+def test_the_step_memory_side_runs(monkeypatch):
+    """One side of `make bench`'s step_memory row on the tiny model (its scale is a GPU's):
+    the code path the benchmark takes, imports included."""
+    from benchmarks import memory
+
+    from .conftest import tiny_run_config
+
+    monkeypatch.setattr(
+        memory,
+        "scaled_config",
+        lambda chunk: tiny_run_config(micro_batch_size=4, loss_chunk_tokens=chunk),
+    )
+    side = memory.one_side(16)
+    assert side["chunk_tokens"] == 16 and side["step_s"] > 0 and side["resident_before_mb"] > 0
