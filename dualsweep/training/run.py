@@ -270,8 +270,10 @@ def _owned_run_folder(config: RunConfig, out_dir: Path, resume: bool, corpus_has
                 "(another alpha, R, seed or setting): --resume continues the same run only; "
                 f"resume with its config ({out_dir / CONFIG_FILE}), or start over with --force"
             )
-        record = out_dir / CORPUS_FILE
-        started_on = json.loads(record.read_text()).get("corpus_hash") if record.is_file() else None
+        try:  # (a folder of before corpus.json, or a damaged one: nothing to compare)
+            started_on = json.loads((out_dir / CORPUS_FILE).read_text()).get("corpus_hash")
+        except (OSError, ValueError, AttributeError):
+            started_on = None
         if resume and started_on and started_on != corpus_hash:
             raise ConfigError(
                 f"--out: {out_dir} was trained on corpus {started_on} and the corpus is now "
