@@ -125,6 +125,7 @@ def test_the_suggest_command_writes_a_sweep_file_of_the_same_sweep(tmp_path, cap
     # A sweep file whose trials are not all trained is refused, naming the command to run.
     (tmp_path / "more.yaml").write_text(yaml.safe_dump({**raw, "points": [*points, [0.5, 2]]}))
     args[1] = str(tmp_path / "more.yaml")
+    args[-1] = str(tmp_path / "next" / "more.yaml")
     assert main([*args, "--results", str(tmp_path / "results")]) == 2
     error = capsys.readouterr().err
     assert "1 of its 9 trials have no finished row" in error and "dualsweep sweep" in error
