@@ -566,22 +566,97 @@ def test_an_unexpected_error_is_one_line_and_debug_shows_the_traceback(monkeypat
     assert "Traceback (most recent call last)" in capsys.readouterr().err
 
 
-def _progress_after(events, on_trial_end):
-    """Feed SweepProgress a sequence of (event, key, last_result) and return its lines."""
+def _progress_after(events, on_trial_end, *, error_text=None, clock=None):
+    """Feed SweepProgress a sequence of (event, key, last_result) and return its lines.
+
+    `error_text` is what Tune's record of a trial's error holds; `clock`, a list whose first
+    item is the time now, replaces the progress view's clock (and a status line at the last
+    time is added)."""
     from types import SimpleNamespace
 
+    from dualsweep.sweep import progress as progress_module
     from dualsweep.sweep.progress import SweepProgress
     from dualsweep.sweep.search import trial_params
 
     params = {key: trial_params(tiny_run_config(seed=i)) for i, key in enumerate("abc")}
     lines: list[str] = []
-    progress = SweepProgress("s", len(params), 0, on_trial_end=on_trial_end, log=lines.append)
-    for event, key, result in events:
-        trial = SimpleNamespace(
-            config={"trial": {**params[key], "run_key": key}}, last_result=result
+    with pytest.MonkeyPatch.context() as patch:
+        if clock is not None:
+            patch.setattr(progress_module.time, "monotonic", lambda: clock[0])
+        progress = SweepProgress(
+            "s",
+            len(params),
+            0,
+            on_trial_end=on_trial_end,
+            log_path=lambda key: f"/runs/s/{key}/train.log",
+            log=lines.append,
         )
-        getattr(progress, f"on_trial_{event}")(0, [], trial)
+        for event in events:
+            if isinstance(event, (int, float)):  # the clock moves on
+                clock[0] = event
+                continue
+            name, key, result = event
+            trial = SimpleNamespace(
+                config={"trial": {**params[key], "run_key": key}},
+                last_result=result,
+                get_error=lambda: error_text,
+            )
+            getattr(progress, f"on_trial_{name}")(0, [], trial)
+        if clock is not None:  # the line at the clock's last time
+            lines.append(progress.status_line())
     return lines
+
+
+# What Tune records of a trial that raised (error.txt): its traceback, with colour codes.
+TUNE_ERROR_TEXT = """Failure # 1 (occurred at 2026-12-04_20-30-18)
+\x1b[36mray::ImplicitFunc.train()\x1b[39m (pid=18929, ip=192.0.2.2, repr=run_trial)
+  File "/work/main/dualsweep/sweep/trainable.py", line 106, in run_trial
+    raise TrialFailed(error)
+dualsweep.sweep.trainable.TrialFailed: RuntimeError: CUDA out of memory. Tried to allocate 2.00 GiB
+"""
+
+
+def test_a_retried_or_failed_trial_is_one_line_with_its_error_and_log(tmp_path):
+    lines = _progress_after(
+        [("start", "a", {}), ("recover", "a", {}), ("start", "a", {}), ("error", "a", {})],
+        lambda key: None,
+        error_text=TUNE_ERROR_TEXT,
+    )
+    retry, failed = lines[1], lines[3]
+    where = "(traceback in /runs/s/a/train.log)"
+    point = "alpha=1 R=1 seed=0 (a)"
+    assert retry.endswith(
+        f"retrying {point} after RuntimeError: CUDA out of memory. Tried to allocate 2.00 GiB {where}"
+    )
+    assert failed.endswith(
+        f"FAILED {point}: RuntimeError: CUDA out of memory. Tried to allocate 2.00 GiB {where}"
+    )
+    assert all("\n" not in line and "\x1b" not in line for line in lines)
+
+
+def test_a_finished_line_gives_the_final_held_out_losses(tmp_path):
+    result = {"status": "finished", "final_held_out_ar_loss": 4.25, "final_held_out_md_elbo": 4.5}
+    lines = _progress_after([("start", "a", {}), ("complete", "a", result)], lambda key: None)
+    assert lines[1].endswith("finished alpha=1 R=1 seed=0 (a): held-out AR 4.2500, MD 4.5000")
+    result = {"status": "finished", "final_held_out_ar_loss": 4.25}  # pure AR, say
+    lines = _progress_after([("start", "a", {}), ("complete", "a", result)], lambda key: None)
+    assert lines[1].endswith("(a): held-out AR 4.2500")
+
+
+def test_the_eta_counts_what_the_running_trials_have_left(tmp_path):
+    # Two at a time. a and b start at 0; a ends at 60 (mean trial 60 s) and c starts; at 70
+    # b has 0 s left (it is late), c 50 s: the last ends in 50 s, not 1 x 60 / 2 running.
+    events = [0, ("start", "a", {}), ("start", "b", {}), 60, ("complete", "a", {})]
+    events += [("start", "c", {}), 70]
+    lines = _progress_after(events, lambda key: None, clock=[0.0])
+    assert lines[-1].endswith("| elapsed 0:01:10 | ETA 0:00:50")
+    # One left running, with 12 s of the mean trial time to go: 12 s (not one mean trial).
+    events = [0, ("start", "a", {}), ("start", "c", {}), 12, ("start", "b", {}), 60]
+    events += [("complete", "a", {}), ("complete", "c", {})]
+    lines = _progress_after(events, lambda key: None, clock=[0.0])
+    assert lines[-1].endswith(
+        "2/3 done, 1 running, 0 pending, 0 failed | elapsed 0:01:00 | ETA 0:00:12"
+    )
 
 
 def test_the_live_line_while_table_writes_fail(tmp_path):
@@ -723,3 +798,36 @@ def test_kill_9_at_random_points_then_a_damaged_table(tmp_path, capsys):
     )
     assert (results / "faults" / "runs.parquet.replaced").is_file()
     assert not (results / "faults" / ".curves.parquet.tmp123").exists()
+
+
+def test_a_trial_whose_loss_turns_nan_is_reported_failed_not_raised(tmp_path, monkeypatch):
+    # What Tune sees from run_trial: a raise is retried, a `status: failed` report is not.
+    # The same seed diverges at the same step on every try, so a NaN must be reported.
+    import ray.tune
+
+    from dualsweep.sweep import trainable
+    from dualsweep.sweep.search import trial_params
+    from dualsweep.sweep.storage import TrialStorage
+
+    reports = []
+    monkeypatch.setattr(ray.tune, "report", reports.append)
+    monkeypatch.setattr(trainable, "_node_id", lambda: "node")
+    config = tiny_run_config(lr=1e30, grad_clip=0.0)
+    storage = TrialStorage(tmp_path / "runs", "s")
+    params = {"trial": trial_params(config)}
+    trainable.run_trial(
+        params, base=to_plain(config), storage=storage, resources=config_resources()
+    )
+    (report,) = reports
+    assert report["status"] == "failed"
+    assert report["error"].startswith("NonFiniteLossError: training loss became nan by step")
+    trial_dir = storage.trial_dir(params["trial"]["run_key"])
+    assert "(not retried: it would come back on every try)" in (trial_dir / "train.log").read_text()
+    assert pd.read_parquet(trial_dir / "summary.parquet")["status"].iloc[0] == "failed"
+    assert not (trial_dir / "evals.parquet").exists()  # a failed run is not evaluated
+
+
+def config_resources():
+    from dualsweep.config import Resources
+
+    return Resources(cpu=1, gpu=0)

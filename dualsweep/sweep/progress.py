@@ -4,14 +4,20 @@ A Ray Tune callback in the driver. It prints one line whenever a trial starts, f
 fails or is retried, and every `heartbeat_s` otherwise; and it hands each ended trial to
 `on_trial_end` so results are collected as they come, not only at the end. A trial that
 reports `status: failed` (an error retrying cannot change, see trainable.py) ended failed.
+
+A failure is one line: the trial (alpha, R, seed, run key), the error's last line and the
+trial's log, which holds the traceback (Tune's own traceback printing is turned off).
 """
 
 from __future__ import annotations
 
+import heapq
 import time
 from collections.abc import Callable
 
 from ray import tune
+
+from dualsweep.sweep.trials import error_line
 
 
 def _clock(seconds: float) -> str:
@@ -27,6 +33,7 @@ class SweepProgress(tune.Callback):
         already_finished: int,
         *,
         on_trial_end: Callable[[str], None],
+        log_path: Callable[[str], str] = lambda key: "",
         log: Callable[[str], None] = print,
         heartbeat_s: float = 30.0,
     ):
@@ -34,11 +41,13 @@ class SweepProgress(tune.Callback):
         self.to_run = to_run  # trials this run launches
         self.already_finished = already_finished
         self.on_trial_end = on_trial_end
+        self.log_path = log_path
         self.log = log
         self.heartbeat_s = heartbeat_s
         self.started = time.monotonic()
         self.last_line = 0.0
-        self.running: dict[str, float] = {}
+        self.running: dict[str, float] = {}  # key: when it started
+        self.peak_running = 0
         self.durations: list[float] = []
         self.finished = 0
         self.failed = 0
@@ -64,13 +73,21 @@ class SweepProgress(tune.Callback):
             + f" | elapsed {_clock(elapsed)}"
         )
         if self.durations and ended < self.to_run:
-            # Remaining trials times the mean trial time, over the concurrency seen so far.
-            concurrency = max(1, len(self.running))
-            remaining = (
-                (self.to_run - ended) * sum(self.durations) / len(self.durations) / concurrency
-            )
-            line += f" | ETA {_clock(remaining)}"
+            line += f" | ETA {_clock(self._time_left(pending))}"
         return line + (f" | {event}" if event else "")
+
+    def _time_left(self, pending: int) -> float:
+        """When the last trial ends if each takes the mean trial time so far: the running
+        ones what they have left of it, the pending ones queued on the slots as they free up
+        (as many slots as trials were seen running at once)."""
+        mean = sum(self.durations) / len(self.durations)
+        now = time.monotonic()
+        slots = [max(0.0, mean - (now - t)) for t in self.running.values()]
+        slots += [0.0] * max(0, max(1, self.peak_running) - len(slots))
+        heapq.heapify(slots)
+        for _ in range(pending):
+            heapq.heappush(slots, heapq.heappop(slots) + mean)
+        return max(slots, default=0.0)
 
     def _print(self, event: str = "") -> None:
         self.last_line = time.monotonic()
@@ -80,6 +97,7 @@ class SweepProgress(tune.Callback):
         if self._key(trial) not in self.launched:
             self.launched.append(self._key(trial))
         self.running[self._key(trial)] = time.monotonic()
+        self.peak_running = max(self.peak_running, len(self.running))
         self._print(f"started {self._describe(trial)}")
 
     def _end(self, trial, failed: bool) -> str:
@@ -106,19 +124,46 @@ class SweepProgress(tune.Callback):
         result = trial.last_result or {}
         if result.get("status") == "failed":  # an error retrying cannot change
             note = self._end(trial, failed=True)
-            self._print(f"FAILED {self._describe(trial)}, not retried: {result.get('error')}{note}")
+            error = error_line(str(result.get("error")))
+            self._print(
+                f"FAILED {self._describe(trial)}, not retried: {error}{self._where(trial)}{note}"
+            )
         else:
             note = self._end(trial, failed=False)
-            self._print(f"finished {self._describe(trial)}{note}")
+            losses = ", ".join(
+                f"{name} {result[column]:.4f}"
+                for name, column in (
+                    ("held-out AR", "final_held_out_ar_loss"),
+                    ("MD", "final_held_out_md_elbo"),
+                )
+                if isinstance(result.get(column), float) and result[column] == result[column]
+            )
+            self._print(f"finished {self._describe(trial)}{': ' + losses if losses else ''}{note}")
 
     def on_trial_error(self, iteration, trials, trial, **info):
         note = self._end(trial, failed=True)
-        self._print(f"FAILED {self._describe(trial)}{note}")
+        self._print(
+            f"FAILED {self._describe(trial)}: {self._error(trial)}{self._where(trial)}{note}"
+        )
 
     def on_trial_recover(self, iteration, trials, trial, **info):
         self.retries += 1
         self.running.pop(self._key(trial), None)
-        self._print(f"retrying {self._describe(trial)}")
+        self._print(
+            f"retrying {self._describe(trial)} after {self._error(trial)}{self._where(trial)}"
+        )
+
+    def _error(self, trial) -> str:
+        """The last line of Tune's record of the trial's latest error."""
+        try:
+            text = trial.get_error()
+        except Exception:  # noqa: BLE001 - Tune could not write it (a full disk, say)
+            text = None
+        return error_line(text) if text else "error not recorded by Ray Tune"
+
+    def _where(self, trial) -> str:
+        path = self.log_path(self._key(trial))
+        return f" (traceback in {path})" if path else ""
 
     def on_step_end(self, iteration, trials, **info):
         if time.monotonic() - self.last_line >= self.heartbeat_s:

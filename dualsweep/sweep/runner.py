@@ -32,7 +32,13 @@ from dualsweep.paths import exclusive_lock
 from dualsweep.results import read_table, sweep_dir
 from dualsweep.schema import EVALS_TABLE, RESULTS_ROOT, RUNS_TABLE, SUMMARY_FILE
 from dualsweep.sweep.storage import TrialStorage
-from dualsweep.sweep.trials import collect, complete_keys, mark_current, record_failure
+from dualsweep.sweep.trials import (
+    collect,
+    complete_keys,
+    error_line,
+    mark_current,
+    record_failure,
+)
 
 DEFAULT_STORAGE = "runs"
 
@@ -44,11 +50,15 @@ class SweepInterrupted(KeyboardInterrupt):
 class _DropTuneHints(logging.Filter):
     """Tune's notes that mislead here: its Tuner.restore (a sweep resumes by re-running the
     command, from the trial folders) and the per-trial metric files it cannot find for trials
-    that never started (it does not write them: our tables hold the results)."""
+    that never started (it does not write them: our tables hold the results); and its list
+    of the trials that did not complete, by Tune's trial names (ours says which, by run key)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
-        return "Tuner.restore" not in message and "Failed to fetch metrics" not in message
+        return not any(
+            hint in message
+            for hint in ("Tuner.restore", "Failed to fetch metrics", "Trials did not complete")
+        )
 
 
 @dataclass(frozen=True)
@@ -83,6 +93,9 @@ def _ray_environment(address: str | None) -> None:
         os.environ.setdefault("RAY_AUTH_MODE", "token")
     # Tune's own banner and tables: our progress line says what matters.
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    # Its ~40-line traceback of every failed try: our live line gives the error's last line
+    # and the trial's train.log, which holds the traceback.
+    os.environ.setdefault("TUNE_PRINT_ALL_TRIAL_ERRORS", "0")
     # Tune's default per-trial CSV and TensorBoard files duplicate our tables, and creating
     # the TensorBoard one imports torch in the driver (about 1 s of every sweep's start).
     # The JSON one, which Tune's results need, is passed explicitly in _tune.
@@ -405,6 +418,7 @@ def _tune(
             len(pending) if search is None else sum(search[1].values()),
             done_before,
             on_trial_end=lambda key: collect(trials, results_dir, {key: configs[key]}),
+            log_path=lambda key: trials.log_path(key),
             log=log,
         )
         if search is None:
@@ -444,14 +458,18 @@ def _tune(
         )
         grid = tuner.fit()
         for result in grid:
-            if result.error is not None:
+            try:
+                error = result.error
+            except Exception as e:  # noqa: BLE001 - Tune's pickled error unreadable (a full disk)
+                error = e
+            if error is not None:
                 # A trial whose actor never started has no config: its folder is its key.
                 key = result.config["trial"]["run_key"] if result.config else Path(result.path).name
                 if key not in configs:
                     continue
                 # Tune's error text ends with the trial's own "Type: message" line.
-                lines = str(result.error).strip().splitlines() or [type(result.error).__name__]
-                record_failure(configs[key], trials, key, lines[-1])
+                text = str(error) or type(error).__name__
+                record_failure(configs[key], trials, key, error_line(text))
         started_keys = pending if search is None else progress.launched
         return [key for key in started_keys if key not in progress.ended]
     finally:

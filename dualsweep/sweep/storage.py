@@ -12,7 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from dualsweep.paths import default_cache_dir
-from dualsweep.schema import CHECKPOINT_FILE
+from dualsweep.schema import CHECKPOINT_FILE, TRAIN_LOG_FILE
 
 LOCAL_ONLY = {".lock"}  # never mirrored: a lock belongs to one machine
 
@@ -33,6 +33,14 @@ class TrialStorage:
 
     def trial_dir(self, key: str) -> Path:
         return self.root / key
+
+    def log_path(self, key: str) -> str:
+        """Where the trial's train.log is to be read: the URI's copy when there is one."""
+        return (
+            f"{self.uri}/{key}/{TRAIN_LOG_FILE}"
+            if self.uri
+            else str(self.trial_dir(key) / TRAIN_LOG_FILE)
+        )
 
     @property
     def tune_storage(self) -> str:

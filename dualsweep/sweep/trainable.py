@@ -6,8 +6,10 @@ retries it up to the sweep's `retries`. A finished trial is then evaluated on th
 configured tasks and modes, unless it already was (adding a task evaluates, not retrains).
 
 An error in the trial's input (its config, its corpus, a task file) comes back on every
-try: it is recorded and reported as `status: failed` instead of raised, so Tune ends the
-trial without retrying it. Some of these are about the node rather than the config (a
+try, and so does a loss that turned NaN or infinite (training is deterministic: the same
+seed diverges at the same step): these are recorded and reported as `status: failed`
+instead of raised, so Tune ends the trial without retrying it. Whatever is raised is written
+to the trial's train.log first, traceback and all: the driver prints one line per failure. Some of these are about the node rather than the config (a
 `cuda` device where there is none, a corpus path missing on one node): they are not retried
 either; fix the node or the config and run the sweep again.
 """
@@ -15,6 +17,7 @@ either; fix the node or the config and run the sweep again.
 from __future__ import annotations
 
 import os
+import traceback
 from pathlib import Path
 
 from dualsweep.config import ConfigError, Resources, run_config_from_dict, run_key
@@ -40,6 +43,14 @@ def _input_errors() -> tuple[type[Exception], ...]:
 
 class TrialFailed(RuntimeError):
     """train() recorded a failed run (its error is the message)."""
+
+
+def retry_cannot_help(error: str) -> bool:
+    """Whether a recorded error (`Type: message`) comes back on every try."""
+    from dualsweep.training.module import NonFiniteLossError
+
+    names = {e.__name__ for e in (*_input_errors(), NonFiniteLossError)}
+    return error.split(":", 1)[0].strip() in names
 
 
 def _push_checkpoints(storage: TrialStorage, key: str):
@@ -102,9 +113,12 @@ def run_trial(
                         status, error = _train_on_workers(
                             config, trial_dir, storage, key, resources, log
                         )
-                    if status != "finished":
+                    if status != "finished" and retry_cannot_help(error):
+                        log(f"{error} (not retried: it would come back on every try)")
+                        report = {"status": "failed", "error": error}
+                    elif status != "finished":
                         raise TrialFailed(error)
-                if not evaluated(trial_dir, config.evaluation):
+                if report["status"] == "finished" and not evaluated(trial_dir, config.evaluation):
                     _evaluate(config, trial_dir, log)
             except _input_errors() as e:
                 error = f"{type(e).__name__}: {e}"
@@ -112,11 +126,26 @@ def run_trial(
                 if trial_status(trial_dir) != "finished":  # else _evaluate recorded it
                     record_failure(config, storage, key, error)
                 report = {"status": "failed", "error": error}
+            except BaseException:  # the driver prints one line; the whole story is here
+                log(traceback.format_exc())
+                raise
             finally:
                 storage.push(key)
-    if metric and report["status"] == "finished":
-        report[metric] = _metric_value(trial_dir, metric)
+    if report["status"] == "finished":
+        report.update(_final_losses(trial_dir))  # for the driver's "finished" line
+        if metric:
+            report[metric] = _metric_value(trial_dir, metric)
     tune.report(report)
+
+
+FINAL_LOSSES = ("final_held_out_ar_loss", "final_held_out_md_elbo")
+
+
+def _final_losses(trial_dir: Path) -> dict[str, float]:
+    import pandas as pd
+
+    summary = pd.read_parquet(trial_dir / SUMMARY_FILE)
+    return {c: float(summary[c].iloc[0]) for c in FINAL_LOSSES if c in summary.columns}
 
 
 def _metric_value(trial_dir: Path, metric: str) -> float:
@@ -205,6 +234,8 @@ def _train_on_workers(
             cause = getattr(failure, "cause", None) or failure
             if isinstance(cause, _input_errors()):
                 raise cause from None
+            if isinstance(cause, TrialFailed) and retry_cannot_help(str(cause)):
+                return "failed", str(cause)  # (a non-finite loss: rank 0 recorded it)
         raise
     storage.pull(key)  # what rank 0 wrote, from wherever it ran
     update_attempt(trial_dir, worker_nodes=nodes)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime
 import json
 import os
+import re
 from pathlib import Path
 
 import pandas as pd
@@ -116,6 +117,19 @@ def record_failure(config: RunConfig, storage: TrialStorage, key: str, error: st
         row = pd.DataFrame([failed.row()])
     write_parquet(row, summary)
     storage.push(key)
+
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def error_line(text: str, limit: int = 300) -> str:
+    """The line of an error report that says what went wrong: its last line (Python's
+    `Type: message`), without colour codes or the `TrialFailed` wrapper of a recorded error."""
+    lines = [line.strip() for line in _ANSI.sub("", text).splitlines() if line.strip()]
+    line = lines[-1] if lines else "unknown error"
+    for wrapper in ("dualsweep.sweep.trainable.TrialFailed: ", "TrialFailed: "):
+        line = line.removeprefix(wrapper)
+    return line if len(line) <= limit else line[: limit - 3] + "..."
 
 
 def mark_current(results_dir: Path, keys) -> None:
