@@ -11,7 +11,6 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
-import os
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +27,7 @@ from dualsweep.config import (
     run_key,
     strategy_name,
 )
+from dualsweep.paths import atomic_write
 from dualsweep.schema import (
     AR_COLUMNS,
     CURVES_TABLE,
@@ -93,23 +93,12 @@ class RunSummary:
 
 def write_parquet(frame: pd.DataFrame, path: str | Path) -> None:
     """Write atomically: a reader (or a crash) never sees a half-written table."""
-    _atomic(path, lambda tmp: frame.to_parquet(tmp, index=False))
+    atomic_write(path, lambda tmp: frame.to_parquet(tmp, index=False))
 
 
 def atomic_write_text(path: str | Path, text: str) -> None:
     """Write a text file atomically (a temporary name, then renamed)."""
-    _atomic(path, lambda tmp: tmp.write_text(text))
-
-
-def _atomic(path: str | Path, write) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    atomic_write(path, lambda tmp: tmp.write_text(text))
 
 
 def curve_frame(

@@ -297,8 +297,86 @@ def test_a_checkpoint_write_on_a_full_disk_leaves_no_partial_file(tmp_path, monk
 
     monkeypatch.setattr(torch, "save", full_disk)
     summary = train(tiny_run_config(checkpoint_interval=8), tmp_path / "run", log=lambda m: None)
-    assert summary.status == "failed" and "No space left" in summary.error
-    assert not list((tmp_path / "run").glob(".*.tmp"))
+    assert summary.status == "failed"
+    assert "DiskFullError: [Errno 28] " in summary.error
+    assert "checkpoint.pt: not written, the disk is full" in summary.error
+    assert not [p.name for p in (tmp_path / "run").iterdir() if ".tmp" in p.name]
+
+
+def test_atomic_write_on_a_full_disk_names_the_file_and_keeps_the_old_one(tmp_path, monkeypatch):
+    from dualsweep import paths
+    from dualsweep.paths import DiskFullError, atomic_write
+
+    target = tmp_path / "model.pt"
+    target.write_text("the previous model")
+
+    def stream_error(tmp):  # torch's writer on a full disk: no errno, the free space is gone
+        tmp.write_text("half a mod")
+        raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 414976")
+
+    monkeypatch.setattr(paths, "free_bytes", lambda folder: 0)
+    with pytest.raises(DiskFullError, match=r"model\.pt: not written, the disk is full"):
+        atomic_write(target, stream_error)
+    monkeypatch.setattr(paths, "free_bytes", lambda folder: 10 << 30)
+    with pytest.raises(RuntimeError, match="unexpected pos"):  # space left: not a full disk
+        atomic_write(target, stream_error)
+
+    def no_space(tmp):
+        raise OSError(28, "No space left on device")
+
+    with pytest.raises(DiskFullError):  # ENOSPC says so whatever the free space
+        atomic_write(target, no_space)
+    assert target.read_text() == "the previous model"
+    assert [p.name for p in tmp_path.iterdir()] == ["model.pt"]
+
+
+def test_tune_log_records_are_one_line(tmp_path):
+    import logging
+    import sys
+
+    from dualsweep.sweep.runner import _TuneLogs
+
+    def record(message, exc_info=None):
+        return logging.LogRecord("ray.tune", logging.ERROR, "x.py", 1, message, None, exc_info)
+
+    shown = _TuneLogs()
+    assert not shown.filter(record("Trials did not complete: [run_trial_0]"))
+    try:
+        raise OSError(28, "No space left on device")
+    except OSError:
+        saving = record(
+            "Saving experiment state to /runs/.tune failed with exception: ", sys.exc_info()
+        )
+    assert shown.filter(saving)
+    assert saving.getMessage() == (
+        "Saving experiment state to /runs/.tune failed with exception: "
+        "OSError: [Errno 28] No space left on device"
+    )
+    assert saving.exc_info is None
+    text = (
+        "Last sync command failed with the following error:\nTraceback (most recent call last):\n"
+        '  File "syncer.py", line 343, in wait\n    raise e\n'
+        "OSError: [Errno 28] Error writing bytes to file\n"
+    )
+    synced = record(text)
+    assert shown.filter(synced)
+    assert synced.getMessage() == (
+        "Last sync command failed with the following error: OSError: [Errno 28] Error writing bytes to file"
+    )
+    plain = record("Trial started")
+    assert shown.filter(plain) and plain.getMessage() == "Trial started"
+
+
+def test_the_error_line_of_a_trial(tmp_path):
+    from dualsweep.sweep.trials import error_line
+
+    assert error_line(TUNE_ERROR_TEXT) == (
+        "RuntimeError: CUDA out of memory. Tried to allocate 2.00 GiB"
+    )
+    text = "Traceback ...\ndualsweep.paths.DiskFullError: [Errno 28] /r/model.pt: not written"
+    assert error_line(text) == "DiskFullError: [Errno 28] /r/model.pt: not written"
+    assert error_line("") == "unknown error"
+    assert error_line("ValueError: " + "x" * 500).endswith("...")
 
 
 def test_a_damaged_attempts_line_does_not_block_the_sweep(tmp_path):
@@ -831,3 +909,33 @@ def config_resources():
     from dualsweep.config import Resources
 
     return Resources(cpu=1, gpu=0)
+
+
+@pytest.mark.slow
+def test_a_sweep_whose_storage_fills_up_says_so_in_a_few_lines(tmp_path):
+    # A real full disk: a 1.2 MB tmpfs holds one smoke trial folder (about 0.7 MB), not four.
+    import subprocess
+    import sys
+
+    full = tmp_path / "full"
+    full.mkdir()
+    mount = ["mount", "-t", "tmpfs", "-o", "size=1200k", "tmpfs", str(full)]
+    if os.geteuid() != 0 or subprocess.run(mount, capture_output=True).returncode != 0:
+        pytest.skip("mounting a small tmpfs needs root")
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "dualsweep", "sweep", str(SMOKE), "--storage", str(full / "runs"),
+             "--results", str(tmp_path / "results")],
+            capture_output=True, text=True, timeout=300, env=env, cwd=REPO,
+        )  # fmt: skip
+    finally:
+        subprocess.run(["umount", "-l", str(full)], check=False)
+    printed = done.stdout + done.stderr
+    assert done.returncode == 1, printed
+    assert "Traceback" not in printed and "EOFError" not in printed, printed
+    assert len(printed.splitlines()) < 40, printed  # a line per event, none of Ray's dumps
+    assert "not written, the disk is full (the partial file was removed)" in printed
+    assert f"--storage {full / 'runs'} is full" in printed
+    failed = [line for line in printed.splitlines() if "FAILED" in line]
+    assert failed and all("DiskFullError" in line for line in failed), failed

@@ -13,6 +13,7 @@ import dataclasses
 from pathlib import Path
 
 from dualsweep.config import ConfigError, Point, load_sweep, run_key, sweep_yaml
+from dualsweep.paths import atomic_write
 
 
 def cmd_fit(args: argparse.Namespace) -> int:
@@ -100,13 +101,12 @@ def cmd_suggest(args: argparse.Namespace) -> int:
         "best alpha's 90% intervals most. `dualsweep sweep` on this file trains them under the\n"
         "same sweep name, so they join the sweep's tables (its finished trials are kept)."
     )
-    tmp = out.with_name(f".{out.name}.tmp")
-    tmp.write_text(sweep_yaml(suggested, header=header, notes=new))
-    try:
+
+    def write_checked(tmp: Path) -> None:
+        tmp.write_text(sweep_yaml(suggested, header=header, notes=new))
         load_sweep(tmp)  # what plan and sweep will read
-        tmp.replace(out)
-    finally:
-        tmp.unlink(missing_ok=True)
+
+    atomic_write(out, write_checked)
     print(f"\nsuggested {len(new)} points (in order):")
     for point, note in new.items():
         print(f"  alpha={point.alpha:<10g} R={point.repetitions:<4} {note.split(': ', 1)[1]}")

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from dualsweep.cli.checks import EXIT_FAILED, writable_folder
 from dualsweep.config import load_sweep
+from dualsweep.paths import FULL_DISK_FREE_BYTES, free_bytes
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
@@ -58,6 +59,13 @@ def cmd_sweep(args: argparse.Namespace) -> int:
             "re-run to retry them",
             file=sys.stderr,
         )
+        for folder, flag in ((args.storage, "--storage"), (args.results, "--results")):
+            if "://" not in folder and (free := free_bytes(Path(folder))) < FULL_DISK_FREE_BYTES:
+                print(
+                    f"{flag} {folder} is full ({free:,} bytes free): free space there before "
+                    "re-running (finished trials are kept)",
+                    file=sys.stderr,
+                )
         return EXIT_FAILED
     return 0
 

@@ -56,6 +56,7 @@ from dualsweep.data.shards import (
 from dualsweep.data.sources import DataError, fingerprint, raw_documents
 from dualsweep.data.special import SpecialTokens
 from dualsweep.data.tokenizer import MIN_BPE_VOCAB, SPECIAL_TOKENS, TOKENIZER_SPECIALS
+from dualsweep.paths import atomic_write
 
 FORMAT_VERSION = 2
 INDEX_FILE = "index.json"
@@ -159,9 +160,7 @@ def prepare(
 
 
 def write_atomically_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    atomic_write(path, lambda tmp: tmp.write_text(text))
 
 
 # -- resume state ---------------------------------------------------------------------------

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from dualsweep.data.sources import DataError
+from dualsweep.paths import atomic_write
 
 HASH = "blake2b"  # a shard's checksum in index.json: fast, and in every Python
 VERIFIED_FILE = "verified.json"  # shards whose checksum matched, by (size, mtime)
@@ -194,9 +195,9 @@ def check_shards(
         verified[shard["file"]] = stamp
     if verified != stamps:
         try:
-            tmp = directory / f".{VERIFIED_FILE}.tmp{os.getpid()}"
-            tmp.write_text(json.dumps(verified))
-            os.replace(tmp, directory / VERIFIED_FILE)
+            atomic_write(
+                directory / VERIFIED_FILE, lambda tmp: tmp.write_text(json.dumps(verified))
+            )
         except OSError:  # read-only shards: checked again at the next open
             pass
 
@@ -207,9 +208,7 @@ def record_verified(directory: Path, shards: list[dict]) -> None:
     for shard in shards:
         stat = (directory / shard["file"]).stat()
         stamps[shard["file"]] = [stat.st_size, stat.st_mtime_ns]
-    tmp = directory / f".{VERIFIED_FILE}.tmp{os.getpid()}"
-    tmp.write_text(json.dumps(stamps))
-    os.replace(tmp, directory / VERIFIED_FILE)
+    atomic_write(directory / VERIFIED_FILE, lambda tmp: tmp.write_text(json.dumps(stamps)))
 
 
 def _read_stamps(directory: Path) -> dict:

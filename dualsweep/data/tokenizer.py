@@ -8,12 +8,12 @@ tokenizer is trained once per (corpus, vocabulary size) however many runs share 
 from __future__ import annotations
 
 import hashlib
-import os
 from collections.abc import Sequence
 from pathlib import Path
 
 from dualsweep.config.run import MIN_BPE_VOCAB
 from dualsweep.data.special import SpecialTokens
+from dualsweep.paths import atomic_write
 
 SPECIAL_TOKENS = ("<|pad|>", "<|bos|>", "<|eos|>", "<|mask|>")
 TOKENIZER_SPECIALS = SpecialTokens(pad=0, bos=1, eos=2, mask=3)
@@ -58,10 +58,8 @@ def cached_tokenizer(
     if path.is_file():
         return Tokenizer.from_file(str(path)), path
     tokenizer = train_tokenizer(documents, vocab_size)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(f".tmp{os.getpid()}")
-    tokenizer.save(str(tmp))
-    os.replace(tmp, path)  # atomic: a concurrent reader sees the whole file or none
+    # A concurrent reader sees the whole file or none.
+    atomic_write(path, lambda tmp: tokenizer.save(str(tmp)))
     return tokenizer, path
 
 

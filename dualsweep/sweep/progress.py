@@ -12,11 +12,14 @@ trial's log, which holds the traceback (Tune's own traceback printing is turned 
 from __future__ import annotations
 
 import heapq
+import math
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 from ray import tune
 
+from dualsweep.paths import FULL_DISK_FREE_BYTES, free_bytes
 from dualsweep.sweep.trials import error_line
 
 
@@ -159,7 +162,12 @@ class SweepProgress(tune.Callback):
             text = trial.get_error()
         except Exception:  # noqa: BLE001 - Tune could not write it (a full disk, say)
             text = None
-        return error_line(text) if text else "error not recorded by Ray Tune"
+        if text:
+            return error_line(text)
+        log = self.log_path(self._key(trial))
+        free = free_bytes(Path(log).parent) if log and "://" not in log else math.inf
+        full = f" (its disk is full: {free:,} bytes free)" if free < FULL_DISK_FREE_BYTES else ""
+        return f"an error Ray Tune could not record{full}"
 
     def _where(self, trial) -> str:
         path = self.log_path(self._key(trial))

@@ -47,18 +47,47 @@ class SweepInterrupted(KeyboardInterrupt):
     """Ctrl-C (or SIGINT) stopped the sweep; what finished is in the tables."""
 
 
-class _DropTuneHints(logging.Filter):
-    """Tune's notes that mislead here: its Tuner.restore (a sweep resumes by re-running the
-    command, from the trial folders) and the per-trial metric files it cannot find for trials
-    that never started (it does not write them: our tables hold the results); and its list
-    of the trials that did not complete, by Tune's trial names (ours says which, by run key)."""
+class _TuneLogs(logging.Filter):
+    """Ray's log lines as the sweep shows them (a filter on Ray's handlers).
+
+    Dropped: Tune's notes that mislead here: its Tuner.restore (a sweep resumes by re-running
+    the command, from the trial folders), the per-trial metric files it cannot find for
+    trials that never started (it does not write them: our tables hold the results), and its
+    list of the trials that did not complete, by Tune's trial names (ours says which, by run
+    key). Shortened to one line: a record with a traceback (Tune's own failures, such as
+    saving its state on a full disk, or one formatted into the message), which keeps the
+    exception's `Type: message`."""
+
+    HINTS = ("Tuner.restore", "Failed to fetch metrics", "Trials did not complete")
 
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
-        return not any(
-            hint in message
-            for hint in ("Tuner.restore", "Failed to fetch metrics", "Trials did not complete")
-        )
+        if any(hint in message for hint in self.HINTS):
+            return False
+        if record.exc_info and record.exc_info[1] is not None:
+            error = record.exc_info[1]
+            message = f"{message.rstrip(': ')}: {type(error).__name__}: {error}"
+        elif "Traceback (most recent call last):" in message:  # one formatted into the text
+            head, trace = message.split("Traceback (most recent call last):", 1)
+            message = f"{head.strip().rstrip(':')}: {error_line(trace)}"
+        else:
+            return True
+        record.msg, record.args, record.exc_info, record.exc_text = message, None, None, None
+        return True
+
+
+@contextlib.contextmanager
+def _tune_logs():
+    """Ray's handlers filtered by _TuneLogs (they exist once `ray` is imported)."""
+    handlers = logging.getLogger("ray").handlers
+    shown = _TuneLogs()
+    for handler in handlers:
+        handler.addFilter(shown)
+    try:
+        yield
+    finally:
+        for handler in handlers:
+            handler.removeFilter(shown)
 
 
 @dataclass(frozen=True)
@@ -392,90 +421,93 @@ def _tune(
     from dualsweep.sweep.search import make_searcher, quiet_optuna_logs, trial_params
     from dualsweep.sweep.trainable import run_trial
 
-    hints = _DropTuneHints()
-    for name in ("ray.tune.tune", "ray.tune.analysis.experiment_analysis"):
-        logging.getLogger(name).addFilter(hints)
-    started_ray = _start_ray(address)
-    try:
-        _check_resources(sweep, address, log)
-        resources = sweep.resources
-        metric = sweep.search.metric if sweep.search else None
-        trainable = tune.with_resources(
-            tune.with_parameters(
-                run_trial,
-                base=to_plain(sweep.base),
-                storage=trials,
-                resources=resources,
-                metric=metric,
-            ),
-            # A data-parallel trial's process only waits: its workers reserve their own.
-            {"cpu": resources.cpu, "gpu": resources.gpu}
-            if resources.workers == 1
-            else {"cpu": TRIAL_DRIVER_CPU},
-        )
-        progress = SweepProgress(
-            sweep.name,
-            len(pending) if search is None else sum(search[1].values()),
-            done_before,
-            on_trial_end=lambda key: collect(trials, results_dir, {key: configs[key]}),
-            log_path=lambda key: trials.log_path(key),
-            log=log,
-        )
-        if search is None:
-            space = {"trial": tune.grid_search([trial_params(configs[k]) for k in pending])}
-            searcher, samples = None, 1
-            concurrency = sweep.max_concurrent_trials or (
-                _trials_that_fit(sweep) if resources.workers > 1 else None
+    with _tune_logs():
+        started_ray = _start_ray(address)
+        try:
+            _check_resources(sweep, address, log)
+            resources = sweep.resources
+            metric = sweep.search.metric if sweep.search else None
+            trainable = tune.with_resources(
+                tune.with_parameters(
+                    run_trial,
+                    base=to_plain(sweep.base),
+                    storage=trials,
+                    resources=resources,
+                    metric=metric,
+                ),
+                # A data-parallel trial's process only waits: its workers reserve their own.
+                {"cpu": resources.cpu, "gpu": resources.gpu}
+                if resources.workers == 1
+                else {"cpu": TRIAL_DRIVER_CPU},
             )
-        else:
-            studies, remaining, known, new_trial = search
-            quiet_optuna_logs()
-            samples = sum(remaining.values())
-            space = {}
-            searcher = make_searcher(
-                studies, remaining, sweep.search, metric, sweep.base, known, new_trial, log,
-                ended_early=progress.will_not_run,
-            )  # fmt: skip
-            concurrency = sweep.max_concurrent_trials or _trials_that_fit(sweep)
-        stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
-        tuner = tune.Tuner(
-            trainable,
-            param_space=space,
-            tune_config=tune.TuneConfig(
-                search_alg=searcher,
-                num_samples=samples,
-                max_concurrent_trials=concurrency,
-                reuse_actors=True,  # a fresh actor pays the torch + Lightning import per trial
-                trial_dirname_creator=lambda trial: trial.config["trial"]["run_key"],
-            ),
-            run_config=tune.RunConfig(
-                name=f"{sweep.name}-{'search-' if search else ''}{stamp}",
-                storage_path=trials.tune_storage,
-                failure_config=tune.FailureConfig(max_failures=sweep.retries),
-                callbacks=[progress, JsonLoggerCallback()],
-                verbose=0,
-            ),
-        )
-        grid = tuner.fit()
-        for result in grid:
-            try:
-                error = result.error
-            except Exception as e:  # noqa: BLE001 - Tune's pickled error unreadable (a full disk)
-                error = e
-            if error is not None:
-                # A trial whose actor never started has no config: its folder is its key.
-                key = result.config["trial"]["run_key"] if result.config else Path(result.path).name
-                if key not in configs:
-                    continue
-                # Tune's error text ends with the trial's own "Type: message" line.
-                text = str(error) or type(error).__name__
-                record_failure(configs[key], trials, key, error_line(text))
-        started_keys = pending if search is None else progress.launched
-        return [key for key in started_keys if key not in progress.ended]
-    finally:
-        for name in ("ray.tune.tune", "ray.tune.analysis.experiment_analysis"):
-            logging.getLogger(name).removeFilter(hints)
-        if started_ray:
-            import ray
+            progress = SweepProgress(
+                sweep.name,
+                len(pending) if search is None else sum(search[1].values()),
+                done_before,
+                on_trial_end=lambda key: collect(trials, results_dir, {key: configs[key]}),
+                log_path=lambda key: trials.log_path(key),
+                log=log,
+            )
+            if search is None:
+                space = {"trial": tune.grid_search([trial_params(configs[k]) for k in pending])}
+                searcher, samples = None, 1
+                concurrency = sweep.max_concurrent_trials or (
+                    _trials_that_fit(sweep) if resources.workers > 1 else None
+                )
+            else:
+                studies, remaining, known, new_trial = search
+                quiet_optuna_logs()
+                samples = sum(remaining.values())
+                space = {}
+                searcher = make_searcher(
+                    studies, remaining, sweep.search, metric, sweep.base, known, new_trial, log,
+                    ended_early=progress.will_not_run,
+                )  # fmt: skip
+                concurrency = sweep.max_concurrent_trials or _trials_that_fit(sweep)
+            stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+            tuner = tune.Tuner(
+                trainable,
+                param_space=space,
+                tune_config=tune.TuneConfig(
+                    search_alg=searcher,
+                    num_samples=samples,
+                    max_concurrent_trials=concurrency,
+                    reuse_actors=True,  # a fresh actor pays the torch + Lightning import per trial
+                    trial_dirname_creator=lambda trial: trial.config["trial"]["run_key"],
+                ),
+                run_config=tune.RunConfig(
+                    name=f"{sweep.name}-{'search-' if search else ''}{stamp}",
+                    storage_path=trials.tune_storage,
+                    failure_config=tune.FailureConfig(max_failures=sweep.retries),
+                    callbacks=[progress, JsonLoggerCallback()],
+                    verbose=0,
+                ),
+            )
+            grid = tuner.fit()
+            for result in grid:
+                try:
+                    error = result.error
+                except Exception as e:  # noqa: BLE001 - Tune's pickled error unreadable (a full disk)
+                    error = e
+                if error is not None:
+                    # A trial whose actor never started has no config: its folder is its key.
+                    key = (
+                        result.config["trial"]["run_key"]
+                        if result.config
+                        else Path(result.path).name
+                    )
+                    if key not in configs:
+                        continue
+                    # Tune's error text ends with the trial's own "Type: message" line.
+                    text = str(error) or type(error).__name__
+                    try:
+                        record_failure(configs[key], trials, key, error_line(text))
+                    except OSError as e:  # its folder's disk is full: the exit lists it anyway
+                        log(f"[{sweep.name}] the failure of {key} not recorded in its folder: {e}")
+            started_keys = pending if search is None else progress.launched
+            return [key for key in started_keys if key not in progress.ended]
+        finally:
+            if started_ray:
+                import ray
 
-            ray.shutdown()
+                ray.shutdown()

@@ -18,7 +18,7 @@ from pathlib import Path
 import pandas as pd
 
 from dualsweep.config import EvalConfig, RunConfig
-from dualsweep.paths import exclusive_lock
+from dualsweep.paths import atomic_write, exclusive_lock
 from dualsweep.results import RunSummary, missing_evals, read_table, upsert, write_parquet
 from dualsweep.schema import (
     ATTEMPTS_FILE,
@@ -49,10 +49,8 @@ def update_attempt(trial_dir: Path, **fields) -> None:
     """Add `fields` to the last attempt's record (e.g. the nodes of its workers)."""
     attempts = read_attempts(trial_dir)
     attempts[-1].update(fields)
-    path = trial_dir / ATTEMPTS_FILE
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text("".join(json.dumps(a) + "\n" for a in attempts))
-    tmp.replace(path)
+    text = "".join(json.dumps(a) + "\n" for a in attempts)
+    atomic_write(trial_dir / ATTEMPTS_FILE, lambda tmp: tmp.write_text(text))
 
 
 def read_attempts(trial_dir: Path) -> list[dict]:
@@ -120,15 +118,18 @@ def record_failure(config: RunConfig, storage: TrialStorage, key: str, error: st
 
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
+_MODULE_PATH = re.compile(
+    r"^(?:[a-z_][a-z0-9_]*\.)+(?=[A-Z]\w*: )"
+)  # dualsweep.paths.DiskFullError
 
 
 def error_line(text: str, limit: int = 300) -> str:
     """The line of an error report that says what went wrong: its last line (Python's
-    `Type: message`), without colour codes or the `TrialFailed` wrapper of a recorded error."""
+    `Type: message`), without colour codes, the type's module path or the `TrialFailed`
+    wrapper of a recorded error."""
     lines = [line.strip() for line in _ANSI.sub("", text).splitlines() if line.strip()]
     line = lines[-1] if lines else "unknown error"
-    for wrapper in ("dualsweep.sweep.trainable.TrialFailed: ", "TrialFailed: "):
-        line = line.removeprefix(wrapper)
+    line = _MODULE_PATH.sub("", line).removeprefix("TrialFailed: ")
     return line if len(line) <= limit else line[: limit - 3] + "..."
 
 

@@ -13,7 +13,6 @@ held-out set and writes checkpoints.
 from __future__ import annotations
 
 import math
-import os
 import time
 from pathlib import Path
 
@@ -26,6 +25,7 @@ from dualsweep.data.special import SpecialTokens
 from dualsweep.evaluate import held_out_losses
 from dualsweep.model import Transformer
 from dualsweep.objectives import objective_pair
+from dualsweep.paths import atomic_write
 from dualsweep.training.distributed import SINGLE_WORKER, Workers, sum_over_workers
 from dualsweep.training.optim import build_optimizers
 from dualsweep.training.step import train_step
@@ -239,12 +239,8 @@ class DualObjectiveModule(L.LightningModule):
             "train_time_s": self.train_time_s,
             "held_out_eval_time_s": self.held_out_eval_time_s,
         }
-        tmp = self.checkpoint_path.with_name(f".{self.checkpoint_path.name}.tmp")
-        try:
-            torch.save(state, tmp)
-            os.replace(tmp, self.checkpoint_path)  # a kill mid-write leaves the previous one whole
-        finally:
-            tmp.unlink(missing_ok=True)  # a failed write (a full disk) leaves no partial file
+        # A kill mid-write leaves the previous checkpoint whole; a full disk, no partial file.
+        atomic_write(self.checkpoint_path, lambda tmp: torch.save(state, tmp))
         self.last_checkpoint_step = steps_done
 
     def restore(self, state: dict) -> int:

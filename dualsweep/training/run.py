@@ -29,6 +29,7 @@ import pandas as pd
 import yaml
 
 from dualsweep.config import ConfigError, RunConfig, run_key, to_plain
+from dualsweep.paths import atomic_write
 from dualsweep.results import (
     RunSummary,
     atomic_write_text,
@@ -200,12 +201,9 @@ def train(
             # between leaves the old model unevaluated, never the new one with old scores).
             for stale in (EVALS_FILE, EVAL_ERROR_FILE):
                 (out_dir / stale).unlink(missing_ok=True)
-            tmp = out_dir / f".{MODEL_FILE}.tmp"
-            try:
-                torch.save(module.model.state_dict(), tmp)
-                tmp.replace(out_dir / MODEL_FILE)
-            finally:
-                tmp.unlink(missing_ok=True)  # a failed write (a full disk) leaves no partial file
+            atomic_write(
+                out_dir / MODEL_FILE, lambda tmp: torch.save(module.model.state_dict(), tmp)
+            )
         summary = _summary(config, module, data, out_dir, status, error)
         summary = dataclasses.replace(
             summary,
