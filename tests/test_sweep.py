@@ -286,6 +286,38 @@ def test_kill_9_then_ctrl_c_of_the_driver_then_the_same_command_finishes(tmp_pat
 
 
 @pytest.mark.slow
+def test_sigterm_to_a_real_driver_stops_it_like_ctrl_c(tmp_path, ray_cluster):
+    # (test_faults.py checks the handler without Ray; this sends the signal to a driver.)
+    path = write_sweep(
+        tmp_path / "term.yaml",
+        name="term",
+        max_concurrent_trials=1,
+        points=[[1, 1], [0, 1]],
+        base=quick(train={"token_budget": 65536, "checkpoint_interval": 8}),
+    )
+    storage, results = tmp_path / "runs", tmp_path / "results"
+    driver = subprocess.Popen(
+        sweep_command(path, storage, results),
+        env={**os.environ, "RAY_ADDRESS": ray_cluster},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        _wait_for(
+            lambda: any(storage.glob("term/*/attempts.jsonl")), 120, "the first trial to start"
+        )
+        driver.send_signal(signal.SIGTERM)  # what `kill PID` and a scheduler's time limit send
+        output, _ = driver.communicate(timeout=120)
+    finally:
+        if driver.poll() is None:
+            driver.kill()
+    assert driver.returncode == 130, output
+    assert "interrupted with 0/2 trials finished; run the same command again" in output
+    assert "Traceback" not in output, output
+
+
+@pytest.mark.slow
 def test_errors_that_come_back_on_every_try_are_one_line_and_not_retried(
     tmp_path, capsys, ray_cluster, monkeypatch
 ):

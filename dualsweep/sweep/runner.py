@@ -19,6 +19,8 @@ import datetime
 import logging
 import math
 import os
+import signal
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -137,6 +139,27 @@ def _start_ray(address: str | None) -> bool:
 
     if ray.is_initialized():
         return False
+    with _keep_sigterm_handler():
+        _init_ray(address)
+    return True
+
+
+@contextlib.contextmanager
+def _keep_sigterm_handler():
+    """ray.init installs Ray's own SIGTERM handler (a stack dump, then exit 1) over the
+    caller's: the command line's, which stops the sweep as Ctrl-C does, is put back."""
+    main = threading.current_thread() is threading.main_thread()
+    before = signal.getsignal(signal.SIGTERM) if main else None
+    try:
+        yield
+    finally:
+        if before is not None:
+            signal.signal(signal.SIGTERM, before)
+
+
+def _init_ray(address: str | None) -> None:
+    import ray
+
     quiet = {"log_to_driver": False, "logging_level": logging.WARNING}
     if address:
         try:
@@ -154,7 +177,6 @@ def _start_ray(address: str | None) -> bool:
         )
         # "local" never attaches to a stale cluster recorded in /tmp/ray.
         ray.init(address="local", num_cpus=os.cpu_count(), include_dashboard=False, **quiet)
-    return True
 
 
 def _check_resources(sweep: SweepConfig, address: str | None, log) -> None:
