@@ -127,6 +127,43 @@ def interrupted_run(tmp_path):
     return out, config
 
 
+def test_checkpoints_by_time_and_a_resume_with_nothing_to_resume(tmp_path, capsys):
+    from benchmarks.gpu_stages import interrupt_after
+    from dualsweep.training import train
+
+    # By time alone (no checkpoint_interval): with a minute-long step every log step is due.
+    out = tmp_path / "timed"
+    short = 8 * 32 * 16  # 16 steps
+    timed = tiny_run_config(checkpoint_minutes=1e-9, token_budget=short)
+    with pytest.raises(KeyboardInterrupt):
+        train(timed, out, callbacks=[interrupt_after(10)], log=lambda m: None)
+    import torch
+
+    state = torch.load(out / "checkpoint.pt", weights_only=True)
+    assert state["steps_done"] == 8  # the last log step (log_interval 4) before the stop
+    # The default interval: 10 minutes, so a run of seconds stopped at step 10 has none, and
+    # --resume says it starts over instead of doing so silently.
+    out = tmp_path / "default"
+    config = tiny_run_config(token_budget=short)
+    assert config.train.checkpoint_minutes == 10 and config.train.checkpoint_interval == 0
+    with pytest.raises(KeyboardInterrupt):
+        train(config, out, callbacks=[interrupt_after(10)], log=lambda m: None)
+    assert not (out / "checkpoint.pt").exists()
+    lines = []
+    summary = train(config, out, resume=True, log=lines.append)
+    assert summary.status == "finished"
+    assert any(
+        line.startswith(f"nothing to resume in {out}: the run stopped before its first checkpoint")
+        and "train.checkpoint_minutes=10" in line
+        for line in lines
+    ), lines
+    # From the command line, a --resume where there is no run says so too.
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump(to_plain(config)))
+    assert main(["train", "--config", str(path), "--out", str(tmp_path / "new"), "--resume"]) == 0
+    assert f"nothing to resume in {tmp_path / 'new'} (no run there)" in capsys.readouterr().out
+
+
 def test_resuming_with_another_alpha_is_refused_and_touches_nothing(interrupted_run, capsys):
     out, config = interrupted_run
     before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}

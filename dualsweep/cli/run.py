@@ -13,7 +13,7 @@ from pathlib import Path
 
 from dualsweep.cli.checks import EXIT_FAILED, check_run_folder
 from dualsweep.config import ConfigError, load_run_config, parse_override
-from dualsweep.schema import SUMMARY_FILE
+from dualsweep.schema import RUN_MARKER_FILE, SUMMARY_FILE
 
 
 def _overrides(args: argparse.Namespace) -> dict:
@@ -42,6 +42,8 @@ def cmd_train(args: argparse.Namespace) -> int:
                 f"--out: {out} holds a {status} run; use --resume to continue it from its "
                 "checkpoint, or --force to start over"
             )
+    if args.resume and not (out / RUN_MARKER_FILE).is_file():
+        print(f"nothing to resume in {out} (no run there): training a new run")
     from dualsweep.data import DataError
     from dualsweep.training import train
 

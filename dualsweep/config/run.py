@@ -249,7 +249,10 @@ class TrainConfig(Checked):
     progress_bar: bool = field(default=True, metadata=NOT_IDENTITY)
     """Show a progress bar while training."""
     checkpoint_interval: int = field(default=0, metadata=NOT_IDENTITY)
-    """Steps between resumable checkpoints, a multiple of log_interval (0 = none)."""
+    """Steps between resumable checkpoints, a multiple of log_interval (0 = by time only)."""
+    checkpoint_minutes: float = field(default=10.0, metadata=NON_NEGATIVE | NOT_IDENTITY)
+    """Minutes of training after which the next log step also checkpoints (0 = by steps
+    only): an interruption loses at most this much work whatever a step costs."""
 
     def __post_init__(self) -> None:
         super().__post_init__()

@@ -63,6 +63,7 @@ class DualObjectiveModule(L.LightningModule):
         self.corpus_hash = corpus_hash
         """The corpus the run trains on: recorded in checkpoints, checked when resuming."""
         self.last_checkpoint_step: int | None = None
+        self._last_checkpoint_time = time.monotonic()
         self._optimizer_states: list[dict] | None = None
         self._generator: torch.Generator | None = None
         self._reset_window()
@@ -110,15 +111,21 @@ class DualObjectiveModule(L.LightningModule):
             self._log_window(done, lr_multiplier * cfg.optim.lr)
         if (cfg.held_out.eval_interval and done % cfg.held_out.eval_interval == 0) or last:
             self._evaluate(done)
-        interval = cfg.train.checkpoint_interval
-        if (
-            self.checkpoint_path
-            and self.workers.writes
-            and interval
-            and done % interval == 0
-            and not last
-        ):
+        if self.checkpoint_path and self.workers.writes and not last and self._checkpoint_due(done):
             self.save_checkpoint(done, [o.optimizer for o in optimizers])
+
+    def _checkpoint_due(self, done: int) -> bool:
+        """Every `checkpoint_interval` steps, and at the first log step `checkpoint_minutes`
+        after the last checkpoint (or the start). Only rank 0 decides: saving is no collective."""
+        train = self.config.train
+        if train.checkpoint_interval and done % train.checkpoint_interval == 0:
+            return True
+        minutes = (time.monotonic() - self._last_checkpoint_time) / 60
+        return (
+            bool(train.checkpoint_minutes)
+            and done % train.log_interval == 0
+            and (minutes >= train.checkpoint_minutes)
+        )
 
     # -- logging ------------------------------------------------------------------------
     def _log_window(self, done: int, lr: float) -> None:
@@ -242,6 +249,7 @@ class DualObjectiveModule(L.LightningModule):
         # A kill mid-write leaves the previous checkpoint whole; a full disk, no partial file.
         atomic_write(self.checkpoint_path, lambda tmp: torch.save(state, tmp))
         self.last_checkpoint_step = steps_done
+        self._last_checkpoint_time = time.monotonic()
 
     def restore(self, state: dict) -> int:
         """Load a checkpoint's model, curve and (at train start) optimizer states; return its step."""

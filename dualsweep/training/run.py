@@ -171,7 +171,7 @@ def train(
     with contextlib.ExitStack() as folder:
         if workers.writes:  # one training at a time in a folder, and only its own run
             folder.enter_context(
-                _owned_run_folder(config, out_dir, resume, data.corpus.corpus_hash)
+                _owned_run_folder(config, out_dir, resume, data.corpus.corpus_hash, log)
             )
             _start_run_folder(config, out_dir, data)
         module = _module(
@@ -245,10 +245,11 @@ def _checked_data(config: RunConfig, accelerator: str, log: Callable[[str], None
 
 
 @contextlib.contextmanager
-def _owned_run_folder(config: RunConfig, out_dir: Path, resume: bool, corpus_hash: str):
+def _owned_run_folder(config: RunConfig, out_dir: Path, resume: bool, corpus_hash: str, log):
     """Hold `out_dir` for this training: refused (ConfigError, nothing touched) while another
     process trains there, and when resuming a folder of another run key or of a run whose
-    corpus has changed since it started (its weights would continue on other data)."""
+    corpus has changed since it started (its weights would continue on other data). A resume
+    with no checkpoint to resume from says so (it starts from step 0)."""
     from dualsweep.paths import exclusive_lock
 
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -278,6 +279,13 @@ def _owned_run_folder(config: RunConfig, out_dir: Path, resume: bool, corpus_has
                 f"{corpus_hash} ({config.data.source}{', ' + config.data.path if config.data.path else ''}"
                 "): resuming would continue its weights on other data; restore the corpus, or "
                 "start over with --force"
+            )
+        if resume and theirs and not (out_dir / CHECKPOINT_FILE).is_file():
+            train = config.train
+            log(
+                f"nothing to resume in {out_dir}: the run stopped before its first checkpoint "
+                f"(train.checkpoint_minutes={train.checkpoint_minutes:g}, "
+                f"train.checkpoint_interval={train.checkpoint_interval}); training from step 0"
             )
         yield
 
