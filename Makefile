@@ -19,7 +19,7 @@ install:
 	# words are pip's arguments (quote a requirement with < or > inside it).
 	$(VENV)/bin/python -c "import torch" 2>/dev/null || \
 	  $(VENV)/bin/python -m pip install $(TORCH_SPEC) $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
-	$(VENV)/bin/python -m pip install -e ".[dev,tensorboard,lmeval,hf]"
+	$(VENV)/bin/python -m pip install -e ".[all,dev]"
 
 test:
 	$(PY) -m pytest -q

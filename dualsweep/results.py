@@ -73,6 +73,12 @@ class RunSummary:
     started_at: str = ""
     finished_at: str = ""
     code_version: str = ""
+    python_version: str = ""
+    torch_version: str = ""
+    cuda_version: str = ""  # torch's CUDA build ("" for a CPU build)
+    lightning_version: str = ""
+    ray_version: str = ""  # "" where Ray is not installed
+    device_name: str = ""  # the GPU's name, or the CPU's model
 
     def value(self, column: str) -> float:
         """A held-out summary value (`final_held_out_ar_loss`, ...); NaN when not measured."""
@@ -313,14 +319,36 @@ def load(name: str, root: str | Path = RESULTS_ROOT) -> SweepResults:
     runs_path, curves_path = directory / RUNS_TABLE, directory / CURVES_TABLE
     if not runs_path.is_file():
         raise FileNotFoundError(
-            f"no results for sweep {name!r}: {runs_path} does not exist (run `make sweep SWEEP={name}`)"
+            f"no results for sweep {name!r}: {runs_path} does not exist (run `dualsweep sweep` on its sweep file first, or give --results)"
         )
 
     def optional(path: Path) -> pd.DataFrame:
         return read_table(path) if path.is_file() else pd.DataFrame()
 
+    runs = read_table(runs_path)
     return SweepResults(
-        runs=read_table(runs_path),
-        curves=optional(curves_path),
-        evals=optional(directory / EVALS_TABLE),
+        runs=runs,
+        curves=with_point(optional(curves_path), runs),
+        evals=with_point(optional(directory / EVALS_TABLE), runs),
     )
+
+
+POINT_COLUMNS = ("alpha", "repetitions", "seed")
+"""A trial's point: copied into its curve and eval rows, to group them by."""
+
+
+def with_point(frame: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
+    """`frame` (curve or eval rows) with its trials' alpha, repetitions and seed after
+    `run_key`, filled in where it lacks them (rows written before they were added)."""
+    columns = [c for c in POINT_COLUMNS if c in runs.columns]
+    if frame.empty or "run_key" not in frame.columns or not columns:
+        return frame
+    point = runs.drop_duplicates("run_key").set_index("run_key")[columns]
+    frame = frame.copy()
+    for column in columns:
+        known = frame.get(column)
+        looked_up = frame["run_key"].map(point[column])
+        frame[column] = looked_up if known is None else known.fillna(looked_up)
+    after = list(frame.columns).index("run_key") + 1
+    head = [c for c in frame.columns[:after] if c not in columns] + columns
+    return frame[head + [c for c in frame.columns if c not in head]]

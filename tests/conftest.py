@@ -140,3 +140,15 @@ def ray_cluster():
     its address."""
     with owned_cluster(2) as cluster:
         yield cluster.address
+
+
+def trial_folder(root: Path, key: str) -> Path:
+    """A sweep's trial folder by run key (`alpha0.5_R4_seed0_<key>`, or `<key>` for folders
+    of before); a path that does not exist while the trial has none."""
+    found = [p for p in root.glob(f"*{key}") if p.name == key or p.name.endswith(f"_{key}")]
+    return found[0] if found else root / key
+
+
+def key_of(folder: Path) -> str:
+    """The run key a trial folder's name ends with."""
+    return folder.name.rsplit("_", 1)[-1]

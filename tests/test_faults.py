@@ -24,7 +24,7 @@ from dualsweep.config import DataConfig, to_plain
 from dualsweep.data import DataError
 from dualsweep.data.sources import text_documents
 
-from .conftest import REPO, tiny_run_config
+from .conftest import REPO, tiny_run_config, trial_folder
 from .test_sweep import _processes_with
 
 SMOKE = REPO / "sweeps" / "smoke.yaml"
@@ -152,6 +152,15 @@ def test_checkpoints_by_time_and_a_resume_with_nothing_to_resume(tmp_path, capsy
     lines = []
     summary = train(config, out, resume=True, log=lines.append)
     assert summary.status == "finished"
+    # (Its row also records what the numbers may depend on beyond config and code.)
+    import platform
+
+    row = pd.read_parquet(out / "summary.parquet").iloc[0]
+    assert row["torch_version"] == torch.__version__ and row["cuda_version"] == (
+        torch.version.cuda or ""
+    )
+    assert row["python_version"] == platform.python_version() and row["device_name"]
+    assert row["lightning_version"] and row["ray_version"]
     assert any(
         line.startswith(f"nothing to resume in {out}: the run stopped before its first checkpoint")
         and "train.checkpoint_minutes=10" in line
@@ -855,14 +864,14 @@ def test_kill_9_at_random_points_then_a_damaged_table(tmp_path, capsys):
     def attempts() -> dict[str, int]:
         found = {}
         for key in keys:
-            log = storage / "faults" / key / "attempts.jsonl"
+            log = trial_folder(storage / "faults", key) / "attempts.jsonl"
             found[key] = len(log.read_text().split()) if log.is_file() else 0
         return found
 
     def finished() -> set[str]:
         done = set()
         for key in keys:
-            summary = storage / "faults" / key / "summary.parquet"
+            summary = trial_folder(storage / "faults", key) / "summary.parquet"
             if summary.is_file() and pd.read_parquet(summary)["status"].iloc[0] == "finished":
                 done.add(key)
         return done
@@ -936,7 +945,7 @@ def test_a_trial_whose_loss_turns_nan_is_reported_failed_not_raised(tmp_path, mo
     (report,) = reports
     assert report["status"] == "failed"
     assert report["error"].startswith("NonFiniteLossError: training loss became nan by step")
-    trial_dir = storage.trial_dir(params["trial"]["run_key"])
+    trial_dir = storage.trial_dir(config)
     assert "(not retried: it would come back on every try)" in (trial_dir / "train.log").read_text()
     assert pd.read_parquet(trial_dir / "summary.parquet")["status"].iloc[0] == "failed"
     assert not (trial_dir / "evals.parquet").exists()  # a failed run is not evaluated

@@ -22,6 +22,7 @@ import pytest
 
 from dualsweep.config import load_sweep, run_key
 from dualsweep.results import load
+from dualsweep.sweep.storage import trial_folder_name
 
 from .conftest import owned_cluster
 from .test_sweep import quick, sweep_command, write_sweep
@@ -55,9 +56,10 @@ def test_a_worker_node_dies_mid_sweep_and_the_sweep_finishes_with_every_row_once
         points=[[a, r] for a in (1, "1/2", 0) for r in (1, 4)],
         base=quick(train={"token_budget": 16 * 64 * 320, "checkpoint_interval": 32}),
     )
-    keys = [run_key(c) for c in load_sweep(path).trials()]
+    trials = load_sweep(path).trials()
+    keys = [run_key(c) for c in trials]
     storage, results = tmp_path / "shared-storage", tmp_path / "results"
-    folders = {key: storage / "nodes" / key for key in keys}
+    folders = {run_key(c): storage / "nodes" / trial_folder_name(c) for c in trials}
 
     with owned_cluster(1, 2) as cluster:
         head, worker = cluster.node_ids

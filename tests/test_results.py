@@ -34,7 +34,7 @@ def test_curves_upsert_replaces_a_whole_curve(tmp_path):
 
 
 def test_load_without_results_says_how_to_make_them(tmp_path):
-    with pytest.raises(FileNotFoundError, match=r"run `make sweep SWEEP=nothing`"):
+    with pytest.raises(FileNotFoundError, match=r"run `dualsweep sweep` on its sweep file first"):
         load("nothing", tmp_path)
 
 

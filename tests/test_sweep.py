@@ -27,7 +27,7 @@ from dualsweep.results import load
 from dualsweep.sweep.plan import parameter_counts, plan_sweep, training_flops_per_token
 from dualsweep.sweep.runner import run_sweep
 
-from .conftest import REPO, write_text_corpus
+from .conftest import REPO, key_of, trial_folder, write_text_corpus
 
 SMOKE = REPO / "sweeps" / "smoke.yaml"
 
@@ -58,7 +58,7 @@ def sweep_command(path: Path, storage: Path, results: Path) -> list[str]:
 
 
 def attempts(storage: Path, sweep: str, key: str) -> int:
-    lines = (storage / sweep / key / "attempts.jsonl").read_text().splitlines()
+    lines = (trial_folder(storage / sweep, key) / "attempts.jsonl").read_text().splitlines()
     return len([line for line in lines if line.strip()])
 
 
@@ -215,14 +215,18 @@ def test_kill_9_then_ctrl_c_of_the_driver_then_the_same_command_finishes(tmp_pat
     sweep = load_sweep(path)
     keys = [run_key(c) for c in sweep.trials()]
     storage, results = tmp_path / "runs", tmp_path / "results"
-    folders = [storage / "driver" / k for k in keys]
     env = {**os.environ, "RAY_ADDRESS": ray_cluster}
 
+    def folders():
+        return [trial_folder(storage / "driver", k) for k in keys]
+
     def finished():
-        return {k for k, f in zip(keys, folders, strict=True) if (f / "summary.parquet").is_file()}
+        return {
+            k for k, f in zip(keys, folders(), strict=True) if (f / "summary.parquet").is_file()
+        }
 
     def checkpointed():
-        return {k for k, f in zip(keys, folders, strict=True) if (f / "checkpoint.pt").is_file()}
+        return {k for k, f in zip(keys, folders(), strict=True) if (f / "checkpoint.pt").is_file()}
 
     kill_9_when(
         sweep_command(path, storage, results),
@@ -239,7 +243,7 @@ def test_kill_9_then_ctrl_c_of_the_driver_then_the_same_command_finishes(tmp_pat
     attempts_now = sum(
         attempts(storage, "driver", k)
         for k in keys
-        if (storage / "driver" / k / "attempts.jsonl").is_file()
+        if (trial_folder(storage / "driver", k) / "attempts.jsonl").is_file()
     )
     driver = subprocess.Popen(
         sweep_command(path, storage, results),
@@ -254,7 +258,7 @@ def test_kill_9_then_ctrl_c_of_the_driver_then_the_same_command_finishes(tmp_pat
                 sum(
                     attempts(storage, "driver", k)
                     for k in keys
-                    if (storage / "driver" / k / "attempts.jsonl").is_file()
+                    if (trial_folder(storage / "driver", k) / "attempts.jsonl").is_file()
                 )
                 > attempts_now
             ),
@@ -282,7 +286,10 @@ def test_kill_9_then_ctrl_c_of_the_driver_then_the_same_command_finishes(tmp_pat
         assert attempts(storage, "driver", key) == 1
     for key in interrupted:  # resumed from its checkpoint, not started over
         assert attempts(storage, "driver", key) >= 2
-        assert "resuming from step" in (storage / "driver" / key / "train.log").read_text()
+        assert (
+            "resuming from step"
+            in (trial_folder(storage / "driver", key) / "train.log").read_text()
+        )
 
 
 @pytest.mark.slow
@@ -437,6 +444,214 @@ def test_the_evaluation_estimate_by_hand():
     assert unknown == ["my_task"]
 
 
+def _gpu_sweep(path: Path, **changes) -> Path:
+    """Four identical trials (one point, four seeds) on 1 GPU each, with no multiple-choice
+    tasks and the held-out curve only at the start and the end: closed-form trial times."""
+    base = {
+        "train": {"device": "cuda"},
+        "held_out": {"eval_interval": 0},
+        "evaluation": {"tasks": [], "lm_eval_tasks": []},
+    }
+    for section, fields in changes.pop("base", {}).items():
+        base.setdefault(section, {}).update(fields)
+    changes = {
+        "points": [[1, 1]],
+        "seeds": [0, 1, 2, 3],
+        "resources": {"cpu": 1, "gpu": 1},
+        **changes,
+    }
+    return write_sweep(path, name="gpu4", base=base, **changes)
+
+
+def _smoke_trial_flops() -> float:
+    """A smoke trial at alpha 1 with 2 held-out evaluations, by hand: d 64, f 192, 2 layers,
+    vocab 512 (tied), seq_len 64, 131,072 tokens; held out: 32 sequences, AR once, MD twice."""
+    d, f, L, T, V = 64, 192, 2, 64, 512
+    matmul = L * (4 * d * d + 3 * d * f + 2 * d) + d + V * d
+    causal, bidirectional = 6 * matmul + 6 * L * T * d, 6 * matmul + 12 * L * T * d
+    held_out = 2 * 32 * T * (causal + 2 * bidirectional) / 3  # forward passes: a third
+    return 131_072 * causal + held_out
+
+
+def test_plan_wall_clock_and_submissions_by_hand(tmp_path, capsys):
+    from dualsweep.sweep.plan import (
+        hardware,
+        schedule_trials,
+        submissions,
+        training_hours,
+        trials_at_once,
+    )
+
+    sweep = load_sweep(_gpu_sweep(tmp_path / "gpu4.yaml"))
+    peak, mfu = 1e8, 0.5  # 50 MFLOP/s: a trial of about 1.2e11 FLOPs takes about 0.67 hours
+    hw = hardware(sweep, peak_flops=peak, mfu=mfu)
+    assert (hw.unit, hw.per_trial) == ("GPU", 1.0)
+    hours = training_hours(sweep, plan_sweep(sweep, peak_flops=peak, mfu=mfu), hw)
+    h = _smoke_trial_flops() / (peak * mfu) / 3600
+    assert hours == pytest.approx([h] * 4, rel=1e-12)
+    # 4 identical trials: 2 rounds on 2 or 3 GPUs, 1 on 4, 4 on 1.
+    for gpus, rounds in ((1, 4), (2, 2), (3, 2), (4, 1), (8, 1)):
+        slots = trials_at_once(sweep, hw, gpus)
+        assert slots == gpus
+        assert schedule_trials(hours, slots).wall_clock_hours == pytest.approx(rounds * h)
+    # Jobs of 0.8 h split 2 h into 3; jobs of exactly h into 2 (no third for rounding).
+    assert submissions(2 * h, 0.4 * h) == 5 and submissions(2 * h, h) == 2
+    assert submissions(2 * h, 3 * h) == 1
+
+    limit = 0.8 * h
+    assert main(["plan", str(tmp_path / "gpu4.yaml"), "--peak-tflops", "1e-4", "--mfu", "0.5",
+                 "--gpus", "2", "--time", repr(limit)]) == 0  # fmt: skip
+    out = capsys.readouterr().out
+    assert (
+        f"wall-clock on 2 GPUs: {2 * h:.3g} hours = {2 * h / 24:.3g} days (2 trials at once" in out
+    )
+    assert "the GPUs are busy 100% of it" in out
+    assert f"jobs under a {limit:g}-hour time limit: at least 3 submissions" in out
+    # A trial (0.67 h) outlives a 0.53 h job: it goes on from checkpoint_minutes' checkpoints.
+    assert "outlives a job and continues from its last checkpoint (about every 10 minutes" in out
+
+
+def test_plan_schedules_longest_first_and_caps_concurrency(tmp_path):
+    from dualsweep.sweep.plan import hardware, schedule_trials, trials_at_once
+
+    # Longest first onto 2 slots: 3, 3 | 2, 2 | 2 ends at 7 (the best split, 3+3 | 2+2+2, is 6:
+    # a list schedule is within 4/3 of it, not at it).
+    schedule = schedule_trials([2, 3, 2, 3, 2], 2)
+    assert schedule.wall_clock_hours == 7
+    assert schedule.spans == ((3, 5), (0, 3), (3, 5), (0, 3), (5, 7))
+    # Data-parallel trials hold workers x gpu GPUs each; max_concurrent_trials caps them.
+    sweep = load_sweep(
+        _gpu_sweep(tmp_path / "dp.yaml", resources={"cpu": 1, "gpu": 1, "workers": 4})
+    )
+    hw = hardware(sweep)
+    assert hw.per_trial == 4 and hw.training_flops_per_s == 4 * hw.evaluation_flops_per_s
+    assert [trials_at_once(sweep, hw, n) for n in (3, 4, 15, 16)] == [0, 1, 3, 4]
+    capped = load_sweep(_gpu_sweep(tmp_path / "capped.yaml", max_concurrent_trials=2))
+    assert trials_at_once(capped, hardware(capped), 16) == 2
+
+
+def test_plan_storage_by_hand(tmp_path, capsys):
+    from dualsweep.sweep.plan import (
+        checkpoint_bytes,
+        hardware,
+        peak_storage,
+        schedule_trials,
+        weights_bytes,
+    )
+
+    sweep = load_sweep(_gpu_sweep(tmp_path / "gpu4.yaml"))
+    # The smoke model: 139,584 parameters (tied head), fp32: 4 bytes each in model.pt; AdamW's
+    # checkpoint adds two fp32 moments each. Muon keeps one momentum for the blocks' matrices
+    # (2 layers x (4 d^2 + 3 d f)) and AdamW's two for the rest.
+    params, hidden = 139_584, 2 * (4 * 64 * 64 + 3 * 64 * 192)
+    assert parameter_counts(sweep.base.model).total == params
+    model, checkpoint = weights_bytes(sweep.base.model), checkpoint_bytes(sweep.base)
+    assert (model, checkpoint) == (4 * params, 4 * 3 * params)
+    muon = sweep.base.replace(optimizer="muon")
+    assert checkpoint_bytes(muon) == 4 * (params + hidden + 2 * (params - hidden))
+    # 4 trials on 2 GPUs, two rounds: while the second round runs, 2 models are finished and
+    # 2 trials hold a checkpoint, twice while it is rewritten.
+    spans = schedule_trials([1.0] * 4, 2).spans
+    assert peak_storage(spans, model, checkpoint) == 2 * model + 2 * 2 * checkpoint
+    assert peak_storage(spans, model, 0) == 4 * model  # no checkpoints: the finished sweep
+
+    assert main(["plan", str(tmp_path / "gpu4.yaml"), "--gpus", "2"]) == 0
+    out = capsys.readouterr().out
+    assert (
+        "storage (--storage): 4 models x 558 kB (model.pt: 139,584 fp32 parameters) = 2.23 MB"
+        in out
+    )
+    assert "checkpoint.pt is 1.68 MB (the weights, AdamW's two moments)" in out
+    assert f"peak {(2 * model + 4 * checkpoint) / 1e6:.3g} MB" in out
+    assert hardware(sweep).unit == "GPU"
+
+
+def test_plan_of_a_cpu_sweep_gives_core_hours(capsys):
+    assert main(["plan", str(SMOKE), "--cpus", "2"]) == 0
+    out = capsys.readouterr().out
+    flops = sum(p.flops for p in plan_sweep(load_sweep(SMOKE)))
+    assert (
+        f"{flops / 40e9 / 3600:.3g} core-hours at 40 GFLOP/s per core (this sweep trains on CPU"
+        in out
+    )
+    assert "0.0 accelerator-hours" not in out and "core-hours" in out.splitlines()[5]
+    assert "wall-clock on 2 cores: " in out and "on 1 core each" in out
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--gpus", "0"], "--gpus: must be a positive integer (got 0)"),
+        (["--gpus", "2.5"], "--gpus: must be a positive integer (got 2.5)"),
+        (["--gpus", "2", "--time", "-1"], "--time: must be a positive number of hours (got -1)"),
+        (["--gpus", "2", "--time", "48:00:00"], "--time: must be a positive number of hours"),
+        (["--gpus", "2", "--time", "inf"], "--time: must be a positive number of hours (got inf)"),
+        (["--time", "48"], "--time: give --gpus N too"),
+        (["--cpus", "4"], "--cpus: sweep gpu4 trains on GPUs: give --gpus"),
+        (["--gpus", "1"], "--gpus: a trial holds 2 GPUs (resources: workers x gpu), more than 1"),
+    ],
+)
+def test_plan_flags_are_checked(tmp_path, capsys, flags, message):
+    resources = {"cpu": 1, "gpu": 1, "workers": 2 if flags == ["--gpus", "1"] else 1}
+    path = _gpu_sweep(tmp_path / "gpu4.yaml", resources=resources)
+    assert main(["plan", str(path), *flags]) == 2
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1
+    assert main(["plan", str(SMOKE), "--gpus", "2"]) == 2
+    assert "--gpus: sweep smoke trains on CPU" in capsys.readouterr().err
+
+
+def test_plan_warns_when_a_trial_cannot_outlive_a_job(tmp_path, capsys):
+    # No checkpoints at all: a trial longer than the job's limit starts over in every job.
+    path = _gpu_sweep(tmp_path / "gpu4.yaml", base={"train": {"checkpoint_minutes": 0}})
+    h = _smoke_trial_flops() / (1e8 * 0.5) / 3600
+    args = ["plan", str(path), "--peak-tflops", "1e-4", "--mfu", "0.5", "--gpus", "4"]
+    assert main([*args, "--time", repr(h / 2)]) == 0
+    out = capsys.readouterr().out
+    assert "warning: the sweep takes no checkpoints" in out and "never finishes" in out
+    assert "no checkpoints (train.checkpoint_interval and checkpoint_minutes 0)" in out
+    assert main([*args, "--time", repr(2 * h)]) == 0  # one job holds the whole sweep
+    out = capsys.readouterr().out
+    assert "at least 1 submission (" in out and "warning" not in out
+
+
+def test_plan_checks_the_corpus(tmp_path, capsys):
+    corpus = tmp_path / "corpus"
+    path = write_sweep(
+        tmp_path / "shards.yaml", base={"data": {"source": "shards", "path": str(corpus)}}
+    )
+    assert main(["plan", str(path)]) == 0  # planning does not need the corpus
+    out = capsys.readouterr().out
+    assert f"warning: data.path: {str(corpus)!r} is not a folder or a .npy/.bin file" in out
+    # 131,072 unique tokens at R = 1 of a 512-token vocabulary: uint16, 2 bytes each.
+    assert (
+        "the sweep trains on up to 131,072 unique tokens (R = 1): at least 262 kB of uint16" in out
+    )
+    corpus.mkdir()
+    (corpus / "train-00000.bin").write_bytes(bytes(3000))
+    (corpus / "train-00001.bin").write_bytes(bytes(1000))
+    assert main(["plan", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert f"corpus: {corpus} holds 4 kB of token shards in 2 files" in out and "warning" not in out
+
+
+def test_plan_of_the_paper_sweep_on_a_cluster(capsys):
+    # The SLURM template's 2 x 8 GPUs for 48 hours.
+    assert main(["plan", str(REPO / "sweeps" / "paper.yaml"), "--gpus", "16", "--time", "48"]) == 0
+    out = capsys.readouterr().out
+    wall = re.search(r"wall-clock on 16 GPUs: ([\d,]+) hours = ([\d.]+) days", out)
+    hours, days = float(wall[1].replace(",", "")), float(wall[2])
+    assert days == pytest.approx(hours / 24, rel=0.01)
+    # 50 trials of 63 to 70 hours, 16 at once: 4 rounds, the last holding 2 trials.
+    assert 4 * 63 < hours < 4 * 70.2
+    assert f"at least {math.ceil(hours / 48)} submissions" in out
+    # 469,812,224 fp32 parameters; Muon's momentum for 24 x (4 d^2 + 3 d f) of them.
+    params, hidden = 469_812_224, 24 * (4 * 1024**2 + 3 * 1024 * 3584)
+    checkpoint = 4 * (params + hidden + 2 * (params - hidden))
+    assert f"50 models x {4 * params / 1e9:.3g} GB" in out
+    assert f"checkpoint.pt is {checkpoint / 1e9:.3g} GB" in out and "; peak " in out
+
+
 @pytest.mark.parametrize("sweep_name", ["smoke", "tiny", "paper"])
 @pytest.mark.parametrize("tied", [False, True])
 def test_plan_counts_the_parameters_the_model_has(sweep_name, tied):
@@ -455,6 +670,44 @@ def test_plan_counts_the_parameters_the_model_has(sweep_name, tied):
     assert counts.non_embedding == model.num_parameters(non_embedding=True)
 
 
+@pytest.mark.parametrize("optimizer", ["adamw", "muon"])
+def test_plan_checkpoint_bytes_are_what_training_saves(optimizer):
+    # The plan's count against the tensors the checkpoint holds: the model's state_dict (a
+    # tied head's storage once, as torch.save writes it) and the optimisers' states after a step.
+    import io
+
+    import torch
+
+    from dualsweep.config import load_run_config
+    from dualsweep.model import Transformer
+    from dualsweep.sweep.plan import checkpoint_bytes, weights_bytes
+    from dualsweep.training.optim import build_optimizers
+
+    config = load_run_config(SMOKE, {"optimizer": optimizer})
+    torch.manual_seed(0)
+    model = Transformer(config.model)
+    optimizers = build_optimizers(model, config.optim)
+    for p in model.parameters():
+        p.grad = torch.ones_like(p)
+    for optimizer_ in optimizers:
+        optimizer_.step()
+    storages = {t.untyped_storage().data_ptr(): t.nbytes for t in model.state_dict().values()}
+    assert sum(storages.values()) == weights_bytes(config.model)
+    moments = sum(
+        t.nbytes
+        for o in optimizers
+        for state in o.state_dict()["state"].values()
+        for t in state.values()
+        if torch.is_tensor(t) and t.dim() > 0  # not the step counters
+    )
+    assert weights_bytes(config.model) + moments == checkpoint_bytes(config)
+    saved = io.BytesIO()
+    torch.save(
+        {"model": model.state_dict(), "optimizers": [o.state_dict() for o in optimizers]}, saved
+    )
+    assert checkpoint_bytes(config) < saved.tell() < 1.05 * checkpoint_bytes(config)
+
+
 @pytest.mark.slow  # a sweep of its own: `make test-slow`
 def test_storage_uri_mirrors_trial_folders(tmp_path, monkeypatch):
     # A file:// URI goes through the same pyarrow filesystem code as s3:// or gs://.
@@ -468,8 +721,8 @@ def test_storage_uri_mirrors_trial_folders(tmp_path, monkeypatch):
     assert outcome.finished == 2
     runs = load("remote", tmp_path / "results").runs
     for key, trial_dir in zip(runs["run_key"], runs["trial_dir"], strict=True):
-        assert trial_dir == f"{uri}/remote/{key}"
-        mirrored = {p.name for p in (remote / "remote" / key).iterdir()}
+        assert trial_dir.startswith(f"{uri}/remote/alpha") and trial_dir.endswith(f"_{key}")
+        mirrored = {p.name for p in (remote / "remote" / Path(trial_dir).name).iterdir()}
         assert {"summary.parquet", "curve.parquet", "model.pt", "attempts.jsonl"} <= mirrored
         assert "checkpoint.pt" not in mirrored and ".lock" not in mirrored
 
@@ -610,7 +863,7 @@ def test_a_search_killed_mid_trial_resumes_and_trains_nothing_twice(tmp_path, ra
 
     def searched(name: str) -> set[str]:
         """Searched trials whose folder holds file `name`."""
-        return {file.parent.name for file in folders.glob(f"*/{name}")} - anchors
+        return {key_of(file.parent) for file in folders.glob(f"*/{name}")} - anchors
 
     kill_9_when(
         sweep_command(path, storage, results),
@@ -620,7 +873,7 @@ def test_a_search_killed_mid_trial_resumes_and_trains_nothing_twice(tmp_path, ra
         "a searched trial with a checkpoint",
     )
     _wait_for(lambda: trials_released(storage, "search"), 60, "the killed driver's workers to end")
-    finished_before = {f.parent.name for f in folders.glob("*/summary.parquet")}
+    finished_before = {key_of(f.parent) for f in folders.glob("*/summary.parquet")}
     interrupted = searched("checkpoint.pt") - searched("summary.parquet")
     assert anchors <= finished_before and interrupted
     studies = open_studies(sweep, results / "search")
@@ -648,7 +901,7 @@ def test_a_search_killed_mid_trial_resumes_and_trains_nothing_twice(tmp_path, ra
     assert not any((folders / key / "attempts.jsonl").exists() for key in anchors)
     for key in interrupted:  # resumed from its checkpoint
         assert attempts(storage, "search", key) == 2
-        assert "resuming from step" in (folders / key / "train.log").read_text()
+        assert "resuming from step" in (trial_folder(folders, key) / "train.log").read_text()
     curves = load("search", results).curves
     assert not curves.duplicated(["run_key", "step"]).any()
     # The studies hold the tables' values: each searched run's metric, as trained.

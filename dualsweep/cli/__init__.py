@@ -19,11 +19,11 @@ import sys
 from collections.abc import Callable
 
 from dualsweep.cli.checks import EXIT_FAILED, EXIT_USAGE, check_run_folder, writable_folder
-from dualsweep.cli.fit import cmd_fit, cmd_suggest
+from dualsweep.cli.fit import cmd_fit, cmd_plots, cmd_suggest
 from dualsweep.cli.parser import build_parser
 from dualsweep.cli.prepare import cmd_prepare
 from dualsweep.cli.run import cmd_evaluate, cmd_export, cmd_generate, cmd_lm_eval, cmd_train
-from dualsweep.cli.sweep import cmd_plan, cmd_sweep
+from dualsweep.cli.sweep import cmd_plan, cmd_status, cmd_sweep
 from dualsweep.config import ConfigError
 
 __all__ = [
@@ -37,7 +37,9 @@ __all__ = [
     "cmd_fit",
     "cmd_lm_eval",
     "cmd_plan",
+    "cmd_plots",
     "cmd_prepare",
+    "cmd_status",
     "cmd_suggest",
     "cmd_sweep",
     "cmd_train",
@@ -59,16 +61,35 @@ def _handler(command: str) -> Callable[[argparse.Namespace], int]:
         "fit": cmd_fit,
         "suggest": cmd_suggest,
         "plan": cmd_plan,
+        "status": cmd_status,
+        "plots": cmd_plots,
     }[command]
 
 
 def _bad_input_errors() -> tuple[type[Exception], ...]:
-    """Errors that mean a bad input file (exit 2), imported lazily with their modules."""
-    from dualsweep.data.sources import DataError
-    from dualsweep.evaluate.tasks import TaskError
-    from dualsweep.results import ResultsError
+    """Errors that mean a bad input file (exit 2), from the modules that define them where
+    they are loaded (a module not loaded raised none; importing it could need torch)."""
+    errors: list[type[Exception]] = [ConfigError]
+    for module, name in (
+        ("dualsweep.data.sources", "DataError"),
+        ("dualsweep.evaluate.tasks", "TaskError"),
+        ("dualsweep.results", "ResultsError"),
+    ):
+        if module in sys.modules:
+            errors.append(getattr(sys.modules[module], name))
+    return tuple(errors)
 
-    return (ConfigError, DataError, TaskError, ResultsError)
+
+# The extra (pyproject.toml) that installs each optional top-level package.
+_EXTRA_OF = {
+    **dict.fromkeys(("torch", "lightning", "tokenizers"), "train"),
+    **dict.fromkeys(("ray", "optuna"), "sweep"),
+    **dict.fromkeys(("sklearn", "matplotlib"), "analysis"),
+    "lm_eval": "lmeval",
+    **dict.fromkeys(("datasets", "transformers", "safetensors"), "hf"),
+    "tensorboard": "tensorboard",
+    "wandb": "wandb",
+}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -79,6 +100,16 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt as e:
         print(f"dualsweep: {str(e) or 'interrupted'}", file=sys.stderr)
         return 130
+    except ModuleNotFoundError as e:
+        extra = _EXTRA_OF.get((e.name or "").split(".")[0])
+        if extra is None or debug:
+            raise
+        print(
+            f"dualsweep: error: `dualsweep {args.command}` needs the {extra} extra ({e}): "
+            f"pip install 'dualsweep[{extra}]' (`make install` installs every extra)",
+            file=sys.stderr,
+        )
+        return EXIT_FAILED
     except Exception as e:  # noqa: BLE001 - one line per error; --debug for the traceback
         if debug:
             import traceback

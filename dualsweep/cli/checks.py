@@ -1,8 +1,10 @@
-"""What the commands share: their exit codes and the checks of output folders.
+"""What the commands share: their exit codes, the checks of output folders, and how a sweep
+argument (a file or a name) is found.
 
 What belongs here: refusing, before any work, an output path that cannot hold what a command
-writes (a file, a read-only folder, a folder of other files, an interrupted run). Each check
-raises ConfigError with one line naming the option and what to do.
+writes (a file, a read-only folder, a folder of other files, an interrupted run), and a
+sweep argument that names nothing. Each check raises ConfigError with one line naming the
+option and what to do.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from dualsweep.config import ConfigError
+from dualsweep.config import ConfigError, SweepConfig, load_sweep
 from dualsweep.schema import CHECKPOINT_FILE, RUN_LOCK_FILE, RUN_MARKER_FILE
 
 EXIT_FAILED = 1
@@ -48,3 +50,44 @@ def check_run_folder(out: Path, *, force: bool, resume: bool) -> None:
             f"--out: {out} holds an interrupted run's checkpoint; use --resume to continue it, "
             "or --force to start over"
         )
+
+
+SWEEPS_FOLDER = Path("sweeps")
+
+
+def sweep_file(arg: str) -> Path:
+    """The sweep file a command was given: a file path as it is, or a sweep name: the file of
+    sweeps/ named `<name>.yaml` or holding `name: <name>`."""
+    path = Path(arg)
+    if path.is_file():
+        return path
+    if path.suffix not in (".yaml", ".yml") and len(path.parts) == 1:
+        named = SWEEPS_FOLDER / f"{arg}.yaml"
+        if named.is_file():
+            return named
+        for candidate in sorted(SWEEPS_FOLDER.glob("*.yaml")):
+            try:
+                if load_sweep(candidate).name == arg:
+                    return candidate
+            except ConfigError:
+                continue
+        raise ConfigError(
+            f"sweep: {arg!r} is no file, and no sweep of {SWEEPS_FOLDER}/ is named so "
+            f"(give the sweep file's path)"
+        )
+    raise ConfigError(f"sweep: {arg}: no such sweep file")
+
+
+def sweep_of(arg: str) -> SweepConfig:
+    return load_sweep(sweep_file(arg))
+
+
+def sweep_name(arg: str, results: str | Path) -> str:
+    """The name of a sweep given as a file (its `name:`) or by name (its results folder, or
+    the sweep file of sweeps/ named so): the commands that read results take either."""
+    path = Path(arg)
+    if path.is_file():
+        return load_sweep(path).name
+    if len(path.parts) == 1 and (Path(results) / arg).is_dir():
+        return arg
+    return sweep_of(arg).name

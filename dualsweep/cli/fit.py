@@ -1,5 +1,6 @@
-"""The commands on a sweep's GP surface: `fit` (the surface of one metric and the best
-alpha per R) and `suggest` (the next points to train, written as a sweep file).
+"""The commands on a sweep's results: `fit` (the GP surface of one metric and the best alpha
+per R), `suggest` (the next points to train, written as a sweep file) and `plots` (every
+figure, table and the report).
 
 What belongs here: loading a sweep's tables, fitting `analysis.surface`, printing the fit and
 the best-alpha posterior, writing the suggested sweep; the analysis package (scikit-learn)
@@ -12,6 +13,7 @@ import argparse
 import dataclasses
 from pathlib import Path
 
+from dualsweep.cli.checks import sweep_name
 from dualsweep.config import ConfigError, Point, load_sweep, run_key, sweep_yaml
 from dualsweep.paths import atomic_write
 
@@ -23,7 +25,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
     from dualsweep.results import ResultsError, load
 
     try:
-        table = trial_table(load(args.sweep, args.results))
+        table = trial_table(load(sweep_name(args.sweep, args.results), args.results))
         chosen = metric(table, args.metric)
         fit = fit_surface(table, chosen, noise=args.noise)
     except (FileNotFoundError, AnalysisError, ResultsError) as e:
@@ -41,10 +43,10 @@ def cmd_suggest(args: argparse.Namespace) -> int:
     from analysis.suggest import suggest
     from analysis.surface import best_alpha, fit_surface
     from analysis.tables import format_best_alpha
-    from dualsweep.cli.checks import writable_folder
+    from dualsweep.cli.checks import sweep_of, writable_folder
     from dualsweep.results import ResultsError, load, sweep_dir
 
-    sweep = load_sweep(args.sweep_file)
+    sweep = sweep_of(args.sweep_file)
     out = Path(args.out)
     writable_folder(out.parent, "--out")
     if out.exists() and not args.force:
@@ -111,4 +113,18 @@ def cmd_suggest(args: argparse.Namespace) -> int:
     for point, note in new.items():
         print(f"  alpha={point.alpha:<10g} R={point.repetitions:<4} {note.split(': ', 1)[1]}")
     print(f"written: {out} ({len(suggested.points)} points)")
+    return 0
+
+
+def cmd_plots(args: argparse.Namespace) -> int:
+    from analysis.data import AnalysisError
+    from analysis.plots import make_all
+    from dualsweep.results import ResultsError
+
+    name = sweep_name(args.sweep, args.results)
+    try:
+        for path in make_all(name, args.results):
+            print(f"  {path}")
+    except (FileNotFoundError, AnalysisError, ResultsError) as e:
+        raise ConfigError(str(e)) from None
     return 0

@@ -11,11 +11,19 @@ import argparse
 from dualsweep.schema import SCORING_MODES
 from dualsweep.sweep.plan import H100_BF16_PEAK_FLOPS
 
+SWEEP_HELP = "a sweep file (sweeps/tiny.yaml) or a sweep's name (tiny)"
+
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="dualsweep",
         description="Data-constrained scaling studies of dual-objective (AR + masked-diffusion) language models.",
+    )
+    parser.add_argument(
+        "--version",
+        action=_Version,
+        nargs=0,
+        help="print the version (and the git commit of a checkout) and exit",
     )
     parser.add_argument(
         "--debug",
@@ -101,7 +109,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Run a sweep's trials on an embedded Ray (default) or a Ray cluster "
         "(RAY_ADDRESS or --address); results go to RESULTS/<name>/{runs,curves,evals}.parquet.",
     )
-    sweep.add_argument("sweep_file", help="a sweep file, e.g. sweeps/smoke.yaml")
+    sweep.add_argument("sweep_file", help=SWEEP_HELP)
     sweep.add_argument(
         "--address", help="Ray cluster address (default: $RAY_ADDRESS, else embedded Ray)"
     )
@@ -235,7 +243,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Gaussian process over (log2 R, logit alpha) -> metric, from results/<sweep>/*.parquet; "
         "posterior samples give the distribution of the best alpha at each trained R.",
     )
-    fit.add_argument("sweep", help="sweep name, e.g. tiny")
+    fit.add_argument("sweep", help=SWEEP_HELP)
     fit.add_argument(
         "--metric",
         default="final_held_out_ar_loss",
@@ -256,12 +264,12 @@ def build_parser() -> argparse.ArgumentParser:
         "narrow the best alpha's 90%% intervals most",
         description="Fits the sweep's GP surface (as `fit`) on its finished trials and picks "
         "--budget (alpha, R) points at its trained R, one at a time, each where observing the "
-        "metric is expected to shrink the summed 90%% interval width (log-odds) of the best "
+        "metric is expected to shrink the summed 90% interval width (log-odds) of the best "
         "alpha the most. Writes --out: the sweep (same name, its base in full, every point) "
         "plus the suggestions, for `dualsweep plan` and `dualsweep sweep`; the new trials join "
         "the sweep's tables. Comments of the original file are not kept.",
     )
-    suggest.add_argument("sweep_file", help="a sweep file whose trials have finished")
+    suggest.add_argument("sweep_file", help=f"{SWEEP_HELP}, whose trials have finished")
     suggest.add_argument("--budget", type=_count, required=True, help="points to propose")
     suggest.add_argument("--out", required=True, help="the sweep file to write (a new file)")
     suggest.add_argument("--force", action="store_true", help="replace --out if it exists")
@@ -276,10 +284,32 @@ def build_parser() -> argparse.ArgumentParser:
     suggest.add_argument("--seed", type=int, default=0, help="seed of the posterior samples")
     suggest.add_argument("--results", default="results", help="root of the results tables")
 
+    status = commands.add_parser(
+        "status",
+        help="each trial of a sweep: pending, running (step, loss, ETA), stopped, finished or "
+        "failed, from its folder (from any terminal, while the sweep runs or after)",
+    )
+    status.add_argument("sweep", help=SWEEP_HELP)
+    status.add_argument(
+        "--storage", default="runs", help="where the sweep's trial folders live; default: runs"
+    )
+    status.add_argument(
+        "--results", default="results", help="root of the results tables; default: results"
+    )
+
+    plots = commands.add_parser(
+        "plots",
+        help="every figure and table of a sweep and its REPORT.md, from its Parquet tables",
+        description="Writes RESULTS/<sweep>/figures/*.{png,pdf}, tables/*.{md,tex} and "
+        "REPORT.md (the paper's claims against the sweep) from the sweep's tables alone.",
+    )
+    plots.add_argument("sweep", help=SWEEP_HELP)
+    plots.add_argument("--results", default="results", help="root of the results tables")
+
     plan = commands.add_parser(
         "plan", help="print a sweep's trials, tokens and compute without launching anything"
     )
-    plan.add_argument("sweep_file")
+    plan.add_argument("sweep_file", help=SWEEP_HELP)
     plan.add_argument(
         "--mfu",
         type=_fraction,
@@ -292,7 +322,35 @@ def build_parser() -> argparse.ArgumentParser:
         default=H100_BF16_PEAK_FLOPS / 1e12,
         help=f"accelerator peak TFLOP/s (default {H100_BF16_PEAK_FLOPS / 1e12:g}: H100 SXM dense bf16)",
     )
+    # Checked by `cmd_plan` (a bad value is one line naming the flag, exit 2).
+    plan.add_argument(
+        "--gpus",
+        metavar="N",
+        help="the cluster's GPUs: prints the sweep's wall-clock on them (its trials scheduled "
+        "longest first, each on resources.workers x gpu GPUs) and the storage it peaks at",
+    )
+    plan.add_argument(
+        "--cpus",
+        metavar="N",
+        help="the same for a CPU sweep (train.device cpu or resources.gpu 0): its cores",
+    )
+    plan.add_argument(
+        "--time",
+        metavar="HOURS",
+        help="a scheduler job's time limit in hours (SLURM --time): prints the job submissions "
+        "the sweep takes (with --gpus or --cpus)",
+    )
     return parser
+
+
+class _Version(argparse.Action):
+    """--version: the package version and git commit, looked up only when asked for."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        from dualsweep.results import code_version
+
+        print(f"dualsweep {code_version()}")
+        parser.exit()
 
 
 def _count(text: str) -> int:

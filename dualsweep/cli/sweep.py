@@ -1,5 +1,6 @@
-"""The commands on a sweep file: `sweep` (run every trial on Ray Tune) and `plan` (print its
-trials, tokens and compute without launching anything).
+"""The commands on a sweep file: `sweep` (run every trial on Ray Tune), `plan` (print its
+trials, tokens and compute without launching anything) and `status` (each trial's state,
+read from its folder).
 
 What belongs here: validating the sweep file and its folders before anything is created or
 launched, then one call of `run_sweep` or `plan_sweep`. Ray is imported inside `sweep` only.
@@ -16,19 +17,26 @@ import sys
 import threading
 from pathlib import Path
 
-from dualsweep.cli.checks import EXIT_FAILED, writable_folder
-from dualsweep.config import load_sweep
+from dualsweep.cli.checks import EXIT_FAILED, sweep_of, writable_folder
+from dualsweep.config import ConfigError
 from dualsweep.paths import FULL_DISK_FREE_BYTES, free_bytes
+from dualsweep.schema import RUN_MARKER_FILE
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
-    sweep = load_sweep(args.sweep_file)  # validated before anything is created or launched
+    sweep = sweep_of(args.sweep_file)  # validated before anything is created or launched
     from dualsweep.data.sources import check_source
     from dualsweep.sweep.runner import run_sweep
 
     writable_folder(Path(args.results), "--results")
     if "://" not in args.storage:
         writable_folder(Path(args.storage), "--storage")
+        trials = Path(args.storage) / sweep.name
+        if (trials / RUN_MARKER_FILE).is_file():  # trial folders would land beside its files
+            raise ConfigError(
+                f"--storage: {trials} is a single run's folder (`dualsweep train --out`), not a "
+                f"sweep's; give the sweep another --storage, or move the run"
+            )
     check_source(sweep.base.data)  # a missing corpus fails here, not in every trial
     sweep = with_absolute_task_paths(sweep)  # trials do not share this working directory
     if sweep.base.evaluation.lm_eval_tasks:  # an unknown or broken task fails here too
@@ -105,13 +113,53 @@ def with_absolute_task_paths(sweep):
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
-    sweep = load_sweep(args.sweep_file)
-    from dualsweep.sweep.plan import format_plan, plan_sweep
+    sweep = sweep_of(args.sweep_file)
+    from dualsweep.sweep.plan import format_plan, hardware, plan_sweep
 
+    def positive(flag: str, text: str | None, kind: type, what: str):
+        if text is None:
+            return None
+        try:
+            value = kind(text)
+        except ValueError:
+            value = None
+        if value is None or not 0 < value < float("inf"):
+            raise ConfigError(f"{flag}: must be a positive {what} (got {text})")
+        return value
+
+    gpus = positive("--gpus", args.gpus, int, "integer")
+    cpus = positive("--cpus", args.cpus, int, "integer")
+    time_limit = positive("--time", args.time, float, "number of hours")
     peak = args.peak_tflops * 1e12
+    on_cpu = hardware(sweep, peak_flops=peak, mfu=args.mfu).is_cpu
+    for flag, given, fits in (("--gpus", gpus, not on_cpu), ("--cpus", cpus, on_cpu)):
+        if given is not None and not fits:
+            trains_on = (
+                "CPU (train.device cpu or resources.gpu 0): give --cpus"
+                if on_cpu
+                else "GPUs: give --gpus"
+            )
+            raise ConfigError(f"{flag}: sweep {sweep.name} trains on {trains_on}")
     print(
         format_plan(
-            sweep, plan_sweep(sweep, peak_flops=peak, mfu=args.mfu), peak_flops=peak, mfu=args.mfu
+            sweep,
+            plan_sweep(sweep, peak_flops=peak, mfu=args.mfu),
+            peak_flops=peak,
+            mfu=args.mfu,
+            units=cpus if on_cpu else gpus,
+            time_limit=time_limit,
         )
     )
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from dualsweep.results import sweep_dir
+    from dualsweep.sweep.status import format_status, sweep_status
+    from dualsweep.sweep.storage import TrialStorage
+
+    sweep = sweep_of(args.sweep)
+    storage = TrialStorage(args.storage, sweep.name)
+    states = sweep_status(sweep, storage, sweep_dir(sweep.name, args.results))
+    print(format_status(sweep.name, states))
     return 0

@@ -17,6 +17,7 @@ would send a reader through seven files to answer "what can I set?".
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import hashlib
 import json
 from dataclasses import dataclass, field
@@ -250,6 +251,10 @@ class TrainConfig(Checked):
     """Show a progress bar while training."""
     checkpoint_interval: int = field(default=0, metadata=NOT_IDENTITY)
     """Steps between resumable checkpoints, a multiple of log_interval (0 = by time only)."""
+    wandb_project: str = field(default="dualsweep", metadata=NOT_IDENTITY)
+    """The W&B project of the `wandb` logger's runs."""
+    wandb_group: str = field(default="", metadata=NOT_IDENTITY)
+    """The W&B group of the run ("" = none; a sweep's trials: the sweep's name)."""
     checkpoint_minutes: float = field(default=10.0, metadata=NON_NEGATIVE | NOT_IDENTITY)
     """Minutes of training after which the next log step also checkpoints (0 = by steps
     only): an interruption loses at most this much work whatever a step costs."""
@@ -463,10 +468,14 @@ class RunConfig:
 
 def section_of(name: str) -> str:
     """The section holding field `name` (names are unique across sections)."""
+    names = {}
     for section, cls in SECTIONS.items():
-        if name in {f.name for f in dataclasses.fields(cls)}:
-            return section
-    raise ConfigError(f"{name}: no such config field")
+        names.update({f.name: section for f in dataclasses.fields(cls)})
+    if name in names:
+        return names[name]
+    close = difflib.get_close_matches(name, list(names), n=1)
+    hint = f"; did you mean {close[0]!r} ({names[close[0]]}.{close[0]})?" if close else ""
+    raise ConfigError(f"{name}: no such config field{hint}")
 
 
 def flat_fields(config: RunConfig) -> dict[str, Any]:
@@ -475,6 +484,30 @@ def flat_fields(config: RunConfig) -> dict[str, Any]:
         f.name: to_plain(getattr(getattr(config, section), f.name))
         for section, cls in SECTIONS.items()
         for f in dataclasses.fields(cls)
+    }
+
+
+def run_label(config: RunConfig) -> str:
+    """A run's name for people and tools: `alpha0.984375_R4_seed0_<run_key>` (trial folders,
+    TensorBoard and W&B runs)."""
+    alpha = f"{config.objective.alpha:.6g}"
+    return f"alpha{alpha}_R{config.data.repetitions}_seed{config.train.seed}_{run_key(config)}"
+
+
+def run_hparams(config: RunConfig) -> dict[str, float | int | str]:
+    """The settings a run is compared by, flat, for loggers' hyperparameter views."""
+    return {
+        "alpha": config.objective.alpha,
+        "repetitions": config.data.repetitions,
+        "seed": config.train.seed,
+        "run_key": run_key(config),
+        "objectives": "+".join(config.objective.objectives),
+        "d_model": config.model.d_model,
+        "n_layers": config.model.n_layers,
+        "token_budget": config.train.token_budget,
+        "optimizer": config.optim.optimizer,
+        "lr": config.optim.lr,
+        "source": config.data.source,
     }
 
 

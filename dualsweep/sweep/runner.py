@@ -196,8 +196,8 @@ def _check_resources(sweep: SweepConfig, address: str | None, log) -> None:
         f"resources: each trial needs {each}, but "
         f"{where} has CPU={total.get('CPU', 0):g}, GPU={total.get('GPU', 0):g}"
     )
-    if not address:
-        raise RuntimeError(
+    if not address:  # (a bad input, like a config asking for a device this machine lacks)
+        raise ConfigError(
             f"{message}; run on a cluster (RAY_ADDRESS) or lower the sweep's resources"
         )
     log(f"warning: {message}; trials wait until the cluster grows")
@@ -278,7 +278,7 @@ def run_sweep(
             stale.unlink(missing_ok=True)
         if rebuild_tables:
             if not trials.uri and not any(
-                (trials.trial_dir(key) / SUMMARY_FILE).is_file() for key in configs
+                (trials.trial_dir(config) / SUMMARY_FILE).is_file() for config in configs.values()
             ):
                 raise ConfigError(
                     f"--rebuild-tables: {trials.root} holds no trial folder of sweep {sweep.name}, "
@@ -452,7 +452,12 @@ def _tune(
             trainable = tune.with_resources(
                 tune.with_parameters(
                     run_trial,
-                    base=to_plain(sweep.base),
+                    # W&B groups a sweep's trials by its name unless the sweep file says
+                    base=to_plain(
+                        sweep.base
+                        if sweep.base.train.wandb_group
+                        else sweep.base.replace(wandb_group=sweep.name)
+                    ),
                     storage=trials,
                     resources=resources,
                     metric=metric,
@@ -467,7 +472,7 @@ def _tune(
                 len(pending) if search is None else sum(search[1].values()),
                 done_before,
                 on_trial_end=lambda key: collect(trials, results_dir, {key: configs[key]}),
-                log_path=lambda key: trials.log_path(key),
+                log_path=lambda key: trials.log_path(configs[key]),
                 log=log,
             )
             if search is None:
@@ -523,7 +528,7 @@ def _tune(
                     # Tune's error text ends with the trial's own "Type: message" line.
                     text = str(error) or type(error).__name__
                     try:
-                        record_failure(configs[key], trials, key, error_line(text))
+                        record_failure(configs[key], trials, error_line(text))
                     except OSError as e:  # its folder's disk is full: the exit lists it anyway
                         log(f"[{sweep.name}] the failure of {key} not recorded in its folder: {e}")
             started_keys = pending if search is None else progress.launched

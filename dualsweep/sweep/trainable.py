@@ -53,7 +53,7 @@ def retry_cannot_help(error: str) -> bool:
     return error.split(":", 1)[0].strip() in names
 
 
-def _push_checkpoints(storage: TrialStorage, key: str):
+def _push_checkpoints(storage: TrialStorage, config):
     """A Lightning callback mirroring the trial folder to its URI after each new checkpoint."""
     import lightning as L
 
@@ -63,7 +63,7 @@ def _push_checkpoints(storage: TrialStorage, key: str):
         def on_train_batch_end(self, trainer, module, *args):
             if module.last_checkpoint_step != self.pushed:
                 self.pushed = module.last_checkpoint_step
-                storage.push(key)
+                storage.push(config)
 
     return PushCheckpoints()
 
@@ -91,10 +91,10 @@ def run_trial(
             "install the driver's dualsweep version on every node"
         )
     report = {"status": "finished"}
-    trial_dir = storage.trial_dir(key)
+    trial_dir = storage.trial_dir(config)
     trial_dir.mkdir(parents=True, exist_ok=True)
     with trial_lock(trial_dir):
-        storage.pull(key)  # a URI holds the latest checkpoint, perhaps from another node
+        storage.pull(config)  # a URI holds the latest checkpoint, perhaps from another node
         if config.train.threads == 0 and resources.workers == 1:
             import torch  # (a data-parallel trial's process trains nothing itself)
 
@@ -108,7 +108,7 @@ def run_trial(
                 if trial_status(trial_dir) != "finished":  # finished trials are never retrained
                     record_attempt(trial_dir, _node_id())
                     if resources.workers == 1:
-                        status, error = _train(config, trial_dir, storage, key, log)
+                        status, error = _train(config, trial_dir, storage, log)
                     else:
                         status, error = _train_on_workers(
                             config, trial_dir, storage, key, resources, log
@@ -124,13 +124,13 @@ def run_trial(
                 error = f"{type(e).__name__}: {e}"
                 log(f"{error} (an input error: not retried)")
                 if trial_status(trial_dir) != "finished":  # else _evaluate recorded it
-                    record_failure(config, storage, key, error)
+                    record_failure(config, storage, error)
                 report = {"status": "failed", "error": error}
             except BaseException:  # the driver prints one line; the whole story is here
                 log(traceback.format_exc())
                 raise
             finally:
-                storage.push(key)
+                storage.push(config)
     if report["status"] == "finished":
         report.update(_final_losses(trial_dir))  # for the driver's "finished" line
         if metric:
@@ -170,10 +170,10 @@ def _node_id() -> str:
     return ray.get_runtime_context().get_node_id()
 
 
-def _train(config, trial_dir, storage: TrialStorage, key: str, log) -> tuple[str, str]:
+def _train(config, trial_dir, storage: TrialStorage, log) -> tuple[str, str]:
     from dualsweep.training import train
 
-    callbacks = [_push_checkpoints(storage, key)] if storage.uri else []
+    callbacks = [_push_checkpoints(storage, config)] if storage.uri else []
     summary = train(config, trial_dir, resume=True, callbacks=callbacks, log=log)
     return summary.status, summary.error
 
@@ -205,7 +205,6 @@ def _train_on_workers(
             "config": to_plain(config),
             "trial_dir": str(trial_dir),
             "storage": storage,
-            "key": key,
             "threads": _threads(resources),
         },
         scaling_config=ScalingConfig(
@@ -224,7 +223,7 @@ def _train_on_workers(
         ),
     )
     log(f"training on {resources.workers} data-parallel workers (Ray Train)")
-    storage.push(key)  # the workers, perhaps on other nodes, pull the folder as it is now
+    storage.push(config)  # the workers, perhaps on other nodes, pull the folder as it is now
     try:
         nodes = trainer.fit().return_value
     except WorkerGroupError as e:
@@ -237,7 +236,7 @@ def _train_on_workers(
             if isinstance(cause, TrialFailed) and retry_cannot_help(str(cause)):
                 return "failed", str(cause)  # (a non-finite loss: rank 0 recorded it)
         raise
-    storage.pull(key)  # what rank 0 wrote, from wherever it ran
+    storage.pull(config)  # what rank 0 wrote, from wherever it ran
     update_attempt(trial_dir, worker_nodes=nodes)
     return "finished", ""  # (a failed group raised: see _worker_loop)
 
@@ -253,13 +252,13 @@ def _worker_loop(loop: dict) -> list[str]:
     from dualsweep.training.distributed import Workers, gather_objects
 
     config = run_config_from_dict(loop["config"])
-    storage, key = loop["storage"], loop["key"]
+    storage = loop["storage"]
     trial_dir = Path(loop["trial_dir"])
     workers = Workers.current(device_index=_ray_device_index())
     if torch.cuda.is_available():  # before the first collective: NCCL's objects go there
         torch.cuda.set_device(workers.device_index)
     nodes = gather_objects(_node_id(), workers)
-    storage.pull(key)  # a URI: the checkpoint to resume from, on whichever node this runs
+    storage.pull(config)  # a URI: the checkpoint to resume from, on whichever node this runs
     if config.train.threads == 0:
         torch.set_num_threads(loop["threads"])
     with contextlib.ExitStack() as stack:
@@ -273,14 +272,14 @@ def _worker_loop(loop: dict) -> list[str]:
             def log(line: str) -> None:
                 pass
 
-        callbacks = [_push_checkpoints(storage, key)] if storage.uri and workers.writes else []
+        callbacks = [_push_checkpoints(storage, config)] if storage.uri and workers.writes else []
         try:
             summary = train(
                 config, trial_dir, resume=True, callbacks=callbacks, log=log, workers=workers
             )
         finally:
             if workers.writes:
-                storage.push(key)
+                storage.push(config)
     if summary.status != "finished":
         # Raised, not returned: Ray Train then ends the whole group at once, where a worker
         # that returned would leave the others waiting in their next collective.

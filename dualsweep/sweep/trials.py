@@ -1,6 +1,6 @@
 """Trial folders and their collection into the sweep's Parquet tables (no torch, no Ray).
 
-Each trial trains in `<storage>/<sweep>/<run_key>/` (config, curve, summary, checkpoint,
+Each trial trains in `<storage>/<sweep>/<folder>/` (storage.py names it by point and run key; config, curve, summary, checkpoint,
 final weights, `train.log`, and `attempts.jsonl`, one line per start; see storage.py for
 cloud URIs). Those folders are the
 source of truth: collecting them into results/<sweep>/runs.parquet and curves.parquet is
@@ -19,7 +19,14 @@ import pandas as pd
 
 from dualsweep.config import EvalConfig, RunConfig
 from dualsweep.paths import atomic_write, exclusive_lock
-from dualsweep.results import RunSummary, missing_evals, read_table, upsert, write_parquet
+from dualsweep.results import (
+    RunSummary,
+    missing_evals,
+    read_table,
+    upsert,
+    with_point,
+    write_parquet,
+)
 from dualsweep.schema import (
     ATTEMPTS_FILE,
     CURVE_FILE,
@@ -93,14 +100,14 @@ def trial_status(trial_dir: Path) -> str | None:
     )
 
 
-def record_failure(config: RunConfig, storage: TrialStorage, key: str, error: str) -> None:
+def record_failure(config: RunConfig, storage: TrialStorage, error: str) -> None:
     """Record Tune's error for a trial whose last attempt died without writing its own.
 
     (A worker killed by the OS, say.) A summary written by the last attempt is kept: its
     error is the precise one. One older than the last attempt's start is stale.
     """
-    storage.pull(key, names=(SUMMARY_FILE, ATTEMPTS_FILE))
-    trial_dir = storage.trial_dir(key)
+    storage.pull(config, names=(SUMMARY_FILE, ATTEMPTS_FILE))
+    trial_dir = storage.trial_dir(config)
     summary, attempts = trial_dir / SUMMARY_FILE, trial_dir / ATTEMPTS_FILE
     if summary.is_file():
         stale = attempts.is_file() and attempts.stat().st_mtime > summary.stat().st_mtime
@@ -114,7 +121,7 @@ def record_failure(config: RunConfig, storage: TrialStorage, key: str, error: st
         failed = RunSummary(config=config, status="failed", error=error, objectives=columns)
         row = pd.DataFrame([failed.row()])
     write_parquet(row, summary)
-    storage.push(key)
+    storage.push(config)
 
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
@@ -156,9 +163,9 @@ def collect(storage: TrialStorage, results_dir: Path, configs: dict[str, RunConf
     runs, curves, evals = [], [], []
     for key, config in configs.items():
         storage.pull(
-            key, names=(SUMMARY_FILE, CURVE_FILE, ATTEMPTS_FILE, EVALS_FILE, EVAL_ERROR_FILE)
+            config, names=(SUMMARY_FILE, CURVE_FILE, ATTEMPTS_FILE, EVALS_FILE, EVAL_ERROR_FILE)
         )
-        trial_dir = storage.trial_dir(key)
+        trial_dir = storage.trial_dir(config)
         if not (trial_dir / SUMMARY_FILE).is_file():
             continue
         row = pd.read_parquet(trial_dir / SUMMARY_FILE)
@@ -169,7 +176,7 @@ def collect(storage: TrialStorage, results_dir: Path, configs: dict[str, RunConf
         row["evaluated"] = evaluated(trial_dir, config.evaluation)
         error_file = trial_dir / EVAL_ERROR_FILE
         row["evaluation_error"] = error_file.read_text() if error_file.is_file() else ""
-        row["trial_dir"] = f"{storage.uri}/{key}" if storage.uri else str(trial_dir)
+        row["trial_dir"] = f"{storage.uri}/{trial_dir.name}" if storage.uri else str(trial_dir)
         row["in_sweep"] = True
         runs.append(row)
         for name, frames in ((CURVE_FILE, curves), (EVALS_FILE, evals)):
@@ -177,7 +184,7 @@ def collect(storage: TrialStorage, results_dir: Path, configs: dict[str, RunConf
                 frame = pd.read_parquet(trial_dir / name)
                 if "run_key" not in frame.columns:
                     frame.insert(0, "run_key", key)
-                frames.append(frame)
+                frames.append(with_point(frame, row))
     if not runs:
         return
     results_dir.mkdir(parents=True, exist_ok=True)

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING
 import pandas as pd
 import yaml
 
-from dualsweep.config import ConfigError, RunConfig, run_key, to_plain
+from dualsweep.config import ConfigError, RunConfig, run_hparams, run_key, run_label, to_plain
 from dualsweep.paths import atomic_write
 from dualsweep.results import (
     RunSummary,
@@ -92,17 +92,68 @@ def check_loggers(config: RunConfig) -> None:
             )
 
 
+def environment(device) -> dict[str, str]:
+    """What a run's numbers may depend on beyond its config and code: the versions of Python,
+    torch (and its CUDA), Lightning and Ray, and the device's name."""
+    import platform
+    from importlib import metadata
+
+    import torch
+
+    def version(package: str) -> str:
+        try:
+            return metadata.version(package)
+        except metadata.PackageNotFoundError:
+            return ""
+
+    return {
+        "python_version": platform.python_version(),
+        "torch_version": torch.__version__,
+        "cuda_version": torch.version.cuda or "",
+        "lightning_version": version("lightning"),
+        "ray_version": version("ray"),
+        "device_name": (
+            torch.cuda.get_device_name(device) if device.type == "cuda" else _cpu_name()
+        ),
+    }
+
+
+def _cpu_name() -> str:
+    import platform
+
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def _loggers(config: RunConfig, out_dir: Path) -> list:
     from lightning.pytorch import loggers
 
     made = []
-    for name in config.train.loggers:
+    train = config.train
+    for name in train.loggers:
         if name == "csv":
             made.append(loggers.CSVLogger(out_dir, name="logs", version=""))
         elif name == "tensorboard":
             made.append(loggers.TensorBoardLogger(out_dir, name="logs", version="tensorboard"))
         elif name == "wandb":
-            made.append(loggers.WandbLogger(save_dir=str(out_dir), config=to_plain(config)))
+            made.append(
+                loggers.WandbLogger(
+                    save_dir=str(out_dir),
+                    project=train.wandb_project,
+                    group=train.wandb_group or None,
+                    name=run_label(config),
+                    id=run_key(config),  # a resumed run continues its W&B run
+                    resume="allow",
+                    config=to_plain(config),
+                )
+            )
+    for logger in made:  # alpha, R, seed and the rest in TensorBoard's HPARAMS view
+        logger.log_hyperparams(run_hparams(config))
     return made
 
 
@@ -211,6 +262,7 @@ def train(
             precision_used=precision,
             started_at=started_at,
             wall_time_s=time.perf_counter() - started,
+            **environment(device),
         )
         write_parquet(pd.DataFrame([summary.row()]), out_dir / SUMMARY_FILE)
         if status == "finished":  # only now: a kill before this line can still resume
