@@ -48,7 +48,7 @@ study:
 	$(VENV)/bin/dualsweep sweep sweeps/tiny.yaml --storage $(STORAGE)
 	$(VENV)/bin/dualsweep sweep sweeps/tiny-seeds.yaml --storage $(STORAGE)
 	$(VENV)/bin/dualsweep sweep sweeps/tiny-allocation.yaml --storage $(STORAGE)
-	$(PY) -m analysis.plots tiny
+	$(VENV)/bin/dualsweep plots tiny --results $(RESULTS)
 
 # The adaptive designs against the tiny grid (about 45 minutes on 2 cores), then
 # results/tiny-adaptive/REPORT.md. Suggest rounds: round N's sweep file is written once to
@@ -72,12 +72,14 @@ adaptive-suggest:
 adaptive-optuna:
 	$(VENV)/bin/dualsweep sweep sweeps/tiny-optuna.yaml --storage $(STORAGE) --results $(RESULTS)
 
+# PLAN_ARGS: e.g. "--gpus 16 --time 48" for the wall-clock, job submissions and storage.
+PLAN_ARGS ?=
 plan:
-	$(VENV)/bin/dualsweep plan sweeps/$(SWEEP).yaml
+	$(VENV)/bin/dualsweep plan sweeps/$(SWEEP).yaml $(PLAN_ARGS)
 
 # Every figure and table of a sweep from its Parquet tables (no Ray, no torch).
 plots:
-	$(PY) -m analysis.plots $(SWEEP)
+	$(VENV)/bin/dualsweep plots $(SWEEP) --results $(RESULTS)
 
 # Speed as ratios against baselines measured in the same run; rewrites benchmarks/RESULTS.md.
 bench:
