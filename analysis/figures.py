@@ -33,6 +33,23 @@ def save(fig, directory: Path, name: str) -> list[Path]:
     return paths
 
 
+def colour_limits(values, digits: int = 4) -> tuple[float, float]:
+    """The ends of a colour scale over `values`, rounded outwards to `digits` significant
+    digits of its span.
+
+    A GP fit differs in its last bits between machines (BLAS builds, thread counts), and the
+    PDF states the colour bar's tick positions to ten digits: with the data's own min and max
+    as the ends, `make plots` on the same tables rewrote the surface PDFs elsewhere. Rounded
+    ends do not move with that noise (the colours, 8 bits each, never did).
+    """
+    low, high = float(np.nanmin(values)), float(np.nanmax(values))
+    span = high - low
+    if not span > 0:
+        return low, high
+    step = 10.0 ** (np.floor(np.log10(span)) - digits + 1)
+    return float(np.floor(low / step) * step), float(np.ceil(high / step) * step)
+
+
 def alpha_axis(ax, axis: str = "y") -> None:
     ticks = [logit_alpha(a) for a in GRID_ALPHAS]
     labels = [alpha_label(a) for a in GRID_ALPHAS]
@@ -52,8 +69,10 @@ def r_axis(ax, repetitions) -> None:
 
 def overfitting(curves: pd.DataFrame, table: pd.DataFrame, directory: Path) -> list[Path]:
     """Held-out AR loss against tokens seen for pure AR, pure MD and the best mix at each R."""
-    curves = curves.merge(
-        table[["run_key", "alpha", "repetitions", "final_held_out_ar_loss"]], on="run_key"
+    taken = ["alpha", "repetitions", "final_held_out_ar_loss"]
+    # Curve rows may carry their trial's point already: the trial table's copy is the one used.
+    curves = curves.drop(columns=taken, errors="ignore").merge(
+        table[["run_key", *taken]], on="run_key"
     )
     curves = curves.dropna(subset=["held_out_ar_loss"])
     repetitions = sorted(curves["repetitions"].unique())
@@ -104,9 +123,10 @@ def overfitting(curves: pd.DataFrame, table: pd.DataFrame, directory: Path) -> l
 
 
 def surface(
-    fit: SurfaceFit, best: pd.DataFrame, table: pd.DataFrame, directory: Path
+    fit: SurfaceFit, best: pd.DataFrame, table: pd.DataFrame, directory: Path, *, note: str = ""
 ) -> list[Path]:
-    """The fitted surface as a heatmap, with the best-alpha ridge and its 90% band."""
+    """The fitted surface as a heatmap, with the best-alpha ridge and its 90% band; `note`
+    (e.g. too few runs to decide) as a second line of the title."""
     log_r = np.linspace(
         np.log2(table["repetitions"].min()), np.log2(table["repetitions"].max()), 120
     )
@@ -117,12 +137,15 @@ def surface(
     )
     fig = Figure(figsize=(7.5, 5.5), layout="constrained")
     ax = fig.subplots()
+    vmin, vmax = colour_limits(mean)
     image = ax.pcolormesh(
         grid_r,
         grid_z,
         mean,
         shading="auto",
         cmap="viridis_r" if fit.metric.lower_is_better else "viridis",
+        vmin=vmin,
+        vmax=vmax,
         # A 120 x 160 mesh as PDF vectors is 19,200 paths: ~300 KB and most of `make plots`'
         # time. Rasterised inside the PDF (the axes, labels and ridge stay vectors).
         rasterized=True,
@@ -153,15 +176,21 @@ def surface(
     alpha_axis(ax)
     ax.set_title(
         f"GP surface of {fit.metric.column} (R^2 {fit.r2:.3f}, LOO RMSE {fit.loo_rmse:.3g})"
+        + (f"\n{note}" if note else "")
     )
     ax.legend(loc="lower left", fontsize=8, framealpha=0.8)
     return save(fig, directory, f"surface_{fit.metric.column.replace(':', '_')}")
 
 
 def best_alpha_density(
-    targets: dict[str, tuple[pd.DataFrame, np.ndarray]], table: pd.DataFrame, directory: Path
+    targets: dict[str, tuple[pd.DataFrame, np.ndarray]],
+    table: pd.DataFrame,
+    directory: Path,
+    *,
+    note: str = "",
 ) -> list[Path]:
-    """Posterior density of the best alpha against R, one panel per target metric."""
+    """Posterior density of the best alpha against R, one panel per target metric; `note`
+    (e.g. too few runs to decide) as the figure's title."""
     fig = Figure(figsize=(6.5 * len(targets), 5), layout="constrained")
     axes = fig.subplots(1, len(targets), squeeze=False)
     bins = np.linspace(logit_alpha(0.0), logit_alpha(1.0), 41)
@@ -188,22 +217,49 @@ def best_alpha_density(
         alpha_axis(ax)
         ax.set_title(f"best alpha for {name}")
         ax.legend(loc="lower left", fontsize=8)
+    if note:
+        fig.suptitle(note)
     return save(fig, directory, "best_alpha_density")
 
 
 def prefix_gain(table: pd.DataFrame, directory: Path) -> list[Path]:
-    """Normalised score of prefix-LM scoring minus AR scoring, against alpha, one line per R."""
-    fig = Figure(figsize=(7, 4.5), layout="constrained")
+    """Normalised score of prefix-LM scoring minus AR scoring, against alpha, one line per R,
+    with error bars of one standard error.
+
+    The tables keep each score's standard error, not the per-item answers, so a run's gain
+    has error sqrt(SE_prefix² + SE_AR²): that ignores the correlation of two scores of the
+    same items (positive, so the true error is smaller; the bars are conservative). A point
+    trained with several seeds shows their mean, with error sqrt(sum of squares) / seeds.
+    """
+    fig = Figure(figsize=(9, 4.5), layout="constrained")
     ax = fig.subplots()
     colours = matplotlib.colormaps["plasma"](np.linspace(0, 0.9, table["repetitions"].nunique()))
-    points = (
-        table.groupby(["repetitions", "alpha"])[["score_prefix", "score_ar"]].mean().reset_index()
+    runs = table[["repetitions", "alpha"]].copy()
+    runs["gain"] = table["score_prefix"] - table["score_ar"]
+    has_stderr = {"score_prefix_stderr", "score_ar_stderr"} <= set(table.columns)
+    runs["variance"] = (
+        table["score_prefix_stderr"] ** 2 + table["score_ar_stderr"] ** 2 if has_stderr else np.nan
     )
-    for colour, (r, rows) in zip(colours, points.groupby("repetitions"), strict=True):
-        ax.plot(
-            logit_alpha(rows["alpha"]),
-            rows["score_prefix"] - rows["score_ar"],
+    points = runs.groupby(["repetitions", "alpha"]).agg(
+        gain=("gain", "mean"),
+        variance=("variance", lambda v: v.sum(min_count=len(v))),
+        seeds=("gain", "size"),
+    )
+    points["stderr"] = np.sqrt(points["variance"]) / points["seeds"]
+    points = points.reset_index()
+    # Lines at the same alphas are set a little apart, so their error bars do not overlap.
+    n = len(colours)
+    for i, (colour, (r, rows)) in enumerate(
+        zip(colours, points.groupby("repetitions"), strict=True)
+    ):
+        ax.errorbar(
+            logit_alpha(rows["alpha"]) + 0.08 * (i - (n - 1) / 2),
+            rows["gain"],
+            yerr=rows["stderr"],
             marker="o",
+            markersize=4,
+            capsize=2,
+            elinewidth=0.8,
             color=colour,
             label=f"R = {int(r)}",
         )
@@ -211,6 +267,12 @@ def prefix_gain(table: pd.DataFrame, directory: Path) -> list[Path]:
     alpha_axis(ax, "x")
     ax.set_ylabel("prefix-LM minus AR score (normalised points)")
     ax.set_title("Gain of prefix-LM over AR scoring (mean over tasks)")
-    ax.legend(fontsize=7, ncol=2)
+    bars = (
+        "bars: ±1 SE = sqrt(SE_prefix² + SE_AR²),\nthe scores' correlation ignored (conservative)"
+        if has_stderr
+        else "no standard errors recorded"
+    )
+    # Outside the axes: inside, the legend hid the ends of the bars.
+    ax.legend(fontsize=7, title=bars, title_fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1))
     ax.grid(alpha=0.3)
     return save(fig, directory, "prefix_gain")

@@ -41,7 +41,7 @@ def targets(table: pd.DataFrame) -> dict[str, str]:
 def make_all(
     name: str, results_root: str | Path = RESULTS_ROOT, log: Callable[[str], None] = print
 ) -> list[Path]:
-    from analysis import figures, report
+    from analysis import claims, figures, report
 
     started = time.perf_counter()
     results = load(name, results_root)
@@ -59,6 +59,13 @@ def make_all(
     table_dir.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
 
+    # Below the minimum every figure and table is still written (they show the pipeline
+    # runs), but the report decides no claim, and the figures and tables say so.
+    undecided = claims.too_few(table)
+    if undecided:
+        log(f"  warning: {undecided} (distinct trained (alpha, R) points); see REPORT.md")
+    note = f"{undecided.removesuffix(': not decided')}: not a finding" if undecided else ""
+
     chosen = targets(table)
     metrics = [metric(table, column) for column in chosen.values()]
     main = main_table(table, metrics)
@@ -74,7 +81,7 @@ def make_all(
         fit = fit_surface(table, metric(table, column))
         summary, sampled = best_alpha(fit, grid, return_samples=True)
         fits[label], samples[label] = fit, (summary, sampled)
-        written += figures.surface(fit, summary, table, figure_dir)
+        written += figures.surface(fit, summary, table, figure_dir, note=note)
         at_trained = at_trained_r[column] = best_alpha(fit, trained_r)
         head = f"{column}: GP R^2 {fit.r2:.3f}, leave-one-out RMSE {fit.loo_rmse:.4g}, kernel {fit.kernel}"
         best_md.append(f"{head}\n\n" + format_best_alpha(at_trained, column))
@@ -83,6 +90,9 @@ def make_all(
     comparison = _ar_vs_md(samples, chosen)
     if comparison is not None:
         best_md.append(comparison)
+    if note:
+        best_md.insert(0, f"**{note}** (see REPORT.md)\n")
+        best_tex.insert(0, f"% {note} (see REPORT.md)")
     (table_dir / "best_alpha.md").write_text("\n\n".join(best_md))
     (table_dir / "best_alpha.tex").write_text("\n\n".join(best_tex))
     written += [table_dir / "best_alpha.md", table_dir / "best_alpha.tex"]
@@ -90,7 +100,7 @@ def make_all(
     density = {k: samples[k] for k in ("AR score", "MD score") if k in samples} or {
         k: samples[k] for k in ("AR loss", "MD ELBO")
     }
-    written += figures.best_alpha_density(density, table, figure_dir)
+    written += figures.best_alpha_density(density, table, figure_dir, note=note)
     if not results.curves.empty:
         written += figures.overfitting(results.curves, table, figure_dir)
     if {"score_prefix", "score_ar"} <= set(table.columns):

@@ -84,7 +84,12 @@ def sweep_wall_time(runs: pd.DataFrame, evals: pd.DataFrame) -> float:
 
 
 def header(
-    name: str, runs: pd.DataFrame, table: pd.DataFrame, evals: pd.DataFrame | None = None
+    name: str,
+    runs: pd.DataFrame,
+    table: pd.DataFrame,
+    evals: pd.DataFrame | None = None,
+    *,
+    min_points: int = claims.MIN_VERDICT_POINTS,
 ) -> claims.Section:
     """Section 1: the sweep's size, budget, timing and provenance (its finished runs)."""
     done = runs[runs["run_key"].isin(table["run_key"])]
@@ -97,6 +102,9 @@ def header(
         "regenerate it rather than editing it.",
         "",
         f"- finished runs: {len(table)} (other rows in `runs.parquet`: {len(runs) - len(done)})",
+        f"- distinct trained (α, R) points: {claims.point_count(table)} at "
+        f"{table['repetitions'].nunique()} R; sections 2-5 decide a claim only from "
+        f"{claims.minimum_rule(min_points)}",
         f"- model size (`n_parameters`): {_distinct(done, 'n_parameters')}",
         f"- training tokens per run: {_distinct(done, 'tokens')}",
         f"- sweep wall time: {_duration(wall)} (first `started_at` to the last run's "
@@ -109,6 +117,19 @@ def header(
         "",
     ]
     return lines, {"finished_runs": len(table), "sweep_wall_time_s": wall}
+
+
+def too_few_note(table: pd.DataFrame, min_points: int) -> list[str]:
+    """The warning at the top of a report whose sweep is too small to decide any claim."""
+    n = claims.point_count(table)
+    return [
+        f"**Too few runs to decide: {n} distinct trained (α, R) points, below the minimum "
+        f"of {min_points} (the rule and its reason above).** The verdicts of sections 2-5 "
+        "say *not decided*; their tables, the GP fits and the figures show that the pipeline "
+        "runs, not findings. Sections 7 and 10 keep their own rules (two seeds per compared "
+        "point; measured cost).",
+        "",
+    ]
 
 
 def links(files: Sequence[str]) -> claims.Section:
@@ -131,16 +152,20 @@ def build_report(
     seeds: SweepResults | None = None,
     allocation: SweepResults | None = None,
     files: Sequence[str] = (),
+    min_points: int = claims.MIN_VERDICT_POINTS,
 ) -> tuple[str, dict]:
     """REPORT.md's text and the numbers it states, by section.
 
     `best_alphas`: metric column -> `analysis.surface.best_alpha` summary at the trained R.
     `seeds`, `allocation`: the companion seeds and allocation sweeps, if any. `files`: figure
-    and table paths relative to the sweep's folder, for the links.
+    and table paths relative to the sweep's folder, for the links. `min_points`: the trained
+    points below which no claim is decided (`claims.MIN_VERDICT_POINTS`; tests of the rules
+    on a hand-built small sweep pass fewer).
     """
     table = trial_table(results)
     if table.empty:
         raise AnalysisError(f"sweep {name!r} has no finished runs yet")
+    undecided = claims.too_few(table, min_points)
     seeds_table = trial_table(seeds) if seeds is not None else None
     spread = (
         claims.seed_spread(table, seeds_table)
@@ -149,11 +174,11 @@ def build_report(
     )
     limits = claims.noise_limits(spread)
     sections = {
-        "header": header(name, results.runs, table, results.evals),
-        "overfitting": claims.overfitting(table, limits),
-        "mix_beats_pure": claims.mix_beats_pure(table, limits),
-        "best_alpha_falls": claims.best_alpha_falls(best_alphas),
-        "ar_vs_md_targets": claims.ar_vs_md_targets(best_alphas),
+        "header": header(name, results.runs, table, results.evals, min_points=min_points),
+        "overfitting": claims.overfitting(table, limits, undecided=undecided),
+        "mix_beats_pure": claims.mix_beats_pure(table, limits, undecided=undecided),
+        "best_alpha_falls": claims.best_alpha_falls(best_alphas, undecided=undecided),
+        "ar_vs_md_targets": claims.ar_vs_md_targets(best_alphas, undecided=undecided),
     }
     numbers = {key: stated for key, (_, stated) in sections.items()}
     seeds_path = f"results/{name}{SEEDS_SUFFIX}/{RUNS_TABLE}"
@@ -172,7 +197,14 @@ def build_report(
     sections["evaluation_cost"] = claims.evaluation_cost(done, results.evals, table)
     sections["links"] = links(files)
     numbers = {key: stated for key, (_, stated) in sections.items()}
-    lines = sections.pop("header")[0] + glance(numbers)
+    numbers["decided"] = {
+        "trained_points": claims.point_count(table),
+        "min_points": min_points,
+        "verdict": undecided or "enough runs",
+    }
+    lines = sections.pop("header")[0]
+    lines += too_few_note(table, min_points) if undecided else []
+    lines += glance(numbers)
     for part, _ in sections.values():
         lines += part
     return "\n".join(lines).rstrip() + "\n", numbers
@@ -253,9 +285,11 @@ def write_report(
     best_alphas: Mapping[str, pd.DataFrame],
     results: SweepResults | None = None,
     readme: Path | None = None,
+    min_points: int = claims.MIN_VERDICT_POINTS,
 ) -> Path:
     """Write results/<name>/REPORT.md (atomically) and return its path; with `readme`, also
-    refresh that README's generated block of this sweep's verdicts (see `update_readme`)."""
+    refresh that README's generated block of this sweep's verdicts (see `update_readme`).
+    `min_points`: as in `build_report`."""
     directory = sweep_dir(name, results_root)
     files = [
         p.relative_to(directory).as_posix()
@@ -270,6 +304,7 @@ def write_report(
         seeds=load_seeds(name, results_root),
         allocation=load_companion(name, ALLOCATION_SUFFIX, results_root),
         files=files,
+        min_points=min_points,
     )
     path = directory / REPORT_FILE
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")

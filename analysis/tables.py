@@ -66,25 +66,68 @@ def _number(value: float, digits: int) -> str:
     return "–" if value != value else f"{value:.{digits}f}"
 
 
+# Every character LaTeX treats specially in text, and the non-ASCII symbols the tables use,
+# as what prints them: one pass of str.translate, so a replacement is never escaped again.
+# `<`, `>` and `|` compile as they are but print other glyphs in LaTeX's default font
+# encoding (OT1), so they become math or text commands too.
+LATEX_ESCAPES = str.maketrans(
+    {
+        "\\": r"\textbackslash{}",
+        "&": r"\&",
+        "%": r"\%",
+        "$": r"\$",
+        "#": r"\#",
+        "_": r"\_",
+        "{": r"\{",
+        "}": r"\}",
+        "~": r"\textasciitilde{}",
+        "^": r"\textasciicircum{}",
+        "<": "$<$",
+        ">": "$>$",
+        "|": r"\textbar{}",
+        "–": "--",
+        "−": "$-$",
+        "α": r"$\alpha$",
+        "±": r"$\pm$",
+        "·": r"$\cdot$",
+        "×": r"$\times$",
+        "√": r"$\surd$",
+        "≈": r"$\approx$",
+        "≤": r"$\leq$",
+        "≥": r"$\geq$",
+    }
+)
+
+
+def latex_escape(text: str) -> str:
+    """`text` as LaTeX that prints it: every special character escaped, the tables' symbols
+    as commands. What the map lacks is left as it is (a non-ASCII character then needs a
+    font that has it)."""
+    return str(text).translate(LATEX_ESCAPES)
+
+
 def _render(headers: list[str], body: list[list[str]], latex: bool, caption: str) -> str:
+    """A table as Markdown or, with `latex`, a booktabs table whose every header, cell and
+    caption is plain text escaped by `latex_escape`."""
     if latex:
+
+        def row(cells: list[str]) -> str:
+            return " & ".join(latex_escape(cell) for cell in cells) + " \\\\"
+
         lines = [
             "\\begin{table}[t]",
             "\\centering",
-            f"\\caption{{{caption}}}",
+            f"\\caption{{{latex_escape(caption)}}}",
             "\\begin{tabular}{" + "l" + "r" * (len(headers) - 1) + "}",
             "\\toprule",
-            " & ".join(headers) + " \\\\",
+            row(headers),
             "\\midrule",
-            *(" & ".join(cells) + " \\\\" for cells in body),
+            *(row(cells) for cells in body),
             "\\bottomrule",
             "\\end{tabular}",
             "\\end{table}",
         ]
-        return "\n".join(
-            line.replace("–", "--").replace("α", "$\\alpha$").replace("±", "$\\pm$")
-            for line in lines
-        )
+        return "\n".join(lines)
     lines = [f"**{caption}**", "", "| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
     lines += ["| " + " | ".join(cells) + " |" for cells in body]
     return "\n".join(lines)

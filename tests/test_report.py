@@ -34,6 +34,9 @@ SCORES = {  # mode -> alpha -> score at every R
     "prefix": {0.0: 23.0, 0.5: 32.0, 1.0: 25.5},
 }
 TASK_STDERR = 1.0  # each of two tasks: a mean's error sqrt(2) / 2, a margin's 1.0
+# The rules are checked on this 3 x 3 design, below the minimum a real sweep needs for a
+# verdict (`claims.MIN_VERDICT_POINTS`); the minimum itself is tested on its own below.
+RULES_MIN_POINTS = len(ALPHAS) * len(REPETITIONS)
 SCORING_TIME = {"ar": 1.0, "md": 2.0, "prefix": 1.5}  # s per task; continuation +0.25 s
 
 
@@ -158,7 +161,9 @@ def verdict(text: str) -> str:
 
 
 def test_report_numbers_equal_pandas_and_verdicts_follow_rules(results_root):
-    path = report.write_report("syn", results_root, best_alphas=BEST_ALPHAS)
+    path = report.write_report(
+        "syn", results_root, best_alphas=BEST_ALPHAS, min_points=RULES_MIN_POINTS
+    )
     text = path.read_text()
     runs = pd.read_parquet(results_root / "syn" / "runs.parquet")
     table = trial_table(report.load("syn", results_root))
@@ -242,6 +247,7 @@ def build(root, **drop) -> tuple[str, dict]:
         {},
         seeds=report.load_seeds("syn", root),
         allocation=report.load_companion("syn", report.ALLOCATION_SUFFIX, root),
+        min_points=RULES_MIN_POINTS,
     )
 
 
@@ -312,7 +318,9 @@ def test_missing_columns_say_not_recorded(results_root):
 def test_missing_seeds_sweep_falls_back(results_root):
     (results_root / "syn-seeds" / "runs.parquet").unlink()
     (results_root / "syn-allocation" / "runs.parquet").unlink()
-    text = report.write_report("syn", results_root, best_alphas={}).read_text()
+    text = report.write_report(
+        "syn", results_root, best_alphas={}, min_points=RULES_MIN_POINTS
+    ).read_text()
     assert "No seeds sweep with repeated points (`results/syn-seeds/runs.parquet`)" in text
     assert "No allocation sweep (`results/syn-allocation/runs.parquet`)." in section(text, "## 7.")
     assert "(0.050 nats, fallback: no seed SD measured)" in section(text, "## 2.")
@@ -379,3 +387,92 @@ def test_the_readme_block_is_replaced_and_nothing_else(tmp_path):
     other.write_text("no block here\n")
     assert not report.update_readme(other, "tiny", ["x"]) and other.read_text() == "no block here\n"
     assert not report.update_readme(tmp_path / "missing.md", "tiny", ["x"])
+
+
+# -- too few runs: no claim is decided -------------------------------------------------
+CLAIM_SECTIONS = ("## 2.", "## 3.", "## 4.", "## 5.")
+DECIDED = {"reproduced", "partly", "not reproduced"}
+
+
+def claim_verdicts(text: str) -> list[str]:
+    """Every verdict of the claim sections 2-5, in order."""
+    found = []
+    for heading in CLAIM_SECTIONS:
+        found += re.findall(r"\*\*Verdict: (.+?)\.\*\* Rule:", section(text, heading))
+    return found
+
+
+def test_four_runs_decide_no_claim(tmp_path, monkeypatch):
+    """A smoke-sized sweep (4 runs) in which every rule has what it compares: pure AR at two R,
+    both pure objectives and a mix at R = 1. `make plots` still writes every table and the
+    report, but no verdict is decided, and the report says why at the top."""
+    from analysis import figures, plots
+
+    for name in ("surface", "best_alpha_density", "overfitting", "prefix_gain"):
+        monkeypatch.setattr(figures, name, lambda *a, **k: [])  # figures are tested elsewhere
+    design = ((0.0, 1), (0.5, 1), (1.0, 1), (1.0, 16))
+    runs = [run_row(f"a{a}-r{r}", a, r, seed=0) for a, r in design]
+    evals = [row for a, r in design for row in eval_rows(f"a{a}-r{r}", a)]
+    write_sweep(tmp_path, "smoke", runs, evals)
+    logged = []
+    plots.make_all("smoke", tmp_path, log=logged.append)
+    text = (tmp_path / "smoke" / "REPORT.md").read_text()
+
+    undecided = f"too few runs (4 < {claims.MIN_VERDICT_POINTS}): not decided"
+    top = text[: text.index("Verdicts (rules")]
+    assert (
+        f"**Too few runs to decide: 4 distinct trained (α, R) points, below the minimum of "
+        f"{claims.MIN_VERDICT_POINTS} (the rule and its reason above).**" in top
+    )
+    assert "Loeppky, Sacks & Welch 2009" in top
+    verdicts = claim_verdicts(text)
+    # sections 2, 3 (five metrics), 4 (five surfaces), 5 (two pairs)
+    assert len(verdicts) == 13 and set(verdicts) == {undecided}
+    glance = text[text.index("Verdicts (rules") : text.index("## 2.")]
+    assert f"pure AR overfits with repetition: **{undecided}**" in glance
+    assert not DECIDED & set(re.findall(r"\*\*([a-z ]+)\*\*", glance))
+    assert any("warning: " + undecided in line for line in logged)
+    note = f"too few runs (4 < {claims.MIN_VERDICT_POINTS}): not a finding"
+    assert (tmp_path / "smoke" / "tables" / "best_alpha.md").read_text().startswith(f"**{note}**")
+
+    # The same tables with the minimum lowered to 4: every rule decides, so the minimum
+    # alone turned the verdicts into "not decided".
+    results = report.load("smoke", tmp_path)
+    table = trial_table(results)
+    lowered, _ = report.build_report("smoke", results, BEST_ALPHAS, min_points=4)
+    assert set(claim_verdicts(lowered)) <= DECIDED and "Too few runs" not in lowered
+    assert claims.too_few(table) == undecided and claims.too_few(table, 4) is None
+
+
+def test_enough_runs_are_decided_from_the_minimum_on():
+    """The 50-point synthetic sweep of test_analysis, cut to R = 1-8: 22 points decide,
+    20 (the minimum) decide, 19 do not."""
+    from .test_analysis import synthetic_results
+
+    results = synthetic_results()
+    runs = results.runs[results.runs["repetitions"] <= 8]
+    mixes_at_2 = runs[(runs["repetitions"] == 2) & (runs["alpha"] > 0) & (runs["alpha"] < 1)]
+    assert claims.MIN_VERDICT_POINTS == 20
+    assert len(runs[runs["status"] == "finished"]) == 22  # one point each, and a failed run
+    for dropped, expected in ((0, 22), (2, 20), (3, 19)):
+        kept = runs[~runs["run_key"].isin(mixes_at_2["run_key"].iloc[:dropped])]
+        text, numbers = report.build_report(
+            "synthetic", SweepResults(kept, results.curves, results.evals), {}
+        )
+        verdicts = claim_verdicts(text)
+        assert numbers["decided"]["trained_points"] == expected
+        assert f"- distinct trained (α, R) points: {expected} at 4 R" in text
+        if expected >= claims.MIN_VERDICT_POINTS:
+            assert verdicts and set(verdicts) <= DECIDED, verdicts
+            assert "Too few runs" not in text
+        else:
+            assert set(verdicts) == {
+                f"too few runs (19 < {claims.MIN_VERDICT_POINTS}): not decided"
+            }
+            assert "**Too few runs to decide: 19 distinct" in text
+
+
+def test_best_alpha_at_one_r_is_not_tested():
+    one_r = {"score_ar": BEST_ALPHAS["score_ar"].iloc[:1]}
+    _, numbers = claims.best_alpha_falls(one_r)
+    assert numbers["score_ar"]["verdict"] == "not tested"

@@ -6,8 +6,10 @@ printed beside the verdict, and the seed-noise thresholds those rules use. Assem
 report and writing it belong to `analysis.report`.
 
 Verdicts: "reproduced", "partly", "not reproduced", or "not tested" where the sweep lacks
-the runs a rule needs; the allocation comparison (section 7) says which rule is better where,
-and the evaluation-cost targets (section 10) are "met", "not met" or "not recorded". Values of
+the runs a rule needs; "too few runs (n < N): not decided" replaces the first three where
+the sweep has fewer than `MIN_VERDICT_POINTS` distinct trained points. The allocation
+comparison (section 7) says which rule is better where, and the evaluation-cost targets
+(section 10) are "met", "not met" or "not recorded". Values of
 a point trained with several seeds are their mean, as in `analysis.tables.main_table`.
 
 Modules, lowest first: `formatting` (the section type, compared columns, Markdown helpers),
@@ -30,7 +32,15 @@ from analysis.claims.cost import (
     evaluation_share,
     scoring_time,
 )
-from analysis.claims.formatting import LOSSES, SCORES, Section
+from analysis.claims.formatting import (
+    LOSSES,
+    MIN_VERDICT_POINTS,
+    SCORES,
+    Section,
+    minimum_rule,
+    point_count,
+    too_few,
+)
 from analysis.claims.mix_allocation import allocation
 from analysis.claims.noise import (
     FALLBACK_LOSS_THRESHOLD,
@@ -46,6 +56,7 @@ __all__ = [
     "EVAL_SHARE_TARGET",
     "FALLBACK_LOSS_THRESHOLD",
     "LOSSES",
+    "MIN_VERDICT_POINTS",
     "PAPER_470M",
     "PAPER_ALPHA_R",
     "SCORES",
@@ -58,12 +69,15 @@ __all__ = [
     "best_alpha_falls",
     "evaluation_cost",
     "evaluation_share",
+    "minimum_rule",
     "mix_beats_pure",
     "noise_limits",
     "overfitting",
     "paper_numbers",
+    "point_count",
     "prefix_vs_ar",
     "scoring_time",
     "seed_noise",
     "seed_spread",
+    "too_few",
 ]

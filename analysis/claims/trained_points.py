@@ -19,6 +19,7 @@ from analysis.claims.formatting import (
     fmt,
     fmt_alpha,
     fmt_se,
+    gated,
     table_lines,
     verdict_lines,
 )
@@ -28,8 +29,11 @@ from analysis.tables import main_table
 
 
 # -- 2. pure AR overfits ---------------------------------------------------------------
-def overfitting(table: pd.DataFrame, limits: Limits) -> Section:
-    """Section 2: pure AR's final vs best held-out loss per R."""
+def overfitting(table: pd.DataFrame, limits: Limits, *, undecided: str | None = None) -> Section:
+    """Section 2: pure AR's final vs best held-out loss per R.
+
+    `undecided`: the verdict in place of the rule's where the sweep is too small to decide
+    (`analysis.claims.formatting.too_few`); the same in every claim section."""
     c = "final_held_out_ar_loss"
     threshold, source = limits[c]
     ar = table[table["alpha"] == 1].groupby("repetitions")[[c, "best_held_out_ar_loss"]].mean()
@@ -62,7 +66,7 @@ def overfitting(table: pd.DataFrame, limits: Limits) -> Section:
         f"{fmt(rise[high], c, signed=True)} against R={low:g}.",
         "",
     ]
-    verdict = decide(overfits + worse, 2)
+    verdict = gated(decide(overfits + worse, 2), undecided)
     numbers = {
         "lowest_r": float(low),
         "highest_r": float(high),
@@ -104,7 +108,7 @@ def _mix_row(r, lower_is_better: bool, stderr: dict, bar: float | None) -> dict:
     }
 
 
-def _mix_metric(table: pd.DataFrame, column: str, limits: Limits) -> Section:
+def _mix_metric(table: pd.DataFrame, column: str, limits: Limits, undecided: str | None) -> Section:
     m = metric(table, column)
     score = column.startswith("score_")
     stderr = point_stderr(table, column) if score else {}
@@ -150,6 +154,7 @@ def _mix_metric(table: pd.DataFrame, column: str, limits: Limits) -> Section:
         verdict = "reproduced"
     else:
         verdict = "partly" if wins else "not reproduced"
+    verdict = gated(verdict, undecided)
     rule = (
         f"reproduced if the best mix beats the better pure objective at every compared R by "
         f"more than {noise}; partly if it wins at some R; not reproduced if at none."
@@ -159,7 +164,7 @@ def _mix_metric(table: pd.DataFrame, column: str, limits: Limits) -> Section:
     return lines + verdict_lines(verdict, rule), numbers
 
 
-def mix_beats_pure(table: pd.DataFrame, limits: Limits) -> Section:
+def mix_beats_pure(table: pd.DataFrame, limits: Limits, *, undecided: str | None = None) -> Section:
     """Section 3: per metric and R, the best trained mix against both pure objectives."""
     lines = ["## 3. A mix beats both pure objectives at every R", ""]
     lines += [
@@ -171,6 +176,6 @@ def mix_beats_pure(table: pd.DataFrame, limits: Limits) -> Section:
     numbers = {}
     for column in (*LOSSES, *SCORES):
         if column in table and table[column].notna().any():
-            part, numbers[column] = _mix_metric(table, column, limits)
+            part, numbers[column] = _mix_metric(table, column, limits, undecided)
             lines += part
     return lines, numbers
