@@ -25,13 +25,14 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from analysis.claims.formatting import fmt_alpha, table_lines
-from analysis.data import AnalysisError, metric, trial_table
-from analysis.figures import alpha_axis, r_axis, save
-from analysis.readme import update_readme
-from analysis.surface import MIN_POINTS, best_alpha, fit_surface, logit_alpha
 from dualsweep.results import ResultsError, load, sweep_dir
 from dualsweep.schema import RESULTS_ROOT
+
+from .claims.formatting import fmt_alpha, table_lines
+from .data import AnalysisError, metric, trial_table
+from .figures import alpha_axis, r_axis, save
+from .readme import update_readme
+from .surface import MIN_POINTS, best_alpha, fit_surface, logit_alpha
 
 DESIGN_LABELS = {"tiny-suggest": "suggest rounds", "tiny-optuna": "Optuna search"}
 

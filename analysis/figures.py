@@ -14,8 +14,8 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from analysis.surface import SurfaceFit, dense_alphas, logit_alpha
-from analysis.tables import alpha_label
+from .surface import SurfaceFit, dense_alphas, logit_alpha
+from .tables import alpha_label
 
 # Figures are made as `Figure` objects, not through pyplot: they are only ever saved to
 # files, so no backend is chosen and a notebook user's backend is left as it was.

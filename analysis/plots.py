@@ -16,11 +16,12 @@ from pathlib import Path
 
 import pandas as pd
 
-from analysis.data import AnalysisError, metric, trial_table
-from analysis.surface import MIN_POINTS, best_alpha, fit_surface, repetition_grid
-from analysis.tables import format_best_alpha, format_main_table, main_table
 from dualsweep.results import ResultsError, load, sweep_dir
 from dualsweep.schema import RESULTS_ROOT, held_out_title, is_loss_metric, is_score_metric
+
+from .data import AnalysisError, metric, trial_table
+from .surface import MIN_POINTS, best_alpha, fit_surface, repetition_grid
+from .tables import format_best_alpha, format_main_table, main_table
 
 
 def targets(table: pd.DataFrame) -> dict[str, str]:
@@ -41,7 +42,7 @@ def targets(table: pd.DataFrame) -> dict[str, str]:
 def make_all(
     name: str, results_root: str | Path = RESULTS_ROOT, log: Callable[[str], None] = print
 ) -> list[Path]:
-    from analysis import claims, figures, report
+    from . import claims, figures, report
 
     started = time.perf_counter()
     results = load(name, results_root)

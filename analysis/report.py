@@ -21,11 +21,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from analysis import claims
-from analysis.data import AnalysisError, trial_table
-from analysis.readme import REPORT_FILE, readme_block, update_readme
 from dualsweep.results import SweepResults, load, sweep_dir
 from dualsweep.schema import RESULTS_ROOT, RUNS_TABLE
+
+from . import claims
+from .data import AnalysisError, trial_table
+from .readme import REPORT_FILE, readme_block, update_readme
 
 SEEDS_SUFFIX = "-seeds"
 ALLOCATION_SUFFIX = "-allocation"

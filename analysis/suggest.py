@@ -34,7 +34,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from analysis.surface import SurfaceFit, dense_alphas, inputs, logit_alpha
+from .surface import SurfaceFit, dense_alphas, inputs, logit_alpha
 
 FANTASY_QUANTILES = np.array([-1.2816, -0.5244, 0.0, 0.5244, 1.2816])
 """Standard-normal 10th, 30th, 50th, 70th and 90th percentiles: five equal-mass fantasies."""

@@ -21,8 +21,9 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from analysis.data import AnalysisError
 from dualsweep.schema import ALPHA_CLIP, Metric
+
+from .data import AnalysisError
 
 MIN_POINTS = 4  # as many as the free hyperparameters (2 length scales, signal, noise); few points = a smoke test, not a finding
 

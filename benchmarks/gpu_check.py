@@ -33,8 +33,8 @@ from pathlib import Path
 
 import torch
 
-from benchmarks import gpu_stages
-from benchmarks.gpu_stages import Context, Skipped, compiled_speed, format_error, step_speed
+from . import gpu_stages
+from .gpu_stages import Context, Skipped, compiled_speed, format_error, step_speed
 
 JSON_FILE, MARKDOWN_FILE, LOG_FILE = "gpu-check.json", "gpu-check.md", "gpu-check.log"
 DEFAULT_BUDGET_S = 450

@@ -24,8 +24,13 @@ from pathlib import Path
 
 import torch
 
-from benchmarks.common import alternating_steps
-from benchmarks.loops import (
+from dualsweep.config import RunConfig, load_sweep
+from dualsweep.data.special import SpecialTokens
+from dualsweep.model import BIDIRECTIONAL, CAUSAL, Transformer
+from dualsweep.sweep.plan import H100_BF16_PEAK_FLOPS, causal_share, training_flops_per_token
+
+from .common import alternating_steps
+from .loops import (
     GradientRecorder,
     PlainLoop,
     autocast,
@@ -35,12 +40,8 @@ from benchmarks.loops import (
     reference_loop,
     timed_steps,
 )
-from benchmarks.sync_census import SyncCensus
-from benchmarks.training import matched_ffn
-from dualsweep.config import RunConfig, load_sweep
-from dualsweep.data.special import SpecialTokens
-from dualsweep.model import BIDIRECTIONAL, CAUSAL, Transformer
-from dualsweep.sweep.plan import H100_BF16_PEAK_FLOPS, causal_share, training_flops_per_token
+from .sync_census import SyncCensus
+from .training import matched_ffn
 
 # Dense bf16 tensor-core peaks (no sparsity) by a substring of torch's device name, the first
 # match winning: the PCIe and NVL H100s are slower than the SXM one ("H100 80GB HBM3").
@@ -137,7 +138,7 @@ def environment(ctx: Context) -> dict:
     """Versions, devices, and the bf16 matmul peak measured here (the MFU stages' ceiling)."""
     import lightning
 
-    from benchmarks.common import machine
+    from .common import machine
 
     info = {
         "python": platform.python_version(),

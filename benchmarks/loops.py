@@ -152,7 +152,7 @@ class PlainLoop:
 
 def reference_loop(config: RunConfig, device: str | torch.device = "cpu") -> PlainLoop:
     """The minimal reference GPT of benchmarks/reference_gpt.py at the config's shape."""
-    from benchmarks.reference_gpt import ReferenceGPT
+    from .reference_gpt import ReferenceGPT
 
     m = config.model
     torch.manual_seed(0)

@@ -22,7 +22,7 @@ import sys
 import time
 from pathlib import Path
 
-from benchmarks.common import Ratio, memory_kb
+from .common import Ratio, memory_kb
 
 CHUNK_TOKENS = 1024
 RESULT_PREFIX = "MEMORY-RESULT "
@@ -53,8 +53,8 @@ def one_side(chunk_tokens: int) -> dict:
     """This process: the peak memory and time of one training step (after a warm-up step)."""
     import torch
 
-    from benchmarks.gpu_stages import synthetic_batches, synthetic_special
-    from benchmarks.loops import bare_loop
+    from .gpu_stages import synthetic_batches, synthetic_special
+    from .loops import bare_loop
 
     config = scaled_config(chunk_tokens)
     warm, measured = synthetic_batches(config, 2, torch.device("cpu"))
@@ -78,7 +78,7 @@ def one_side(chunk_tokens: int) -> dict:
 
 
 def _in_child(chunk_tokens: int) -> dict:
-    command = [sys.executable, "-m", "benchmarks.memory", "--chunk", str(chunk_tokens)]
+    command = [sys.executable, "-m", f"{__package__}.memory", "--chunk", str(chunk_tokens)]
     done = subprocess.run(command, capture_output=True, text=True, check=False)
     lines = [line for line in done.stdout.splitlines() if line.startswith(RESULT_PREFIX)]
     if done.returncode != 0 or not lines:

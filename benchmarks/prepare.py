@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.common import Ratio, memory_kb
+from .common import Ratio, memory_kb
 
 CORPUS_MB = 24
 MEMORY_MB = 8

@@ -16,7 +16,7 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
-from benchmarks import common
+from . import common
 
 REPORT = Path(__file__).resolve().parent / "RESULTS.md"
 TRAINING = (
@@ -40,16 +40,16 @@ _PREPARED: dict[
 
 def measure(names, repetitions: int, steps: int) -> list[common.Ratio]:
     """Run these benchmarks in this process (the training ones share one data setup)."""
-    from benchmarks.memory import step_memory
-    from benchmarks.prepare import prepare_throughput
-    from benchmarks.sweep import sweep_efficiency
+    from .memory import step_memory
+    from .prepare import prepare_throughput
+    from .sweep import sweep_efficiency
 
     def prepare_row(name: str) -> common.Ratio:
         if not _PREPARED:  # both rows come from one measurement
             _PREPARED.update((r.name, r) for r in prepare_throughput())
         return _PREPARED[name]
 
-    from benchmarks.traffic import traffic_ratio
+    from .traffic import traffic_ratio
 
     benches = {
         "step_memory": step_memory,
@@ -60,7 +60,7 @@ def measure(names, repetitions: int, steps: int) -> list[common.Ratio]:
         "sweep_efficiency_8x": lambda: sweep_efficiency(budget_multiple=8),
     }
     if set(names) & set(TRAINING):
-        from benchmarks import loops, training
+        from . import loops, training
 
         config = loops.bench_config()
         tokens, data = loops.batches(config, steps)
@@ -87,7 +87,7 @@ def measure(names, repetitions: int, steps: int) -> list[common.Ratio]:
 
 
 def measure_in_child(name: str, repetitions: int, steps: int) -> common.Ratio:
-    command = [sys.executable, "-m", "benchmarks.run", "--only", name, "--processes", "0"]
+    command = [sys.executable, "-m", f"{__package__}.run", "--only", name, "--processes", "0"]
     command += ["--repetitions", str(repetitions), "--steps", str(steps), "--child"]
     done = subprocess.run(command, capture_output=True, text=True, check=False)
     lines = [line for line in done.stdout.splitlines() if line.startswith(RESULT_PREFIX)]
@@ -122,7 +122,7 @@ def run(names, processes: int, repetitions: int, steps: int) -> list[common.Rati
 
 def model_line() -> str:
     """The benchmarked model, read from the config the benchmarks load (loops.bench_config)."""
-    from benchmarks.loops import bench_config
+    from .loops import bench_config
 
     config = bench_config()
     m, t = config.model, config.train
@@ -210,7 +210,7 @@ def report(results: list[common.Ratio], command: str, args) -> str:
 
 def _gpu_section() -> list[str]:
     """The newest GPU check committed under benchmarks/results/gpu-check/, or what to run."""
-    from benchmarks.gpu_check import JSON_FILE, markdown
+    from .gpu_check import JSON_FILE, markdown
 
     reports = [
         json.loads(path.read_text())

@@ -18,10 +18,11 @@ from pathlib import Path
 
 import yaml
 
-from benchmarks.common import Ratio
 from dualsweep.config import load_sweep
 from dualsweep.results import load
 from dualsweep.sweep.runner import run_sweep
+
+from .common import Ratio
 
 
 def fixed_costs() -> dict[str, float]:

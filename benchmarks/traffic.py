@@ -154,8 +154,8 @@ float32 logits before the cross-entropy); the GPU-speed issue's target is half o
 
 def traffic_ratio():
     """The `make bench` row: today's count over the baseline's."""
-    from benchmarks.common import Ratio
-    from benchmarks.gpu_stages import size_config
+    from .common import Ratio
+    from .gpu_stages import size_config
 
     config = size_config("470m")
     traffic = step_traffic(config)

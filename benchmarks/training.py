@@ -22,11 +22,12 @@ import time
 import numpy as np
 import torch
 
-from benchmarks.common import Ratio, alternating_steps, interleaved, ratio_of
-from benchmarks.loops import PlainLoop, bare_loop, matmul_peak, reference_loop
 from dualsweep.config import RunConfig
 from dualsweep.model import Transformer
 from dualsweep.sweep.plan import causal_share, training_flops_per_token
+
+from .common import Ratio, alternating_steps, interleaved, ratio_of
+from .loops import PlainLoop, bare_loop, matmul_peak, reference_loop
 
 
 def _rates(step_times: tuple[list[float], list[float]], tokens) -> tuple[list[float], list[float]]:

@@ -12,16 +12,22 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-
-from analysis.data import AnalysisError, metric, trial_table
-from analysis.surface import alpha_from_logit, best_alpha, fit_surface, logit_alpha, loo_rmse
-from analysis.tables import (
+from dualsweep.analysis.data import AnalysisError, metric, trial_table
+from dualsweep.analysis.surface import (
+    alpha_from_logit,
+    best_alpha,
+    fit_surface,
+    logit_alpha,
+    loo_rmse,
+)
+from dualsweep.analysis.tables import (
     alpha_label,
     format_best_alpha,
     format_main_table,
     latex_escape,
     main_table,
 )
+
 from dualsweep.results import SweepResults
 
 from .conftest import REPO
@@ -195,7 +201,7 @@ def test_alpha_labels():
 
 @pytest.mark.slow  # all figures of a synthetic sweep; tests/test_tiny_study.py covers make_all on real tables
 def test_make_plots_writes_every_figure_and_table(tmp_path, monkeypatch):
-    from analysis import plots
+    from dualsweep.analysis import plots
 
     results = synthetic_results()
     folder = tmp_path / "results" / "synthetic"
@@ -233,7 +239,7 @@ def test_make_plots_writes_every_figure_and_table(tmp_path, monkeypatch):
 
 
 def test_plots_without_results_says_so(tmp_path, capsys):
-    from analysis import plots
+    from dualsweep.analysis import plots
 
     assert plots.main(["nothing", "--results", str(tmp_path)]) == 2
     assert "run `dualsweep sweep` on its sweep file first" in capsys.readouterr().err
@@ -243,7 +249,7 @@ def test_analysis_needs_neither_torch_nor_ray_and_keeps_the_users_backend():
     # A notebook user's matplotlib backend (here: svg) is the same after importing the
     # analysis (figures are drawn on Figure objects, never through a backend switch).
     code = (
-        "import sys, matplotlib, analysis.plots, analysis.figures, analysis.surface, analysis.report;"
+        "import sys, matplotlib, dualsweep.analysis.plots, dualsweep.analysis.figures, dualsweep.analysis.surface, dualsweep.analysis.report;"
         "heavy = {'torch', 'lightning', 'ray'} & set(sys.modules); assert not heavy, heavy;"
         "assert matplotlib.get_backend() == 'svg', matplotlib.get_backend()"
     )
@@ -348,7 +354,7 @@ def test_latex_tables_compile_with_pdflatex(table, tmp_path):
 
 # -- figures ---------------------------------------------------------------------------
 def test_prefix_gain_error_bars_combine_both_scores_errors(tmp_path, monkeypatch):
-    from analysis import figures
+    from dualsweep.analysis import figures
 
     drawn = []
     monkeypatch.setattr(figures, "save", lambda fig, directory, name: drawn.append(fig) or [])
@@ -380,9 +386,8 @@ def test_prefix_gain_error_bars_combine_both_scores_errors(tmp_path, monkeypatch
 def test_pdf_figures_do_not_change_with_last_bit_noise(tmp_path):
     """The same figure from values that differ in their last bits (as a GP fit does between
     machines) is the same PDF, byte for byte: no creation date, and colour limits rounded."""
+    from dualsweep.analysis.figures import colour_limits, save
     from matplotlib.figure import Figure
-
-    from analysis.figures import colour_limits, save
 
     values = np.linspace(21.123456789, 38.987654321, 60).reshape(6, 10)
     for name, noise in (("a", 0.0), ("b", 3e-12)):

@@ -5,9 +5,14 @@ from __future__ import annotations
 import time
 
 import torch
-
-from benchmarks.common import Ratio, across_processes, alternating_steps, interleaved, ratio_of
-from benchmarks.reference_gpt import ReferenceGPT
+from dualsweep.benchmarks.common import (
+    Ratio,
+    across_processes,
+    alternating_steps,
+    interleaved,
+    ratio_of,
+)
+from dualsweep.benchmarks.reference_gpt import ReferenceGPT
 
 
 def test_interleaving_alternates_which_runs_first():
@@ -62,7 +67,7 @@ def test_across_processes_reports_the_median_process_whole():
 def test_the_step_memory_side_runs(monkeypatch):
     """One side of `make bench`'s step_memory row on the tiny model (its scale is a GPU's):
     the code path the benchmark takes, imports included."""
-    from benchmarks import memory
+    from dualsweep.benchmarks import memory
 
     from .conftest import tiny_run_config
 

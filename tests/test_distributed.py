@@ -15,8 +15,8 @@ import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
+from dualsweep.benchmarks.loops import GradientRecorder
 
-from benchmarks.loops import GradientRecorder
 from dualsweep.data.special import SpecialTokens
 from dualsweep.model import Transformer
 from dualsweep.objectives import AR, MD, objective_allocation, objective_order

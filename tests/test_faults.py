@@ -117,7 +117,8 @@ def test_a_user_folder_holding_run_file_names_is_never_a_run(tmp_path, capsys, f
 @pytest.fixture
 def interrupted_run(tmp_path):
     """A run stopped like a Ctrl-C after step 10, its step-8 checkpoint left (the CLI's way)."""
-    from benchmarks.gpu_stages import interrupt_after
+    from dualsweep.benchmarks.gpu_stages import interrupt_after
+
     from dualsweep.training import train
 
     out = tmp_path / "run"
@@ -128,7 +129,8 @@ def interrupted_run(tmp_path):
 
 
 def test_checkpoints_by_time_and_a_resume_with_nothing_to_resume(tmp_path, capsys):
-    from benchmarks.gpu_stages import interrupt_after
+    from dualsweep.benchmarks.gpu_stages import interrupt_after
+
     from dualsweep.training import train
 
     # By time alone (no checkpoint_interval): with a minute-long step every log step is due.
@@ -218,7 +220,8 @@ def test_two_trainings_into_one_folder_are_refused(interrupted_run, capsys):
 
 
 def test_resuming_after_the_corpus_changed_is_refused(tmp_path, capsys, text_corpus):
-    from benchmarks.gpu_stages import interrupt_after
+    from dualsweep.benchmarks.gpu_stages import interrupt_after
+
     from dualsweep.training import train
 
     out = tmp_path / "run"
@@ -549,7 +552,7 @@ def write_results(root: Path, name: str = "s") -> Path:
 
 @pytest.mark.parametrize("damage", ["truncated", "empty", "garbage"])
 def test_fit_and_plots_on_a_damaged_table(tmp_path, capsys, damage):
-    from analysis.plots import main as plots
+    from dualsweep.analysis.plots import main as plots
 
     table = write_results(tmp_path) / "runs.parquet"
     data = table.read_bytes()
@@ -565,7 +568,7 @@ def test_fit_and_plots_on_a_damaged_table(tmp_path, capsys, damage):
 
 
 def test_plots_with_too_few_points_write_nothing(tmp_path, capsys):
-    from analysis.plots import main as plots
+    from dualsweep.analysis.plots import main as plots
 
     directory = write_results(tmp_path)
     runs = pd.read_parquet(directory / "runs.parquet").head(3)

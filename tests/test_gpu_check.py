@@ -15,8 +15,7 @@ import subprocess
 import sys
 
 import pytest
-
-from benchmarks import gpu_check, gpu_stages
+from dualsweep.benchmarks import gpu_check, gpu_stages
 
 from .conftest import REPO
 

@@ -55,3 +55,32 @@ def test_the_readme_s_torch_lines_are_the_ones_that_work():
         seen.add(arguments[2])
         assert len(arguments) == 3, arguments
     assert seen == urls
+
+
+def test_the_installed_packages_are_every_package_folder_under_one_name():
+    import tomllib
+
+    setuptools = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]
+    folders = {"dualsweep": "dualsweep", "analysis": "dualsweep.analysis"}
+    folders["benchmarks"] = "dualsweep.benchmarks"
+    expected = set()
+    for folder, name in folders.items():
+        for init in (REPO / folder).rglob("__init__.py"):
+            parts = init.parent.relative_to(REPO / folder).parts
+            expected.add(".".join((name, *parts)))
+    assert set(setuptools["packages"]) == expected
+    assert setuptools["package-dir"] == {
+        "dualsweep": "dualsweep",
+        "dualsweep.analysis": "analysis",
+        "dualsweep.benchmarks": "benchmarks",
+    }
+
+
+def test_nothing_named_analysis_or_benchmarks_is_importable_outside_the_repository(tmp_path):
+    import sys
+
+    code = (
+        "import importlib.util as u, dualsweep.analysis.plots, dualsweep.benchmarks.run\n"
+        "assert u.find_spec('analysis') is None and u.find_spec('benchmarks') is None\n"
+    )
+    subprocess.run([sys.executable, "-c", code], cwd=tmp_path, check=True, timeout=120)

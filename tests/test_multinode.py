@@ -154,7 +154,7 @@ def test_a_killed_data_parallel_worker_resumes_to_the_uninterrupted_curve(tmp_pa
         for name in ("killed", "whole")
     }
     (config,) = load_sweep(paths["killed"]).trials()
-    folder = tmp_path / "runs" / "killed" / run_key(config)
+    folder = tmp_path / "runs" / "killed" / trial_folder_name(config)
     with owned_cluster(2) as cluster:
         log = (tmp_path / "driver.log").open("w")
         driver = subprocess.Popen(

@@ -17,9 +17,9 @@ import re
 import numpy as np
 import pandas as pd
 import pytest
+from dualsweep.analysis import claims, report
+from dualsweep.analysis.data import trial_table
 
-from analysis import claims, report
-from analysis.data import trial_table
 from dualsweep.results import SweepResults, write_parquet
 
 ALPHAS = (0.0, 0.5, 1.0)
@@ -339,7 +339,7 @@ def test_small_gap_is_not_overfitting():
 
 
 def test_make_plots_writes_the_report(results_root, monkeypatch):
-    from analysis import figures, plots
+    from dualsweep.analysis import figures, plots
 
     for name in ("surface", "best_alpha_density", "overfitting", "prefix_gain"):
         monkeypatch.setattr(figures, name, lambda *a, **k: [])  # figures are tested elsewhere
@@ -406,7 +406,7 @@ def test_four_runs_decide_no_claim(tmp_path, monkeypatch):
     """A smoke-sized sweep (4 runs) in which every rule has what it compares: pure AR at two R,
     both pure objectives and a mix at R = 1. `make plots` still writes every table and the
     report, but no verdict is decided, and the report says why at the top."""
-    from analysis import figures, plots
+    from dualsweep.analysis import figures, plots
 
     for name in ("surface", "best_alpha_density", "overfitting", "prefix_gain"):
         monkeypatch.setattr(figures, name, lambda *a, **k: [])  # figures are tested elsewhere

@@ -8,9 +8,9 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
+from dualsweep.analysis.suggest import suggest
+from dualsweep.analysis.surface import best_alpha, dense_alphas, fit_surface, logit_alpha
 
-from analysis.suggest import suggest
-from analysis.surface import best_alpha, dense_alphas, fit_surface, logit_alpha
 from dualsweep.cli import main
 from dualsweep.config import load_sweep, run_key, to_plain
 from dualsweep.schema import Metric

@@ -320,7 +320,8 @@ def test_sigterm_to_a_real_driver_stops_it_like_ctrl_c(tmp_path, ray_cluster):
         if driver.poll() is None:
             driver.kill()
     assert driver.returncode == 130, output
-    assert "interrupted with 0/2 trials finished; run the same command again" in output
+    # (0 or 1 finished: a loaded machine may finish the first trial before the signal lands)
+    assert re.search(r"interrupted with [01]/2 trials finished; run the same command again", output)
     assert "Traceback" not in output, output
 
 

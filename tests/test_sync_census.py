@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 import torch
+from dualsweep.benchmarks import sync_census
+from dualsweep.benchmarks.loops import bare_loop
+from dualsweep.benchmarks.sync_census import SyncCensus
 
-from benchmarks import sync_census
-from benchmarks.loops import bare_loop
-from benchmarks.sync_census import SyncCensus
 from dualsweep.data.special import SpecialTokens
 
 from .conftest import tiny_run_config

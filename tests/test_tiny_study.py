@@ -12,9 +12,9 @@ import re
 import shutil
 
 import pytest
+from dualsweep.analysis import report
+from dualsweep.analysis.plots import make_all
 
-from analysis import report
-from analysis.plots import make_all
 from dualsweep.config import load_sweep, run_key
 from dualsweep.results import load
 
@@ -137,7 +137,7 @@ def test_the_committed_adaptive_designs_are_their_sweep_files_finished():
 
 @pytest.mark.slow
 def test_the_committed_adaptive_report_is_what_the_code_writes(tmp_path):
-    from analysis import adaptive
+    from dualsweep.analysis import adaptive
 
     for name in ("tiny", "tiny-suggest", "tiny-optuna"):
         shutil.copytree(RESULTS / name, tmp_path / "results" / name)

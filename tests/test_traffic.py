@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import torch
-
-from benchmarks.traffic import TrafficCounter, bytes_per_token_per_layer, step_traffic
+from dualsweep.benchmarks.traffic import TrafficCounter, bytes_per_token_per_layer, step_traffic
 
 from .conftest import tiny_run_config
 

@@ -19,20 +19,20 @@ re-exports the sections and constants `analysis.report` calls as `claims.<name>`
 report reads as one list of sections without knowing which module holds each.
 """
 
-from analysis.claims.best_alpha import (
+from .best_alpha import (
     PAPER_ALPHA_R,
     TARGET_PAIRS,
     ar_vs_md_targets,
     best_alpha_falls,
 )
-from analysis.claims.cost import (
+from .cost import (
     EVAL_SHARE_TARGET,
     SCORE_STDERR_TARGET,
     evaluation_cost,
     evaluation_share,
     scoring_time,
 )
-from analysis.claims.formatting import (
+from .formatting import (
     LOSSES,
     MIN_VERDICT_POINTS,
     SCORES,
@@ -41,16 +41,16 @@ from analysis.claims.formatting import (
     point_count,
     too_few,
 )
-from analysis.claims.mix_allocation import allocation
-from analysis.claims.noise import (
+from .mix_allocation import allocation
+from .noise import (
     FALLBACK_LOSS_THRESHOLD,
     Limits,
     noise_limits,
     seed_noise,
     seed_spread,
 )
-from analysis.claims.scores import PAPER_470M, paper_numbers, prefix_vs_ar
-from analysis.claims.trained_points import mix_beats_pure, overfitting
+from .scores import PAPER_470M, paper_numbers, prefix_vs_ar
+from .trained_points import mix_beats_pure, overfitting
 
 __all__ = [
     "EVAL_SHARE_TARGET",

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 
 import pandas as pd
 
-from analysis.claims.formatting import (
+from .formatting import (
     Section,
     decide,
     fmt_alpha,

@@ -12,7 +12,7 @@ import re
 import numpy as np
 import pandas as pd
 
-from analysis.claims.formatting import Section, table_lines, verdict_lines
+from .formatting import Section, table_lines, verdict_lines
 
 EVAL_SHARE_TARGET = 15.0  # %: evaluation should take at most this share of a trial's time
 SCORE_STDERR_TARGET = 2.0  # points: target for the task-averaged scores' standard error

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from analysis.tables import alpha_label
+from ..tables import alpha_label
 
 LOSSES = ("final_held_out_ar_loss", "final_held_out_md_elbo")
 SCORES = ("score_ar", "score_md", "score_prefix")

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from analysis.claims.formatting import (
+from .formatting import (
     LOSSES,
     SCORES,
     Section,
@@ -19,7 +19,7 @@ from analysis.claims.formatting import (
     table_lines,
     verdict_lines,
 )
-from analysis.claims.noise import paired
+from .noise import paired
 
 POINT = ["alpha", "repetitions"]
 

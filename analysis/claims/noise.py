@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from analysis.claims.formatting import LOSSES, SCORES, Section, fmt, fmt_alpha, table_lines
+from .formatting import LOSSES, SCORES, Section, fmt, fmt_alpha, table_lines
 
 FALLBACK_LOSS_THRESHOLD = 0.05  # nats: the loss noise threshold when no seeds sweep exists
 Limits = Mapping[str, tuple[float, str]]  # metric -> (noise threshold, where it came from)

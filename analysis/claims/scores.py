@@ -10,10 +10,10 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from analysis.claims.formatting import Section, fmt, fmt_alpha, fmt_se, table_lines
-from analysis.claims.noise import paired, point_stderr
-from analysis.data import metric
-from analysis.tables import main_table
+from ..data import metric
+from ..tables import main_table
+from .formatting import Section, fmt, fmt_alpha, fmt_se, table_lines
+from .noise import paired, point_stderr
 
 # The paper's 470M table, downstream average: (R, dual model = best mix, pure AR).
 PAPER_470M = ((1, 26.9, 26.1), (32, 23.9, 22.0), (128, 19.1, 9.4))

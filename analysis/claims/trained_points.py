@@ -11,7 +11,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from analysis.claims.formatting import (
+from ..data import metric
+from ..tables import main_table
+from .formatting import (
     LOSSES,
     SCORES,
     Section,
@@ -23,9 +25,7 @@ from analysis.claims.formatting import (
     table_lines,
     verdict_lines,
 )
-from analysis.claims.noise import Limits, point_stderr
-from analysis.data import metric
-from analysis.tables import main_table
+from .noise import Limits, point_stderr
 
 
 # -- 2. pure AR overfits ---------------------------------------------------------------

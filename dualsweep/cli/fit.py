@@ -19,9 +19,9 @@ from dualsweep.paths import atomic_write
 
 
 def cmd_fit(args: argparse.Namespace) -> int:
-    from analysis.data import AnalysisError, metric, trial_table
-    from analysis.surface import best_alpha, fit_surface
-    from analysis.tables import format_best_alpha
+    from dualsweep.analysis.data import AnalysisError, metric, trial_table
+    from dualsweep.analysis.surface import best_alpha, fit_surface
+    from dualsweep.analysis.tables import format_best_alpha
     from dualsweep.results import ResultsError, load
 
     try:
@@ -39,10 +39,10 @@ def cmd_fit(args: argparse.Namespace) -> int:
 
 
 def cmd_suggest(args: argparse.Namespace) -> int:
-    from analysis.data import AnalysisError, metric, trial_table
-    from analysis.suggest import suggest
-    from analysis.surface import best_alpha, fit_surface
-    from analysis.tables import format_best_alpha
+    from dualsweep.analysis.data import AnalysisError, metric, trial_table
+    from dualsweep.analysis.suggest import suggest
+    from dualsweep.analysis.surface import best_alpha, fit_surface
+    from dualsweep.analysis.tables import format_best_alpha
     from dualsweep.cli.checks import sweep_of, writable_folder
     from dualsweep.results import ResultsError, load, sweep_dir
 
@@ -117,8 +117,8 @@ def cmd_suggest(args: argparse.Namespace) -> int:
 
 
 def cmd_plots(args: argparse.Namespace) -> int:
-    from analysis.data import AnalysisError
-    from analysis.plots import make_all
+    from dualsweep.analysis.data import AnalysisError
+    from dualsweep.analysis.plots import make_all
     from dualsweep.results import ResultsError
 
     name = sweep_name(args.sweep, args.results)
