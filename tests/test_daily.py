@@ -220,3 +220,35 @@ def test_an_unknown_set_name_gets_a_suggestion(capsys):
     assert "dmodel: no such config field; did you mean 'd_model' (model.d_model)?" in (
         capsys.readouterr().err
     )
+
+
+def test_loggers_get_the_runs_name_and_hparams(tmp_path, monkeypatch):
+    from lightning.pytorch import loggers
+
+    from dualsweep.config import run_key
+    from dualsweep.training import run as run_module
+    from dualsweep.training import train
+
+    made = {}
+
+    class FakeWandb(loggers.CSVLogger):  # records what W&B would be told, writes a CSV
+        def __init__(self, save_dir, **kwargs):
+            made.update(kwargs)
+            super().__init__(save_dir, name="wandb", version="")
+
+    monkeypatch.setattr(loggers, "WandbLogger", FakeWandb)
+    monkeypatch.setitem(run_module.LOGGER_PACKAGES, "wandb", ())  # (wandb is not installed)
+    config = tiny_run_config(
+        alpha=0.5, repetitions=2, seed=3, token_budget=8 * 32 * 8, wandb_group="mine"
+    ).replace(loggers=["csv", "tensorboard", "wandb"])
+    out = tmp_path / "run"
+    assert train(config, out, log=lambda m: None).status == "finished"
+    label = run_label(config)
+    assert label == f"alpha0.5_R2_seed3_{run_key(config)}"
+    assert made["project"] == "dualsweep" and made["group"] == "mine"
+    assert made["name"] == label and made["id"] == run_key(config)
+    for hparams in (out / "logs" / "hparams.yaml", out / "logs" / "tensorboard" / "hparams.yaml"):
+        logged = yaml.safe_load(hparams.read_text())
+        assert (logged["alpha"], logged["repetitions"], logged["seed"]) == (0.5, 2, 3), hparams
+        assert logged["run_key"] == run_key(config)
+    assert list((out / "logs" / "tensorboard").glob("events.out.tfevents.*"))

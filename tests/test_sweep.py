@@ -818,7 +818,7 @@ def test_a_two_worker_trial_trains_the_one_worker_curve(tmp_path, ray_cluster):
     results = load("dp", tmp_path / "results")
     row = results.runs.iloc[0]
     assert len(row["attempt_nodes"].split(",")) == 2  # one node id per worker
-    log = (tmp_path / "runs" / "dp" / row["run_key"] / "train.log").read_text()
+    log = (Path(row["trial_dir"]) / "train.log").read_text()
     assert "training on 2 data-parallel workers" in log
 
     (config,) = sweep.trials()
