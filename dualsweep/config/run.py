@@ -176,6 +176,12 @@ class ObjectiveConfig(Checked):
     """How masked-diffusion rates t are drawn: i.i.d. U(0,1), or stratified across a batch."""
     min_mask_rate: float = field(default=1e-3, metadata=OPEN_UNIT_INTERVAL)
     """Lower clip of t, keeping the 1/t weight finite."""
+    common_masks: bool = field(default=False, metadata=IDENTITY_UNLESS_DEFAULT)
+    """Draw every row's noise level and masked positions whether or not it trains a masking
+    objective, so that runs at one seed and different alphas mask alike every row both train
+    on it (common random numbers: paired comparisons across alpha cancel the masking noise;
+    initial weights and batches are shared at one seed anyway). Off: only those rows draw,
+    and their draws depend on how many there are."""
 
 
 @dataclass(frozen=True, kw_only=True)

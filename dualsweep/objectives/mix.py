@@ -160,6 +160,7 @@ def corrupt_batch(
     weights: np.ndarray | None = None,
     stratified: bool = False,
     min_mask_rate: float = 1e-3,
+    common_masks: bool = False,
 ) -> Corruption:
     """Draw the corruption of a whole batch: each objective of `pair` draws for its rows only
     (the first objective's draws come first).
@@ -167,7 +168,7 @@ def corrupt_batch(
     Drawn for the whole batch at once, so that splitting it into micro-batches afterwards
     changes nothing. An objective with no row draws nothing (alpha = 1 draws no mask at all).
     `weights` are the rows' weights in the batch loss (from `objective_allocation`; default
-    1/B each).
+    1/B each). `common_masks`: each objective draws for every row (`Objective.draw`).
     """
     B = len(tokens)
     weights = np.full(B, 1.0 / B) if weights is None else weights
@@ -177,7 +178,13 @@ def corrupt_batch(
         if not rows.any():
             continue
         draw = objective.draw(
-            tokens, rows, special, generator, stratified=stratified, min_rate=min_mask_rate
+            tokens,
+            rows,
+            special,
+            generator,
+            stratified=stratified,
+            min_rate=min_mask_rate,
+            **({"common": True} if common_masks else {}),  # (objectives of before lack it)
         )
         if draw.masked is None:  # nothing replaced: its rows keep the clean tokens
             continue

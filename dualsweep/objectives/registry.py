@@ -117,8 +117,12 @@ class Objective:
         *,
         stratified: bool,
         min_rate: float,
+        common: bool = False,
     ) -> Draw:
         """Corrupt the rows of `tokens` (B, T) where `rows` (B,) is True.
+
+        With `common`, draw for every row and keep the draws of `rows`: a row's draw is then
+        the same whichever rows train on this objective (common random numbers across alpha).
 
         `rows.host` counts and chooses without a device sync; `rows.device` selects on the
         device without a copy. A draw makes no host-to-device copy (it runs per step on a
@@ -150,7 +154,7 @@ class Autoregressive(Objective):
     columns = AR_COLUMNS
     scores = True
 
-    def draw(self, tokens, rows, special, generator, *, stratified, min_rate) -> Draw:
+    def draw(self, tokens, rows, special, generator, *, stratified, min_rate, common=False) -> Draw:
         return Draw(inputs=tokens, masked=None, rates=torch.ones(len(tokens), device=tokens.device))
 
     def sequence_sums(self, nll, targets, masked, rates) -> torch.Tensor:
@@ -170,13 +174,16 @@ class MaskedDiffusion(Objective):
     scores = True
     held_out_seed_offset = 0  # the seed its committed held-out curves were drawn with
 
-    def draw(self, tokens, rows, special, generator, *, stratified, min_rate) -> Draw:
+    def draw(self, tokens, rows, special, generator, *, stratified, min_rate, common=False) -> Draw:
         device = tokens.device
+        count = len(tokens) if common else int(rows.host.sum())
         drawn = sample_mask_rates(
-            int(rows.host.sum()), generator, stratified=stratified, min_rate=min_rate, device=device
+            count, generator, stratified=stratified, min_rate=min_rate, device=device
         )
-        # The selected rows' rates in row order (masked_scatter needs no index, so no copy).
-        rates = torch.ones(len(tokens), device=device).masked_scatter(rows.device, drawn)
+        if common:  # every row drew; the other rows' rates are dropped
+            rates = torch.where(rows.device, drawn, torch.ones_like(drawn))
+        else:  # the selected rows' rates in row order (masked_scatter needs no index or copy)
+            rates = torch.ones(len(tokens), device=device).masked_scatter(rows.device, drawn)
         maskable = maskable_positions(tokens, special) & rows.device[:, None]
         inputs, masked = mask_tokens(tokens, rates, maskable, special.mask, generator)
         return Draw(inputs=inputs, masked=masked, rates=rates)

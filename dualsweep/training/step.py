@@ -111,6 +111,7 @@ def train_step(
         weights=weights,
         stratified=objective.mask_rate_sampling == "stratified",
         min_mask_rate=objective.min_mask_rate,
+        common_masks=objective.common_masks,
     )
     tokens, corruption = _own_rows(tokens, corruption, workers.share(B))
     # Gradient accumulation: each part's loss carries its rows' whole-batch weights, so the
