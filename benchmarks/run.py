@@ -28,7 +28,7 @@ TRAINING = (
     "compile",
 )
 MEMORY = ("step_memory",)  # fresh processes of its own (benchmarks/memory.py)
-COUNTED = ("step_traffic",)  # counted on fake tensors, not timed (benchmarks/traffic.py)
+COUNTED = ("step_traffic", "compiled_flops")  # counted, not timed (traffic.py, compiled_flops.py)
 PREPARE = ("prepare_1_process", "prepare_2_process")  # measured together (benchmarks/prepare.py)
 SWEEP = ("sweep_efficiency", "sweep_efficiency_8x")
 NAMES = TRAINING + MEMORY + COUNTED + PREPARE + SWEEP
@@ -49,9 +49,11 @@ def measure(names, repetitions: int, steps: int) -> list[common.Ratio]:
             _PREPARED.update((r.name, r) for r in prepare_throughput())
         return _PREPARED[name]
 
+    from .compiled_flops import compiled_flops_ratio
     from .traffic import traffic_ratio
 
     benches = {
+        "compiled_flops": compiled_flops_ratio,
         "step_memory": step_memory,
         "step_traffic": traffic_ratio,
         "prepare_1_process": lambda: prepare_row("prepare_1_process"),
@@ -275,6 +277,14 @@ def _reading(results: list[common.Ratio]) -> list[str]:
         "per token per layer outside its matmuls (counted on fake tensors under bf16 autocast,",
         f"  benchmarks/traffic.py); the largest: {traffic['largest']}. Target: half of the",
         "  count at commit 4e27c4b (817 KB).",
+    ]
+    share = by["compiled_flops"].details
+    lines += [
+        f"- compiled_flops: with `train.compile`, {share['whole_share']:.1%} of a step's matmul FLOPs "
+        f"(forward and backward) run inside compiled graphs with whole logits and "
+        f"{share['chunked_share']:.1%} with `loss_chunk_tokens`",
+        "  (benchmarks/compiled_flops.py counts the graphs' FLOPs through a counting backend against "
+        "the eager step's); the optimizer's are outside.",
     ]
     prep = by["prepare_2_process"].details
     lines += [

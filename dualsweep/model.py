@@ -53,10 +53,48 @@ def rope_tables(seq_len: int, head_dim: int, theta: float) -> tuple[torch.Tensor
 
 
 def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    """Rotate (first half, second half) channel pairs of x (B, H, T, D) by their position angle."""
-    x1, x2 = x.float().chunk(2, dim=-1)
-    rotated = torch.cat((x1 * cos - x2 * sin, x1 * sin + x2 * cos), dim=-1)
-    return rotated.type_as(x)
+    """Rotate (first half, second half) channel pairs of x (B, H, T, D) by their position angle:
+    (x1 cos - x2 sin, x2 cos + x1 sin), written as x * [cos, cos] + [x2, x1] * [-sin, sin].
+
+    In x's own dtype: under bf16 autocast q and k are bf16, and a float32 round trip would
+    move three times the bytes of the rotation (the tables are exact in float32 and rounded
+    once to bf16). In float32 the values are those of the two-half formula, bit for bit
+    (a - b is a + (-b), and addition commutes)."""
+    cos, sin = cos.to(x.dtype), sin.to(x.dtype)
+    x1, x2 = x.chunk(2, dim=-1)
+    return x * torch.cat((cos, cos), dim=-1) + torch.cat((x2, x1), dim=-1) * torch.cat(
+        (-sin, sin), dim=-1
+    )
+
+
+class _LowPrecisionRMSNorm(torch.autograd.Function):
+    """RMSNorm of a bf16 (or fp16) x: the statistic in float32, every whole-activation op in
+    x's dtype. The float32 route (`F.rms_norm` of x.float()) copies x to float32, runs pow,
+    mean and two multiplies on float32 tensors and copies back, and its autograd graph keeps
+    float32 intermediates: about four times the bytes per element of this one. Autocast is
+    off inside: CUDA's would run the norm on a float32 copy of x."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
+        with torch.autocast(x.device.type, enabled=False):
+            # One read of x, accumulated in float32: the mean of squares keeps its precision.
+            norm = torch.linalg.vector_norm(x, dim=-1, keepdim=True, dtype=torch.float32)
+            rstd = torch.rsqrt(norm.square() / x.shape[-1] + eps)  # (..., 1), float32
+            xhat = x * rstd.to(x.dtype)
+            ctx.save_for_backward(xhat, weight, rstd)
+            return xhat * weight.to(x.dtype)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        xhat, weight, rstd = ctx.saved_tensors
+        grad_xhat = grad * weight.to(grad.dtype)
+        # d/dx of x * rstd(x): rstd * (g - xhat * mean(g * xhat)), the mean in float32.
+        dot = (grad_xhat * xhat).sum(dim=-1, keepdim=True, dtype=torch.float32)
+        centred = torch.addcmul(grad_xhat, xhat, (-dot / xhat.shape[-1]).to(grad.dtype))
+        grad_x = centred * rstd.to(grad.dtype)
+        reduce = tuple(range(grad.dim() - 1))
+        grad_weight = (grad * xhat).sum(dim=reduce, dtype=torch.float32).to(weight.dtype)
+        return grad_x, grad_weight, None
 
 
 class RMSNorm(nn.Module):
@@ -66,8 +104,9 @@ class RMSNorm(nn.Module):
         self.weight = nn.Parameter(torch.ones(dim))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # Normalise in float32: under bf16 autocast the mean of squares loses precision.
-        return F.rms_norm(x.float(), (x.shape[-1],), self.weight.float(), self.eps).type_as(x)
+        if x.dtype in (torch.bfloat16, torch.float16):  # the residual stream under autocast
+            return _LowPrecisionRMSNorm.apply(x, self.weight, self.eps)
+        return F.rms_norm(x, (x.shape[-1],), self.weight.to(x.dtype), self.eps)
 
 
 class SelfAttention(nn.Module):
@@ -172,6 +211,11 @@ class Transformer(nn.Module):
             mask = attention_mask(prefix_lengths, T, document_ids)
         cos, sin = self.rope_cos[:T], self.rope_sin[:T]
         x = self.embed(tokens)  # (B, T, C)
+        if torch.is_autocast_enabled(x.device.type):
+            # The residual stream in the autocast dtype (bf16), as Megatron-LM's default:
+            # every block's output is bf16 already, and a float32 stream doubles the bytes
+            # of every add and norm. The norms still accumulate their statistic in float32.
+            x = x.to(torch.get_autocast_dtype(x.device.type))
         for block in self.blocks:
             x = block(x, cos, sin, mask, is_causal)
         return self.final_norm(x)
@@ -196,15 +240,16 @@ class Transformer(nn.Module):
             x = x[at]  # (N, C): only the places asked for
         return self.head(x)  # (B, T, V), or (N, V)
 
-    def compile_blocks(self) -> None:
+    def compile_blocks(self, **options) -> None:
         """Compile each block in place with `torch.compile`.
 
         Every block runs the same code on the same shapes, so one graph per attention mode
         (causal, bidirectional, per-sample mask) serves all layers: compile time does not
         grow with depth, where compiling the whole model traces every layer into each graph.
-        Parameter names are unchanged (checkpoints and optimizer groups do not see it)."""
+        Parameter names are unchanged (checkpoints and optimizer groups do not see it).
+        `options` go to `torch.compile` (a benchmark passes its own backend)."""
         for block in self.blocks:
-            block.compile()
+            block.compile(**options)
 
     def num_parameters(self, non_embedding: bool = False) -> int:
         """Parameters counted once (a tied head is not counted twice)."""

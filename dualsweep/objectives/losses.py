@@ -18,6 +18,51 @@ from torch.utils.checkpoint import checkpoint
 from dualsweep.data.special import SpecialTokens
 
 
+IGNORE = -100  # a target that has no loss (the last position of a row)
+
+
+class _LowPrecisionNLL(torch.autograd.Function):
+    """Cross-entropy (N,) in float32 of bf16 (or fp16) logits (N, V), never copying them to
+    float32. The float32 route (`F.cross_entropy(logits.float())`) writes a float32 copy of
+    the logits, their float32 log-softmax, a float32 gradient and its bf16 copy: about 40
+    bytes per logit moved; this one moves about 16 (max, shift, exp and a float32-accumulated
+    sum forward; one scaled copy of the saved exponentials backward).
+
+    Precision: the shift by the row's maximum (itself a logit) is exact for the logits within
+    a factor of 2 of it, which carry the sum; each exponential is rounded to bf16 (relative
+    2^-9) and the sum accumulates in float32, so log-sum-exp is within about 1e-3 nats, below
+    the rounding of the bf16 logits themselves (2^-9 of a logit of 10 is 0.02). The gradient,
+    softmax minus one-hot, is bf16 as the logits' gradient is under autocast anyway."""
+
+    @staticmethod
+    def forward(ctx, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        valid = targets != IGNORE
+        safe = targets.clamp(min=0)[:, None]
+        top = logits.amax(dim=-1, keepdim=True)
+        exps = (logits - top).exp()
+        total = exps.sum(dim=-1, dtype=torch.float32)  # (N,)
+        log_sum_exp = top.squeeze(-1).float() + total.log()
+        nll = (log_sum_exp - logits.gather(-1, safe).squeeze(-1).float()) * valid
+        ctx.save_for_backward(exps, total, safe, valid)
+        return nll
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        exps, total, safe, valid = ctx.saved_tensors
+        weight = (grad * valid)[:, None]  # (N, 1): d nll / d logit = softmax - one-hot
+        grad_logits = exps * (weight / total[:, None]).to(exps.dtype)
+        grad_logits.scatter_add_(-1, safe, -weight.to(exps.dtype))
+        return grad_logits, None
+
+
+def token_nll(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy (N,) in float32 of logits (N, V) for targets (N,); 0 where a target is
+    IGNORE. float32 logits take `F.cross_entropy`; bf16 and fp16 ones `_LowPrecisionNLL`."""
+    if logits.dtype in (torch.bfloat16, torch.float16):
+        return _LowPrecisionNLL.apply(logits, targets)
+    return F.cross_entropy(logits.float(), targets, reduction="none", ignore_index=IGNORE)
+
+
 def next_token_nll(logits: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
     """Cross-entropy (B, T-1) of predicting tokens[:, i+1] from logits[:, i], in float32.
 
@@ -25,10 +70,8 @@ def next_token_nll(logits: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
     logits are read in place: slicing off the last position first would copy all of them.
     """
     B, T, V = logits.shape
-    targets = torch.cat([tokens[:, 1:], tokens.new_full((B, 1), -100)], dim=1)
-    nll = F.cross_entropy(
-        logits.reshape(-1, V).float(), targets.reshape(-1), reduction="none", ignore_index=-100
-    )
+    targets = torch.cat([tokens[:, 1:], tokens.new_full((B, 1), IGNORE)], dim=1)
+    nll = token_nll(logits.reshape(-1, V), targets.reshape(-1))
     return nll.view(B, T)[:, :-1]
 
 
@@ -54,7 +97,7 @@ def chunked_next_token_nll(
     logits in their own dtype (no float32 copy of them is written).
     """
     B, T, C = features.shape
-    targets = torch.cat([tokens[:, 1:], tokens.new_full((B, 1), -100)], dim=1).reshape(-1)
+    targets = torch.cat([tokens[:, 1:], tokens.new_full((B, 1), IGNORE)], dim=1).reshape(-1)
     flat = features.reshape(-1, C)
     head_nll = compiled_head_nll() if compiled else _head_nll
     if not chunk_tokens or chunk_tokens >= B * T:
@@ -73,14 +116,14 @@ def chunked_next_token_nll(
 
 
 def _head_nll(features: torch.Tensor, head: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    logits = F.linear(features, head)
-    return F.cross_entropy(logits.float(), targets, reduction="none", ignore_index=-100)
+    return token_nll(F.linear(features, head), targets)
 
 
 @functools.cache
-def compiled_head_nll():
-    """`_head_nll` through `torch.compile` (made once per process, on first use)."""
-    return torch.compile(_head_nll)
+def compiled_head_nll(backend="inductor"):
+    """`_head_nll` through `torch.compile` (made once per process and backend, on first use;
+    `benchmarks/compiled_flops.py` passes a counting backend)."""
+    return torch.compile(_head_nll, backend=backend)
 
 
 def modelled(tokens: torch.Tensor, special: SpecialTokens) -> torch.Tensor:
