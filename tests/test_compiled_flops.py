@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import torch
-
 from dualsweep.benchmarks.compiled_flops import GraphFlops, compiled_share
+
 from dualsweep.data.special import SpecialTokens
 
 from .conftest import tiny_run_config

@@ -17,7 +17,6 @@ from torch.utils.checkpoint import checkpoint
 
 from dualsweep.data.special import SpecialTokens
 
-
 IGNORE = -100  # a target that has no loss (the last position of a row)
 
 
