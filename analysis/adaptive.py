@@ -175,9 +175,12 @@ def report(
     figures: list[Path],
     out: Path,
     link: str,
+    simulated: list[str] = (),
 ) -> tuple[str, list[str]]:
     """REPORT.md's text, and the README's block (the models-needed table; `link` is the
-    report's path from the README)."""
+    report's path from the README). `simulated`: the section on designs against a known
+    truth (`simulated_section`), placed after the runs-needed summary and quoted in the
+    README's block."""
     grid_width = float(widths(reference).sum())
     lines = [
         f"# Adaptive designs against the `{grid_name}` grid",
@@ -296,6 +299,8 @@ def report(
             f"{np.median(settled):g} ({by_order}). " + widths_text
         )
     lines += table + summary
+    if simulated:
+        lines += ["", *simulated]
     wide = reference[widths(reference) > 2.0]  # 2 in log-odds: 0.5 to 0.88, 0.9 to 0.985
     if len(wide):
         lines += [
@@ -364,8 +369,69 @@ def report(
         "",
         *table,
         *summary,
+        *(["", *simulated] if simulated else []),
     ]
     return "\n".join(lines) + "\n", block
+
+
+def simulated_section(folder: Path) -> list[str]:
+    """The designs against a known truth (`dualsweep simulate`, `make simulate`): runs needed
+    within the tolerance at every R, and the half-the-models answer, per truth surface; read
+    from the simulator's rows. Empty where the folder holds none."""
+    import json
+
+    from .simulate import SIMULATIONS_TABLE, by_count, runs_needed
+    from .simulation_report import half_the_models
+
+    table_path, setup_path = folder / SIMULATIONS_TABLE, folder / "setup.json"
+    if not (table_path.is_file() and setup_path.is_file()):
+        return []
+    rows, setup = pd.read_parquet(table_path), json.loads(setup_path.read_text())
+    tolerance, grid_runs = setup["tolerance"], setup["grid_runs"]
+    lines = [
+        "## Against a known truth",
+        "",
+        f"The agreement rule above can only compare a design with the grid's own noisy "
+        f"posterior. `results/{folder.name}/REPORT.md` (`make simulate`) runs "
+        f"the same designs on simulated studies of known truth surfaces, with the GP of "
+        f"`dualsweep fit`, and scores each against the true best alpha. Runs needed: the run "
+        f"count from which the median error over the studies is within {tolerance:g} "
+        f"(log-odds) at every R. Half the models: yes if an adaptive design, with at most "
+        f"{grid_runs / 2:g} runs, both stays as accurate as the full {grid_runs}-run grid (its "
+        "worst-R median error) and is within the tolerance; partly if one of the two.",
+        "",
+    ]
+    table_rows = []
+    for truth, part in rows.groupby("truth", sort=False):
+        summary = by_count(part, tolerance)
+        half = half_the_models(summary, grid_runs, tolerance)
+        for design in summary["design"].unique():
+            needed = runs_needed(summary, design, tolerance)
+            last = summary[summary["design"] == design].iloc[-1]
+            reached = half.get("reached", {}).get(design)
+            table_rows.append(
+                [
+                    f"`{truth}`",
+                    design,
+                    str(needed) if needed is not None else f"not within {int(last['n'])}",
+                    f"{last['worst_error']:.2f} at {int(last['n'])}",
+                    "–"
+                    if design in ("grid", "checkerboard")
+                    else (str(reached) if reached else "never"),
+                ]
+            )
+        table_rows.append([f"`{truth}`", "**half the models**", f"**{half['answer']}**", "", ""])
+    lines += table_lines(
+        [
+            "truth",
+            "design",
+            "runs needed",
+            "worst-R median error, all runs",
+            "as good as the full grid from",
+        ],
+        table_rows,
+    )
+    return lines
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -377,6 +443,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--designs", nargs="+", default=["tiny-suggest", "tiny-optuna"])
     parser.add_argument("--metric", default="final_held_out_ar_loss")
     parser.add_argument("--orders", type=int, default=5, help="random orders of the grid")
+    parser.add_argument(
+        "--simulated",
+        default="simulated-designs",
+        help="folder of `dualsweep simulate` under --results, quoted if present",
+    )
     args = parser.parse_args(argv)
     out = sweep_dir(f"{args.grid}-adaptive", args.results)
     try:
@@ -411,9 +482,11 @@ def main(argv: list[str] | None = None) -> int:
     # The README beside the results folder (the repository's), quoting the report's table.
     readme = Path(args.results).resolve().parent / "README.md"
     link = (out / "REPORT.md").resolve().relative_to(readme.parent).as_posix()
+    simulated = simulated_section(Path(args.results) / args.simulated)
     text, block = report(
-        args.grid, grid, reference, orders, designs, args.metric, figures, out / "REPORT.md", link
-    )
+        args.grid, grid, reference, orders, designs, args.metric, figures, out / "REPORT.md", link,
+        simulated,
+    )  # fmt: skip
     (out / "REPORT.md").write_text(text)
     update_readme(readme, out.name, block)
     print(f"[adaptive] wrote {out / 'REPORT.md'}")

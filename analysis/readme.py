@@ -8,13 +8,54 @@ report itself belong to `analysis.report`, which calls this module last.
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Sequence
 from pathlib import Path
 
+from .tables import alpha_label
+
 # The report's file name, in each sweep's results folder: declared here, the lowest module
 # that names it (the block links to it); `analysis.report` writes the file under this name.
 REPORT_FILE = "REPORT.md"
+
+
+def _g(value: float) -> str:
+    return f"{value:.3g}"
+
+
+def _mix_measured(stated: dict) -> str:
+    bars = [row["paired_threshold"] for row in stated["rows"] if row["compared"]]
+    bars = [b for b in bars if math.isfinite(b)]  # NaN: no seed noise measured
+    span = f"; paired thresholds {_g(min(bars))}–{_g(max(bars))}" if bars else ""
+    return (
+        f"best mix wins at {stated['wins']}/{stated['compared']} R, beyond paired noise at "
+        f"{stated['significant']} (unpaired: {stated['significant_unpaired']}){span}"
+    )
+
+
+def _falls_measured(stated: dict) -> str:
+    gp = (
+        f"GP median best α {_g(stated['median_lowest_r'])} → {_g(stated['median_highest_r'])}"
+        if "median_lowest_r" in stated
+        else ""
+    )
+    swap = stated.get("paired")
+    if stated.get("decided_by") == "GP" or swap is None:
+        return gp + ("; decided by the GP (no noise threshold)" if swap else "")
+    ends = (
+        f"best trained α {alpha_label(swap['best_lowest_r'])} at R={swap['lowest_r']:g}, "
+        f"{alpha_label(swap['best_highest_r'])} at R={swap['highest_r']:g}"
+    )
+    if swap["falls"]:
+        ends += (
+            f", behind {_g(swap['behind_lowest_r'])} / {_g(swap['behind_highest_r'])} vs paired "
+            f"thresholds {_g(swap['paired_lowest_r'])} / {_g(swap['paired_highest_r'])} "
+            f"(unpaired {_g(swap['unpaired_lowest_r'])} / {_g(swap['unpaired_highest_r'])})"
+        )
+    else:
+        ends += ": does not fall"
+    return f"{ends}; {gp}" if gp else ends
 
 
 def _measured(section: str, stated: dict) -> str:
@@ -26,17 +67,18 @@ def _measured(section: str, stated: dict) -> str:
             f"final vs R={low:g}: {stated['rise'][high]:+.3f}"
         )
     if section == "mix_beats_pure" and "wins" in stated:
-        return (
-            f"best mix wins at {stated['wins']}/{stated['compared']} R, beyond noise at "
-            f"{stated['significant']}"
+        return _mix_measured(stated)
+    if section == "best_alpha_falls" and "verdict" in stated:
+        return _falls_measured(stated)
+    if section == "ar_vs_md_targets" and "agree" in stated:
+        paired = (
+            f"best trained α agree within paired noise at {stated['agree']}/"
+            f"{stated['compared']} R (unpaired: {stated['agree_unpaired']})"
         )
-    if section == "best_alpha_falls" and "median_lowest_r" in stated:
-        return (
-            f"median best α {stated['median_lowest_r']:.3g} at the lowest R, "
-            f"{stated['median_highest_r']:.3g} at the highest"
-        )
-    if section == "ar_vs_md_targets" and "overlap" in stated:
-        return f"90% intervals overlap at {stated['overlap']}/{stated['compared']} R"
+        gp = f"GP intervals overlap at {stated['overlap']}/{stated['overlap_compared']}"
+        if stated.get("decided_by") == "GP":
+            return f"{gp} (decided by the GP: no noise threshold); {paired}"
+        return f"{paired}; {gp}"
     if section == "time" and "share_median" in stated:
         return f"median {stated['share_median']:.1f}% (max {stated['share_max']:.1f}%)"
     if section == "stderr" and "stderr" in stated:

@@ -5,9 +5,9 @@ the sections of `analysis.claims` in order, and writing the file. `make plots` c
 `write_report` with the GP best-alpha summaries it already fitted, so the report costs no
 refit. Every number comes from the Parquet tables of the sweep and of its optional companions
 in the same results root: `<name>-seeds` (other seeds at some of the sweep's points, for the
-noise thresholds and the step side of the allocation comparison) and `<name>-allocation`
-(`mix_allocation: sequence` runs at some points); none is typed in by hand except the paper's
-own (`claims.PAPER_470M`) and the targets (`claims.EVAL_SHARE_TARGET`,
+noise thresholds, paired per R and unpaired, and the step side of the allocation comparison)
+and `<name>-allocation` (`mix_allocation: sequence` runs at some points); none is typed in by
+hand except the paper's own (`claims.PAPER_470M`) and the targets (`claims.EVAL_SHARE_TARGET`,
 `claims.SCORE_STDERR_TARGET`). The README's block of verdicts is built in `analysis.readme`;
 `readme_block` and `update_readme` stay importable from here, where `write_report` uses them.
 """
@@ -174,17 +174,38 @@ def build_report(
         else None
     )
     limits = claims.noise_limits(spread)
+    thresholds = claims.Thresholds(
+        claims.paired_spread(table, seeds_table) if spread is not None else None, limits
+    )
     sections = {
         "header": header(name, results.runs, table, results.evals, min_points=min_points),
         "overfitting": claims.overfitting(table, limits, undecided=undecided),
-        "mix_beats_pure": claims.mix_beats_pure(table, limits, undecided=undecided),
-        "best_alpha_falls": claims.best_alpha_falls(best_alphas, undecided=undecided),
-        "ar_vs_md_targets": claims.ar_vs_md_targets(best_alphas, undecided=undecided),
+        "mix_beats_pure": claims.mix_beats_pure(
+            table, limits, thresholds=thresholds, undecided=undecided
+        ),
+        "best_alpha_falls": claims.best_alpha_falls(
+            best_alphas, table, thresholds, undecided=undecided
+        ),
+        "ar_vs_md_targets": claims.ar_vs_md_targets(
+            best_alphas, table, thresholds, undecided=undecided
+        ),
     }
     numbers = {key: stated for key, (_, stated) in sections.items()}
     seeds_path = f"results/{name}{SEEDS_SUFFIX}/{RUNS_TABLE}"
-    sections["seed_noise"] = claims.seed_noise(spread, limits, _claimed(numbers), seeds_path)
     done = results.runs[results.runs["run_key"].isin(table["run_key"])]
+    sharing = {name: done}
+    if seeds_table is not None and len(seeds_table):
+        sharing[f"{name}{SEEDS_SUFFIX}"] = seeds.runs[
+            seeds.runs["run_key"].isin(seeds_table["run_key"])
+        ]
+    sections["seed_noise"] = claims.seed_noise(
+        spread,
+        limits,
+        _claimed(numbers),
+        seeds_path,
+        thresholds,
+        claims.common_random_numbers(sharing),
+    )
     sections["allocation"] = claims.allocation(
         trial_table(_with_allocation(results, "step")),
         trial_table(_with_allocation(seeds, "step")) if seeds is not None else None,
@@ -248,17 +269,19 @@ def glance(numbers: dict) -> list[str]:
     return lines + [""]
 
 
-def _claimed(numbers: dict) -> list[tuple[str, str, dict[float, float]]]:
-    """The differences sections 2-3 claim, for the seed-noise check of section 6."""
+def _claimed(numbers: dict) -> list[claims.Claimed]:
+    """The differences sections 2-3 claim, for the seed-noise check of section 6: a run
+    against itself (unpaired, pooled threshold) or two alphas at one seed (paired)."""
     found = []
     overfit = numbers["overfitting"]
     if "gap" in overfit:
         high = overfit["highest_r"]
         gap = {high: overfit["gap"][high]}
-        found.append(("pure AR final − best loss at the highest R", "final_held_out_ar_loss", gap))
+        what = "pure AR final − best loss at the highest R"
+        found.append((what, "final_held_out_ar_loss", gap, False))
     for column, stated in numbers["mix_beats_pure"].items():
         margins = {row["repetitions"]: row["margin"] for row in stated["rows"] if row["compared"]}
-        found.append(("best-mix margin over the better pure objective", column, margins))
+        found.append(("best-mix margin over the better pure objective", column, margins, True))
     return found
 
 

@@ -218,12 +218,32 @@ def test_report_numbers_equal_pandas_and_verdicts_follow_rules(results_root):
     assert verdict(section(mixes, "### `final_held_out_ar_loss`")) == "reproduced"
     assert verdict(section(mixes, "### `final_held_out_md_elbo`")) == "not reproduced"
 
+    # Paired noise at R = 16, where alphas 1/2 and 1 have seeds 0-2: losses 1/2 +- .05, 1
+    # +- .02 in the same direction, so their difference varies by (0, .03, -.03): paired SD
+    # .03, threshold .060; single SD sqrt((.05^2 + .02^2) / 2) = .038, unpaired threshold
+    # 2 sqrt 2 x .038 = .108. R = 1 and 4 have no seeds: the paired SD pooled over R (.03).
+    single = np.sqrt((0.05**2 + 0.02**2) / 2)
+    assert f"| 16 | `final_held_out_ar_loss` | 2 | {single:.3f} (4) | 0.030 (2) |" in noise
+    ar_loss = section(mixes, "### `final_held_out_ar_loss`")
+    assert cells(ar_loss, "1")[6] == f"0.060 / {2 * np.sqrt(2) * single:.3f}"
+    assert "at R = 1, 4 (no paired estimate there), the paired SD pooled over R" in ar_loss
+
+    # Best alpha: score_ar's GP median falls (0.9 -> 0.25), but its best trained alpha is 1/2
+    # at every R (30 against 25 and 20): it does not fall, not reproduced (the GP is context).
     falls = section(text, "## 4.")
-    assert verdict(section(falls, "### `score_ar`")) == "reproduced"
+    assert verdict(section(falls, "### `score_ar`")) == "not reproduced"
+    assert (
+        "Paired (the verdict): best trained α 1/2 at R=1, 1/2 at R=16: the best α does not fall."
+        in falls
+    )
+    assert "partly if only the medians fall) would say: reproduced." in falls
     assert verdict(section(falls, "### `score_md`")) == "not reproduced"
     assert "R=16: 4 [1.6, 6.4]" in falls
+    # Targets: both best trained alphas are 1/2 at every R, so they agree; the GP intervals
+    # (context, not the rule) overlap at 2 of 3.
     targets = section(text, "## 5.")
-    assert "overlap at 2 of 3 R" in targets and verdict(targets) == "partly"
+    assert "agree at 3 of 3 R on paired noise" in targets and verdict(targets) == "reproduced"
+    assert "the GP's 90% intervals overlap at 2 of 3 R" in targets
 
     prefix = section(text, "## 8.")
     d = table["score_prefix"] - table["score_ar"]
@@ -326,6 +346,13 @@ def test_missing_seeds_sweep_falls_back(results_root):
     assert "(0.050 nats, fallback: no seed SD measured)" in section(text, "## 2.")
     assert verdict(section(text, "## 2.")) == "reproduced"  # 1.0 > 0.05
     assert "No surface was fitted." in section(text, "## 4.")
+    # Section 3 says the paired threshold fell back to the unpaired 0.05 nats; the scores keep
+    # only their 2 evaluation standard errors.
+    mixes = section(text, "## 3.")
+    assert "no paired SD measured" in section(mixes, "### `final_held_out_ar_loss`")
+    assert "the unpaired pooled threshold stands in: 0.050" in mixes
+    score_ar = section(mixes, "### `score_ar`")
+    assert "2 evaluation standard errors of the margin, no seed noise being measured" in score_ar
 
 
 def test_small_gap_is_not_overfitting():
@@ -402,15 +429,16 @@ def claim_verdicts(text: str) -> list[str]:
     return found
 
 
-def test_four_runs_decide_no_claim(tmp_path, monkeypatch):
-    """A smoke-sized sweep (4 runs) in which every rule has what it compares: pure AR at two R,
-    both pure objectives and a mix at R = 1. `make plots` still writes every table and the
-    report, but no verdict is decided, and the report says why at the top."""
+def test_six_runs_decide_no_claim(tmp_path, monkeypatch):
+    """A smoke-sized sweep (6 runs) in which every rule has what it compares: both pure
+    objectives and a mix at two R (section 4 compares each end's best alpha at the other end).
+    `make plots` still writes every table and the report, but no verdict is decided, and the
+    report says why at the top."""
     from dualsweep.analysis import figures, plots
 
     for name in ("surface", "best_alpha_density", "overfitting", "prefix_gain"):
         monkeypatch.setattr(figures, name, lambda *a, **k: [])  # figures are tested elsewhere
-    design = ((0.0, 1), (0.5, 1), (1.0, 1), (1.0, 16))
+    design = tuple((a, r) for r in (1, 16) for a in ALPHAS)
     runs = [run_row(f"a{a}-r{r}", a, r, seed=0) for a, r in design]
     evals = [row for a, r in design for row in eval_rows(f"a{a}-r{r}", a)]
     write_sweep(tmp_path, "smoke", runs, evals)
@@ -418,10 +446,10 @@ def test_four_runs_decide_no_claim(tmp_path, monkeypatch):
     plots.make_all("smoke", tmp_path, log=logged.append)
     text = (tmp_path / "smoke" / "REPORT.md").read_text()
 
-    undecided = f"too few runs (4 < {claims.MIN_VERDICT_POINTS}): not decided"
+    undecided = f"too few runs (6 < {claims.MIN_VERDICT_POINTS}): not decided"
     top = text[: text.index("Verdicts (rules")]
     assert (
-        f"**Too few runs to decide: 4 distinct trained (α, R) points, below the minimum of "
+        f"**Too few runs to decide: 6 distinct trained (α, R) points, below the minimum of "
         f"{claims.MIN_VERDICT_POINTS} (the rule and its reason above).**" in top
     )
     assert "Loeppky, Sacks & Welch 2009" in top
@@ -432,16 +460,16 @@ def test_four_runs_decide_no_claim(tmp_path, monkeypatch):
     assert f"pure AR overfits with repetition: **{undecided}**" in glance
     assert not DECIDED & set(re.findall(r"\*\*([a-z ]+)\*\*", glance))
     assert any("warning: " + undecided in line for line in logged)
-    note = f"too few runs (4 < {claims.MIN_VERDICT_POINTS}): not a finding"
+    note = f"too few runs (6 < {claims.MIN_VERDICT_POINTS}): not a finding"
     assert (tmp_path / "smoke" / "tables" / "best_alpha.md").read_text().startswith(f"**{note}**")
 
-    # The same tables with the minimum lowered to 4: every rule decides, so the minimum
+    # The same tables with the minimum lowered to 6: every rule decides, so the minimum
     # alone turned the verdicts into "not decided".
     results = report.load("smoke", tmp_path)
     table = trial_table(results)
-    lowered, _ = report.build_report("smoke", results, BEST_ALPHAS, min_points=4)
+    lowered, _ = report.build_report("smoke", results, BEST_ALPHAS, min_points=6)
     assert set(claim_verdicts(lowered)) <= DECIDED and "Too few runs" not in lowered
-    assert claims.too_few(table) == undecided and claims.too_few(table, 4) is None
+    assert claims.too_few(table) == undecided and claims.too_few(table, 6) is None
 
 
 def test_enough_runs_are_decided_from_the_minimum_on():

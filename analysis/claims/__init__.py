@@ -9,14 +9,18 @@ Verdicts: "reproduced", "partly", "not reproduced", or "not tested" where the sw
 the runs a rule needs; "too few runs (n < N): not decided" replaces the first three where
 the sweep has fewer than `MIN_VERDICT_POINTS` distinct trained points. The allocation
 comparison (section 7) says which rule is better where, and the evaluation-cost targets
-(section 10) are "met", "not met" or "not recorded". Values of
-a point trained with several seeds are their mean, as in `analysis.tables.main_table`.
+(section 10) are "met", "not met" or "not recorded". Values of a point trained with several
+seeds are their mean, as in `analysis.tables.main_table`. Differences between two alphas
+at the sweep's seed (sections 3-5) are paired: they meet the paired noise threshold of
+their R (`Thresholds`), measured from the seeds companion, not the noise of two
+independent runs.
 
 Modules, lowest first: `formatting` (the section type, compared columns, Markdown helpers),
-`noise` (seed spreads, thresholds, standard errors; section 6), `trained_points` (sections
-2-3), `best_alpha` (4-5), `mix_allocation` (7), `scores` (8-9), `cost` (10). This package
-re-exports the sections and constants `analysis.report` calls as `claims.<name>`, so the
-report reads as one list of sections without knowing which module holds each.
+`noise` (seed spreads, unpaired and paired thresholds per R, standard errors; section 6),
+`trained_points` (sections 2-3), `best_alpha` (4-5), `mix_allocation` (7), `scores` (8-9),
+`cost` (10). This package re-exports the sections and constants `analysis.report` calls as
+`claims.<name>`, so the report reads as one list of sections without knowing which module
+holds each.
 """
 
 from .best_alpha import (
@@ -44,8 +48,12 @@ from .formatting import (
 from .mix_allocation import allocation
 from .noise import (
     FALLBACK_LOSS_THRESHOLD,
+    Claimed,
     Limits,
+    Thresholds,
+    common_random_numbers,
     noise_limits,
+    paired_spread,
     seed_noise,
     seed_spread,
 )
@@ -62,17 +70,21 @@ __all__ = [
     "SCORES",
     "SCORE_STDERR_TARGET",
     "TARGET_PAIRS",
+    "Claimed",
     "Limits",
     "Section",
+    "Thresholds",
     "allocation",
     "ar_vs_md_targets",
     "best_alpha_falls",
+    "common_random_numbers",
     "evaluation_cost",
     "evaluation_share",
     "minimum_rule",
     "mix_beats_pure",
     "noise_limits",
     "overfitting",
+    "paired_spread",
     "paper_numbers",
     "point_count",
     "prefix_vs_ar",

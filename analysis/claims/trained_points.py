@@ -2,8 +2,10 @@
 objectives (section 3).
 
 What belongs here: the rules that compare the sweep's trained (alpha, R) points directly,
-with the noise thresholds of `analysis.claims.noise`. Claims about the GP surface's best
-alpha are in `analysis.claims.best_alpha`.
+with the noise thresholds of `analysis.claims.noise`: section 2 compares a run with itself
+(its final and best loss) against the unpaired pooled threshold, section 3 two alphas at the
+sweep's seed against the paired threshold of their R. Claims about the best alpha are in
+`analysis.claims.best_alpha`.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from .formatting import (
     table_lines,
     verdict_lines,
 )
-from .noise import Limits, point_stderr
+from .noise import Limits, Thresholds, point_stderr
 
 
 # -- 2. pure AR overfits ---------------------------------------------------------------
@@ -79,7 +81,16 @@ def overfitting(table: pd.DataFrame, limits: Limits, *, undecided: str | None = 
 
 
 # -- 3. a mix beats both pure objectives -----------------------------------------------
-def _mix_row(r, lower_is_better: bool, stderr: dict, bar: float | None) -> dict:
+def _beyond(margin: float, bar: float, se: float, score: bool) -> bool:
+    """The margin exceeds the seed-noise bar (a NaN bar: none measured) and, for a score,
+    2 evaluation standard errors of the margin as well."""
+    needed = [b for b in (bar, 2 * se if score else np.nan) if np.isfinite(b)]
+    return bool(needed) and bool(margin > max(needed))
+
+
+def _mix_row(
+    r, lower_is_better: bool, stderr: dict, bars: tuple[float, float], score: bool
+) -> dict:
     """One R: the margin of the best mix over the better pure objective (positive: mix better)."""
     pick = min if lower_is_better else max
     better_alpha = pick((1.0, 0.0), key=lambda a: r.pure_ar if a == 1.0 else r.pure_md)
@@ -94,6 +105,7 @@ def _mix_row(r, lower_is_better: bool, stderr: dict, bar: float | None) -> dict:
         )
     )
     compared = bool(np.isfinite(margin))
+    paired, unpaired = bars
     return {
         "repetitions": r.repetitions,
         "best_mix_alpha": r.best_mix_alpha,
@@ -102,19 +114,23 @@ def _mix_row(r, lower_is_better: bool, stderr: dict, bar: float | None) -> dict:
         "pure_md": r.pure_md,
         "margin": margin,
         "margin_stderr": se,
+        "paired_threshold": paired,
+        "unpaired_threshold": unpaired,
         "compared": compared,
         "wins": compared and bool(margin > 0),
-        "significant": compared and bool(margin > (2 * se if bar is None else bar)),
+        "significant": compared and _beyond(margin, paired, se, score),
+        "significant_unpaired": compared and _beyond(margin, unpaired, se, score),
     }
 
 
-def _mix_metric(table: pd.DataFrame, column: str, limits: Limits, undecided: str | None) -> Section:
+def _mix_metric(
+    table: pd.DataFrame, column: str, thresholds: Thresholds, undecided: str | None
+) -> Section:
     m = metric(table, column)
     score = column.startswith("score_")
     stderr = point_stderr(table, column) if score else {}
-    threshold, source = limits.get(column, (np.nan, ""))
     rows = [
-        _mix_row(r, m.lower_is_better, stderr, None if score else threshold)
+        _mix_row(r, m.lower_is_better, stderr, _bars(thresholds, column, r.repetitions), score)
         for r in main_table(table, [m]).itertuples()
     ]
 
@@ -129,23 +145,27 @@ def _mix_metric(table: pd.DataFrame, column: str, limits: Limits, undecided: str
         )
 
     lines = [f"### `{column}` ({'lower' if m.lower_is_better else 'higher'} is better)", ""]
+    headers = ["R", "best mix α", "best mix", "pure AR", "pure MD", "margin"]
     lines += table_lines(
-        ["R", "best mix α", "best mix", "pure AR", "pure MD", "margin", "decided"],
+        [*headers, "threshold: paired / unpaired", "decided"],
         [
             [str(row["repetitions"]), fmt_alpha(row["best_mix_alpha"])]
             + [cell(row, row["best_mix_alpha"], row["best_mix"]), cell(row, 1.0, row["pure_ar"])]
             + [cell(row, 0.0, row["pure_md"])]
-            + [fmt_se(row["margin"], row["margin_stderr"], column, signed=True), decided(row)]
+            + [fmt_se(row["margin"], row["margin_stderr"], column, signed=True)]
+            + [f"{fmt(row['paired_threshold'], column)} / {fmt(row['unpaired_threshold'], column)}"]
+            + [decided(row)]
             for row in rows
         ],
     )
     compared = [row for row in rows if row["compared"]]
     wins = sum(row["wins"] for row in compared)
     significant = sum(row["significant"] for row in compared)
-    noise = "2 standard errors of the margin" if score else f"{threshold:.3f} nats ({source})"
+    unpaired = sum(row["significant_unpaired"] for row in compared)
     lines += [
         f"The best mix wins at {wins} of {len(compared)} R with both pure objectives trained, "
-        f"beyond {noise} at {significant}.",
+        f"beyond paired noise at {significant}; against the unpaired threshold (two "
+        f"independent runs' noise) it would be beyond noise at {unpaired}.",
         "",
     ]
     if not compared:
@@ -155,27 +175,75 @@ def _mix_metric(table: pd.DataFrame, column: str, limits: Limits, undecided: str
     else:
         verdict = "partly" if wins else "not reproduced"
     verdict = gated(verdict, undecided)
-    rule = (
-        f"reproduced if the best mix beats the better pure objective at every compared R by "
-        f"more than {noise}; partly if it wins at some R; not reproduced if at none."
-    )
     numbers = {"rows": rows, "compared": len(compared), "wins": wins}
-    numbers |= {"significant": significant, "verdict": verdict}
+    numbers |= {"significant": significant, "significant_unpaired": unpaired, "verdict": verdict}
+    rule = _mix_rule(thresholds, column, [row["repetitions"] for row in compared], score)
     return lines + verdict_lines(verdict, rule), numbers
 
 
-def mix_beats_pure(table: pd.DataFrame, limits: Limits, *, undecided: str | None = None) -> Section:
-    """Section 3: per metric and R, the best trained mix against both pure objectives."""
+def _bars(thresholds: Thresholds, column: str, r: float) -> tuple[float, float]:
+    """The paired and unpaired noise thresholds of `column` at R = `r`."""
+    return thresholds.paired(column, r)[0], thresholds.unpaired(column, r)[0]
+
+
+def _mix_noise(thresholds: Thresholds, column: str, compared: list[float]) -> str:
+    """The seed-noise part of section 3's rule: the paired threshold of each compared R with
+    the unpaired one beside it, the fallback that stands in for it, or none."""
+    source = thresholds.source(column, compared)
+    if thresholds.measured_for(column):
+        by_r = thresholds.by_r(column, compared) or "none compared"
+        return f"the paired threshold of that R ({source}; paired / unpaired per R: {by_r})"
+    if np.isfinite(thresholds.limits.get(column, (np.nan, ""))[0]):  # the unpaired fallback
+        return f"the noise threshold ({source})"
+    return ""
+
+
+def _mix_rule(thresholds: Thresholds, column: str, compared: list[float], score: bool) -> str:
+    """Section 3's rule, with the thresholds of the compared R (paired / unpaired)."""
+    noise = _mix_noise(thresholds, column, compared)
+    if score:
+        errors = "2 evaluation standard errors of the margin"
+        why = (
+            "(conservative: both runs are scored on the same items, so part of their errors "
+            "cancels)"
+        )
+        noise = (
+            f"{noise} and {errors} {why}"
+            if noise
+            else f"{errors}, no seed noise being measured {why}"
+        )
+    return (
+        f"reproduced if the best mix beats the better pure objective at every compared R by "
+        f"more than {noise}; partly if it wins at some R; not reproduced if at none. Both "
+        "runs are at the sweep's seed, so the margin is a paired difference; the unpaired "
+        "threshold (2√2 × the single-run SD: two independent runs) is for comparison only."
+    )
+
+
+def mix_beats_pure(
+    table: pd.DataFrame,
+    limits: Limits,
+    *,
+    thresholds: Thresholds | None = None,
+    undecided: str | None = None,
+) -> Section:
+    """Section 3: per metric and R, the best trained mix against both pure objectives.
+
+    `thresholds`: the paired and unpaired noise per R (`noise.Thresholds`); without it, the
+    pooled unpaired `limits` stand in for the paired ones."""
+    thresholds = thresholds if thresholds is not None else Thresholds(None, limits)
     lines = ["## 3. A mix beats both pure objectives at every R", ""]
     lines += [
         "Claim: at every R some mix 0 < α < 1 is better than pure AR and pure MD. Only "
         "trained points count. The best of several mixes is picked on the same numbers, "
-        "so its margin leans optimistic.",
+        "so its margin leans optimistic. The mix and the pure objective it is compared with "
+        "are runs at the sweep's seed: their margin is a paired difference, judged against "
+        "the paired noise of its R (section 6).",
         "",
     ]
     numbers = {}
     for column in (*LOSSES, *SCORES):
         if column in table and table[column].notna().any():
-            part, numbers[column] = _mix_metric(table, column, limits, undecided)
+            part, numbers[column] = _mix_metric(table, column, thresholds, undecided)
             lines += part
     return lines, numbers

@@ -5,7 +5,7 @@ config, data or input file (nothing was written), 130 interrupted. Every error i
 naming the file or field; `--debug` (or DUALSWEEP_DEBUG=1) adds the full traceback.
 
 Modules: `parser` (the arguments), `run` (train, evaluate, lm-eval), `prepare`, `sweep` (sweep, plan),
-`fit` (fit, suggest), and `checks` (exit codes, output-folder checks). This package re-exports the commands,
+`fit` (fit, suggest), `simulate`, and `checks` (exit codes, output-folder checks). This package re-exports the commands,
 the checks and the exit codes, so `dualsweep.cli.<name>` works as it did when the command
 line was one module; `main` looks each command up here when it runs it, so replacing
 `dualsweep.cli.cmd_plan` (as the fault tests do) replaces what `dualsweep plan` runs.
@@ -23,6 +23,7 @@ from dualsweep.cli.fit import cmd_fit, cmd_plots, cmd_suggest
 from dualsweep.cli.parser import build_parser
 from dualsweep.cli.prepare import cmd_prepare
 from dualsweep.cli.run import cmd_evaluate, cmd_export, cmd_generate, cmd_lm_eval, cmd_train
+from dualsweep.cli.simulate import cmd_simulate
 from dualsweep.cli.sweep import cmd_plan, cmd_status, cmd_sweep
 from dualsweep.config import ConfigError
 
@@ -39,6 +40,7 @@ __all__ = [
     "cmd_plan",
     "cmd_plots",
     "cmd_prepare",
+    "cmd_simulate",
     "cmd_status",
     "cmd_suggest",
     "cmd_sweep",
@@ -63,6 +65,7 @@ def _handler(command: str) -> Callable[[argparse.Namespace], int]:
         "plan": cmd_plan,
         "status": cmd_status,
         "plots": cmd_plots,
+        "simulate": cmd_simulate,
     }[command]
 
 

@@ -306,6 +306,65 @@ def build_parser() -> argparse.ArgumentParser:
     plots.add_argument("sweep", help=SWEEP_HELP)
     plots.add_argument("--results", default="results", help="root of the results tables")
 
+    simulate = commands.add_parser(
+        "simulate",
+        help="measure designs (grid, checkerboard, suggest rounds, Optuna search) against a "
+        "known truth surface with simulated noise: no training",
+        description="Draws K simulated studies of a known metric surface truth(alpha, R) "
+        "(lower is better) plus noise; runs each design's own choices on them (the code of a "
+        "real sweep, told simulated values) and the GP of `dualsweep fit` at each run count; "
+        "writes --out/simulations.parquet, REPORT.md (the error of the posterior median best "
+        "alpha against the truth at each R, interval coverage, widths, runs needed) and figures.",
+    )
+    simulate.add_argument(
+        "--truth",
+        nargs="+",
+        required=True,
+        metavar="MODULE:FUNCTION",
+        help="loss(alpha, R) -> float, importable from the current folder or PYTHONPATH "
+        "(several: one section each); the repository's own: dualsweep.analysis.truths:paper_shaped, "
+        "dualsweep.analysis.truths:flat",
+    )
+    simulate.add_argument(
+        "--noise", type=_non_negative, required=True, help="SD of a run's own noise (metric units)"
+    )
+    simulate.add_argument(
+        "--seed-effect",
+        type=_non_negative,
+        default=0.0,
+        help="SD of a noise shared by every alpha at one R of a study (default 0)",
+    )
+    simulate.add_argument(
+        "--studies", type=_count, default=10, help="simulated studies (default 10)"
+    )
+    simulate.add_argument(
+        "--designs",
+        nargs="+",
+        default=["grid", "suggest"],
+        choices=["grid", "checkerboard", "suggest", "optuna"],
+        help="default: grid suggest",
+    )
+    simulate.add_argument(
+        "--sweep",
+        default="tiny",
+        help=f"{SWEEP_HELP} whose points are the grid design and whose R every design uses "
+        "(default tiny)",
+    )
+    simulate.add_argument(
+        "--tolerance",
+        type=_positive,
+        default=1.0,
+        help="error (log-odds) within which a design has found the best alpha (default 1.0)",
+    )
+    simulate.add_argument("--seed", type=int, default=0, help="seed of the simulated noise")
+    simulate.add_argument(
+        "--samples", type=_count, default=2000, help="posterior samples per fit (as `fit`)"
+    )
+    simulate.add_argument(
+        "--jobs", type=_count, help="worker processes (default: the machine's cores)"
+    )
+    simulate.add_argument("--out", required=True, help="folder for the tables, report, figures")
+
     plan = commands.add_parser(
         "plan", help="print a sweep's trials, tokens and compute without launching anything"
     )
@@ -367,6 +426,16 @@ def _positive(text: str) -> float:
     value = float(text)
     if not value > 0:
         raise argparse.ArgumentTypeError(f"must be positive (got {text})")
+    return value
+
+
+def _non_negative(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number (got {text})") from None
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0 (got {text})")
     return value
 
 
