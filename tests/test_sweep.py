@@ -779,6 +779,8 @@ def test_a_changed_item_count_or_md_span_counts_as_not_evaluated(tmp_path):
     assert evaluated(tmp_path, mine)
 
 
+@pytest.mark.slow  # 35 s: a Ray Train group end to end; tests/test_distributed.py checks the
+# two-worker step's numbers in the default suite
 def test_a_two_worker_trial_trains_the_one_worker_curve(tmp_path, ray_cluster):
     """Data parallelism changes where a trial's rows are computed, not what it trains: a
     sweep trial on a Ray Train group of two gloo workers gives the curve of the same config
