@@ -222,6 +222,7 @@ def test_an_unknown_set_name_gets_a_suggestion(capsys):
     )
 
 
+@pytest.mark.slow  # 8 s: three trainings with TensorBoard, CSV and W&B (offline) loggers
 def test_loggers_get_the_runs_name_and_hparams(tmp_path, monkeypatch):
     from lightning.pytorch import loggers
 

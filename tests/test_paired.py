@@ -114,7 +114,7 @@ def test_pooled_over_r_and_an_r_without_a_paired_estimate():
     assert np.isnan(spread.loc[(AR, 32.0), "paired_sd"]) and spread.loc[(AR, 32.0), "alphas"] == 1
     # Pooled over R: paired sqrt((6 x .02 + 2 x .04) / 8) = sqrt(.025); single sqrt((.58 +
     # 1.48) / 10) (R = 32's one alpha has no seed spread: u and e are zero there).
-    pooled = claims.noise.pooled_over_r(claims.paired_spread(main, seeds)).loc[AR]
+    pooled = claims.paired.pooled_over_r(claims.paired_spread(main, seeds)).loc[AR]
     assert pooled["paired_sd"] == pytest.approx(np.sqrt(0.025)) and pooled["paired_dof"] == 8
     thresholds = claims.Thresholds(claims.paired_spread(main, seeds), {})
     value, where = thresholds.paired(AR, 32.0)

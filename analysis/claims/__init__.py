@@ -16,7 +16,8 @@ their R (`Thresholds`), measured from the seeds companion, not the noise of two
 independent runs.
 
 Modules, lowest first: `formatting` (the section type, compared columns, Markdown helpers),
-`noise` (seed spreads, unpaired and paired thresholds per R, standard errors; section 6),
+`paired` (single-run and paired SDs per R, the thresholds the rules ask, mask sharing),
+`noise` (seed spreads, pooled unpaired thresholds, standard errors; section 6),
 `trained_points` (sections 2-3), `best_alpha` (4-5), `mix_allocation` (7), `scores` (8-9),
 `cost` (10). This package re-exports the sections and constants `analysis.report` calls as
 `claims.<name>`, so the report reads as one list of sections without knowing which module
@@ -50,13 +51,11 @@ from .noise import (
     FALLBACK_LOSS_THRESHOLD,
     Claimed,
     Limits,
-    Thresholds,
-    common_random_numbers,
     noise_limits,
-    paired_spread,
     seed_noise,
     seed_spread,
 )
+from .paired import Thresholds, common_random_numbers, paired_spread
 from .scores import PAPER_470M, paper_numbers, prefix_vs_ar
 from .trained_points import mix_beats_pure, overfitting
 

@@ -25,7 +25,7 @@ from .formatting import (
     table_lines,
     verdict_lines,
 )
-from .noise import Thresholds
+from .paired import Thresholds
 
 PAPER_ALPHA_R = 16  # the paper's heavy-repetition rule: alpha x R ~ 16 at the optimum
 TARGET_PAIRS = (("final_held_out_ar_loss", "final_held_out_md_elbo"), ("score_ar", "score_md"))

@@ -27,7 +27,8 @@ from .formatting import (
     table_lines,
     verdict_lines,
 )
-from .noise import Limits, Thresholds, point_stderr
+from .noise import Limits, point_stderr
+from .paired import Thresholds
 
 
 # -- 2. pure AR overfits ---------------------------------------------------------------
