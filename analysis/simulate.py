@@ -263,26 +263,23 @@ def simulate(
     rows: list[dict] = []
     started = time.perf_counter()
 
-    def done(i: int, found: list[dict]) -> None:
+    def done(count: int, task: Task, found: list[dict]) -> None:
         rows.extend(found)
-        task = tasks[i]
         log(
-            f"[simulate] {len(done_tasks) + 1}/{len(tasks)}: {task.design.name} study "
-            f"{task.study} ({time.perf_counter() - started:.0f} s)"
+            f"[simulate] {count}/{len(tasks)}: {task.design.name} study {task.study} "
+            f"({time.perf_counter() - started:.0f} s)"
         )
-        done_tasks.append(i)
 
-    done_tasks: list[int] = []
     if jobs <= 1:
-        for i, task in enumerate(tasks):
-            done(i, run_task(task))
+        for count, task in enumerate(tasks, 1):
+            done(count, task, run_task(task))
     else:
         from concurrent.futures import ProcessPoolExecutor, as_completed
 
         with ProcessPoolExecutor(jobs, initializer=_worker_init) as pool:
-            futures = {pool.submit(run_task, task): i for i, task in enumerate(tasks)}
-            for future in as_completed(futures):
-                done(futures[future], future.result())
+            futures = {pool.submit(run_task, task): task for task in tasks}
+            for count, future in enumerate(as_completed(futures), 1):
+                done(count, futures[future], future.result())
     columns = [
         "design", "study", "n", "repetitions", "true_alpha", "alpha_median", "alpha_q05",
         "alpha_q95", "error", "covered", "width", "design_runs", "task_seconds",

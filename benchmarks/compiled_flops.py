@@ -55,43 +55,26 @@ class GraphFlops:
         return aot_autograd(fw_compiler=self._compiler, bw_compiler=self._compiler)
 
 
-def _step(config, model, tokens, special) -> None:
-    from dualsweep.objectives import objective_pair
-    from dualsweep.training.step import train_step
-
-    from .traffic import _NoStep
-
-    train_step(
-        model,
-        [_NoStep(model)],
-        tokens,
-        step=1,
-        total_steps=config.steps,
-        config=config,
-        pair=objective_pair(config.objective.objectives),
-        special=special,
-        generator=torch.Generator(),
-    )
-
-
 def compiled_share(config, tokens: torch.Tensor, special) -> dict:
     """Matmul FLOPs of one step: eager total, inside compiled graphs, and the share."""
     from dualsweep.model import Transformer
     from dualsweep.objectives import losses
 
+    from .traffic import counted_step
+
     torch.manual_seed(0)
     model = Transformer(config.model)
     with FlopCounterMode(display=False) as counter:
-        _step(config.replace(compile=False), model, tokens, special)
+        counted_step(config.replace(compile=False), model, tokens, special)
     total = counter.get_total_flops()
     graphs = GraphFlops()
     torch._dynamo.reset()
     model.compile_blocks(backend=graphs.backend)
     head = functools.partial(losses.compiled_head_nll, graphs.backend)
     with mock.patch.object(losses, "compiled_head_nll", head):
-        _step(config.replace(compile=True), model, tokens, special)  # compiles
+        counted_step(config.replace(compile=True), model, tokens, special)  # compiles
         graphs.flops = 0
-        _step(config.replace(compile=True), model, tokens, special)  # counted
+        counted_step(config.replace(compile=True), model, tokens, special)  # counted
     torch._dynamo.reset()
     return {"total_flops": total, "compiled_flops": graphs.flops, "graphs": graphs.graphs,
             "share": graphs.flops / total}  # fmt: skip

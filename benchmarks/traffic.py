@@ -108,6 +108,25 @@ class _NoStep:
         pass
 
 
+def counted_step(config, model, tokens: torch.Tensor, special) -> None:
+    """One real `train_step` of `config` on `tokens` (forward, backward and clip of every
+    micro-batch) with an optimizer that does nothing: what the counting benchmarks count."""
+    from dualsweep.objectives import objective_pair
+    from dualsweep.training.step import train_step
+
+    train_step(
+        model,
+        [_NoStep(model)],
+        tokens,
+        step=1,
+        total_steps=config.steps,
+        config=config,
+        pair=objective_pair(config.objective.objectives),
+        special=special,
+        generator=torch.Generator(),
+    )
+
+
 def step_traffic(config, alpha: float = 0.5) -> Traffic:
     """The counted traffic of one micro-batch (forward, backward, clip) of `config`'s step at
     `alpha`, under bf16 autocast, on fake tensors."""
@@ -115,8 +134,6 @@ def step_traffic(config, alpha: float = 0.5) -> Traffic:
 
     from dualsweep.data.special import SpecialTokens
     from dualsweep.model import Transformer
-    from dualsweep.objectives import objective_pair
-    from dualsweep.training.step import train_step
 
     micro = config.train.micro_batch_size or config.train.batch_size
     config = config.replace(alpha=alpha, batch_size=micro, micro_batch_size=micro)
@@ -127,17 +144,7 @@ def step_traffic(config, alpha: float = 0.5) -> Traffic:
         tokens = torch.randint(1, V - 3, (micro, config.model.seq_len))
         counter = TrafficCounter()
         with counter, torch.autocast("cpu", dtype=torch.bfloat16):
-            train_step(
-                model,
-                [_NoStep(model)],
-                tokens,
-                step=1,
-                total_steps=config.steps,
-                config=config,
-                pair=objective_pair(config.objective.objectives),
-                special=special,
-                generator=torch.Generator(),
-            )
+            counted_step(config, model, tokens, special)
     return counter.traffic
 
 
