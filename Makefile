@@ -10,7 +10,7 @@ STORAGE ?= runs
 RESULTS ?= results
 PY ?= $(VENV)/bin/python
 
-.PHONY: install test test-slow lint format smoke sweep study adaptive adaptive-suggest adaptive-optuna simulate plan plots bench gpu-check clean
+.PHONY: install test test-slow test-gpu lint format smoke sweep study adaptive adaptive-suggest adaptive-optuna simulate plan plots bench gpu-check clean
 
 install:
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
@@ -26,6 +26,11 @@ test:
 
 test-slow:
 	$(PY) -m pytest -q -m slow
+
+# The tests marked gpu (skipped without a CUDA device); `make gpu-check` is the GPU path's
+# full check. Markers ray and distributed select the Ray and data-parallel tests likewise.
+test-gpu:
+	$(PY) -m pytest -q -m gpu -rs
 
 lint:
 	$(VENV)/bin/ruff check .

@@ -2,6 +2,7 @@
 
 Alpha axes are on the log-odds scale, where the paper's grid is evenly spaced; the pure
 objectives 0 and 1 sit one grid step beyond 1/256 and 255/256 (see `dualsweep.schema.ALPHA_CLIP`).
+The objectives are the runs' pair (`analysis.data.pair`): alpha weighs the first.
 """
 
 from __future__ import annotations
@@ -14,7 +15,10 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from .surface import SurfaceFit, dense_alphas, logit_alpha
+from dualsweep.schema import alpha_log_odds
+
+from .data import pair
+from .surface import SurfaceFit, dense_alphas
 from .tables import alpha_label
 
 # Figures are made as `Figure` objects, not through pyplot: they are only ever saved to
@@ -50,15 +54,17 @@ def colour_limits(values, digits: int = 4) -> tuple[float, float]:
     return float(np.floor(low / step) * step), float(np.ceil(high / step) * step)
 
 
-def alpha_axis(ax, axis: str = "y") -> None:
-    ticks = [logit_alpha(a) for a in GRID_ALPHAS]
+def alpha_axis(ax, weighs: str, axis: str = "y") -> None:
+    """Alpha's grid on the log-odds scale; `weighs`: the objective alpha weighs (its name)."""
+    ticks = [alpha_log_odds(a) for a in GRID_ALPHAS]
     labels = [alpha_label(a) for a in GRID_ALPHAS]
+    label = f"alpha, the {weighs.upper()} weight (log-odds scale)"
     if axis == "y":
         ax.set_yticks(ticks, labels)
-        ax.set_ylabel("alpha, the AR weight (log-odds scale)")
+        ax.set_ylabel(label)
     else:
         ax.set_xticks(ticks, labels, rotation=45)
-        ax.set_xlabel("alpha, the AR weight (log-odds scale)")
+        ax.set_xlabel(label)
 
 
 def r_axis(ax, repetitions) -> None:
@@ -68,32 +74,30 @@ def r_axis(ax, repetitions) -> None:
 
 
 def overfitting(curves: pd.DataFrame, table: pd.DataFrame, directory: Path) -> list[Path]:
-    """Held-out AR loss against tokens seen for pure AR, pure MD and the best mix at each R."""
-    taken = ["alpha", "repetitions", "final_held_out_ar_loss"]
+    """The first objective's held-out loss against tokens seen for each pure objective and
+    the best mix (on that loss) at each R."""
+    first, second = pair(table)
+    held_out, final = first.held_out, f"final_{first.held_out}"
+    taken = ["alpha", "repetitions", final]
     # Curve rows may carry their trial's point already: the trial table's copy is the one used.
     curves = curves.drop(columns=taken, errors="ignore").merge(
         table[["run_key", *taken]], on="run_key"
     )
-    curves = curves.dropna(subset=["held_out_ar_loss"])
+    curves = curves.dropna(subset=[held_out])
     repetitions = sorted(curves["repetitions"].unique())
     columns = min(3, len(repetitions))
     rows = int(np.ceil(len(repetitions) / columns))
     fig = Figure(figsize=(4.2 * columns, 3.2 * rows), layout="constrained")
     axes = fig.subplots(rows, columns, sharey=True, squeeze=False)
-    styles = {
-        "pure AR (alpha = 1)": "tab:red",
-        "pure MD (alpha = 0)": "tab:blue",
-        "best mix": "tab:green",
-    }
+    pure_first = f"pure {first.name.upper()} (alpha = 1)"
+    pure_second = f"pure {second.name.upper()} (alpha = 0)"
+    styles = {pure_first: "tab:red", pure_second: "tab:blue", "best mix": "tab:green"}
     for ax, r in zip(axes.flat, repetitions, strict=False):
         at_r = curves[curves["repetitions"] == r]
         mixes = at_r[(at_r["alpha"] > 0) & (at_r["alpha"] < 1)]
-        chosen = {
-            "pure AR (alpha = 1)": at_r[at_r["alpha"] == 1],
-            "pure MD (alpha = 0)": at_r[at_r["alpha"] == 0],
-        }
+        chosen = {pure_first: at_r[at_r["alpha"] == 1], pure_second: at_r[at_r["alpha"] == 0]}
         if len(mixes):
-            best = mixes.loc[mixes["final_held_out_ar_loss"].idxmin(), "run_key"]
+            best = mixes.loc[mixes[final].idxmin(), "run_key"]
             chosen["best mix"] = mixes[mixes["run_key"] == best]
         for label, rows_ in chosen.items():
             for _, run in rows_.groupby("run_key"):
@@ -104,7 +108,7 @@ def overfitting(curves: pd.DataFrame, table: pd.DataFrame, directory: Path) -> l
                 )
                 ax.plot(
                     run["tokens_seen"],
-                    run["held_out_ar_loss"],
+                    run[held_out],
                     color=styles[label],
                     label=name,
                     marker=".",
@@ -115,10 +119,10 @@ def overfitting(curves: pd.DataFrame, table: pd.DataFrame, directory: Path) -> l
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
     for ax in axes[:, 0]:
-        ax.set_ylabel("held-out AR loss (nats/token)")
+        ax.set_ylabel(f"held-out {first.title} (nats/token)")
     for ax in list(axes.flat)[len(repetitions) :]:
         ax.axis("off")
-    fig.suptitle("Overfitting under repetition: held-out AR loss during training")
+    fig.suptitle(f"Overfitting under repetition: held-out {first.title} during training")
     return save(fig, directory, "overfitting")
 
 
@@ -130,7 +134,7 @@ def surface(
     log_r = np.linspace(
         np.log2(table["repetitions"].min()), np.log2(table["repetitions"].max()), 120
     )
-    z = logit_alpha(dense_alphas(160))
+    z = alpha_log_odds(dense_alphas(160))
     grid_r, grid_z = np.meshgrid(log_r, z)
     mean = fit.latent.predict(np.column_stack([grid_r.ravel(), grid_z.ravel()])).reshape(
         grid_r.shape
@@ -154,26 +158,26 @@ def surface(
     x = np.log2(best["repetitions"])
     # The band is drawn as its two edges over a faint fill, so the surface stays readable
     # under it (an opaque band hid the colours where the answer is).
-    low, high = logit_alpha(best["alpha_q05"]), logit_alpha(best["alpha_q95"])
+    low, high = alpha_log_odds(best["alpha_q05"]), alpha_log_odds(best["alpha_q95"])
     ax.fill_between(x, low, high, color="white", alpha=0.12, lw=0)
     ax.plot(x, low, color="white", lw=1, ls="--", label="best alpha, 90% interval")
     ax.plot(x, high, color="white", lw=1, ls="--")
     ax.plot(
         x,
-        logit_alpha(best["alpha_median"]),
+        alpha_log_odds(best["alpha_median"]),
         color="white",
         lw=2,
         label="best alpha, posterior median",
     )
     ax.scatter(
         np.log2(table["repetitions"]),
-        logit_alpha(table["alpha"]),
+        alpha_log_odds(table["alpha"]),
         c="black",
         s=14,
         label="trained models",
     )
     r_axis(ax, table["repetitions"])
-    alpha_axis(ax)
+    alpha_axis(ax, pair(table)[0].name)
     ax.set_title(
         f"GP surface of {fit.metric.column} (R^2 {fit.r2:.3f}, LOO RMSE {fit.loo_rmse:.3g})"
         + (f"\n{note}" if note else "")
@@ -193,28 +197,28 @@ def best_alpha_density(
     (e.g. too few runs to decide) as the figure's title."""
     fig = Figure(figsize=(6.5 * len(targets), 5), layout="constrained")
     axes = fig.subplots(1, len(targets), squeeze=False)
-    bins = np.linspace(logit_alpha(0.0), logit_alpha(1.0), 41)
+    bins = np.linspace(alpha_log_odds(0.0), alpha_log_odds(1.0), 41)
     for ax, (name, (best, samples)) in zip(axes.flat, targets.items(), strict=True):
         x = np.log2(best["repetitions"].to_numpy())
         density = np.stack(
-            [np.histogram(logit_alpha(s), bins=bins)[0] / len(s) for s in samples], axis=1
+            [np.histogram(alpha_log_odds(s), bins=bins)[0] / len(s) for s in samples], axis=1
         )
         edges = np.concatenate(
             [[x[0] - (x[1] - x[0]) / 2], (x[1:] + x[:-1]) / 2, [x[-1] + (x[-1] - x[-2]) / 2]]
         )
         image = ax.pcolormesh(edges, bins, density, cmap="magma", shading="flat")
         fig.colorbar(image, ax=ax, label="posterior probability of the best alpha")
-        ax.plot(x, logit_alpha(best["alpha_median"]), color="cyan", lw=1.5, label="median")
+        ax.plot(x, alpha_log_odds(best["alpha_median"]), color="cyan", lw=1.5, label="median")
         heavy = 2**x >= 16  # the rule is about heavy repetition, where 16 / R <= 1
         ax.plot(
             x[heavy],
-            logit_alpha(16 / 2 ** x[heavy]),
+            alpha_log_odds(16 / 2 ** x[heavy]),
             "w--",
             lw=1,
             label="alpha x R = 16 (paper's rule)",
         )
         r_axis(ax, table["repetitions"])
-        alpha_axis(ax)
+        alpha_axis(ax, pair(table)[0].name)
         ax.set_title(f"best alpha for {name}")
         ax.legend(loc="lower left", fontsize=8)
     if note:
@@ -253,7 +257,7 @@ def prefix_gain(table: pd.DataFrame, directory: Path) -> list[Path]:
         zip(colours, points.groupby("repetitions"), strict=True)
     ):
         ax.errorbar(
-            logit_alpha(rows["alpha"]) + 0.08 * (i - (n - 1) / 2),
+            alpha_log_odds(rows["alpha"]) + 0.08 * (i - (n - 1) / 2),
             rows["gain"],
             yerr=rows["stderr"],
             marker="o",
@@ -264,7 +268,7 @@ def prefix_gain(table: pd.DataFrame, directory: Path) -> list[Path]:
             label=f"R = {int(r)}",
         )
     ax.axhline(0, color="grey", lw=0.8)
-    alpha_axis(ax, "x")
+    alpha_axis(ax, pair(table)[0].name, "x")
     ax.set_ylabel("prefix-LM minus AR score (normalised points)")
     ax.set_title("Gain of prefix-LM over AR scoring (mean over tasks)")
     bars = (

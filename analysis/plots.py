@@ -17,9 +17,15 @@ from pathlib import Path
 import pandas as pd
 
 from dualsweep.results import ResultsError, load, sweep_dir
-from dualsweep.schema import RESULTS_ROOT, held_out_title, is_loss_metric, is_score_metric
+from dualsweep.schema import (
+    REPORT_FILE,
+    RESULTS_ROOT,
+    held_out_title,
+    is_loss_metric,
+    is_score_metric,
+)
 
-from .data import AnalysisError, metric, trial_table
+from .data import AnalysisError, metric, pair, target_pairs, trial_table
 from .surface import MIN_POINTS, best_alpha, fit_surface, repetition_grid
 from .tables import format_best_alpha, format_main_table, main_table
 
@@ -64,7 +70,7 @@ def make_all(
     # runs), but the report decides no claim, and the figures and tables say so.
     undecided = claims.too_few(table)
     if undecided:
-        log(f"  warning: {undecided} (distinct trained (alpha, R) points); see REPORT.md")
+        log(f"  warning: {undecided} (distinct trained (alpha, R) points); see {REPORT_FILE}")
     note = f"{undecided.removesuffix(': not decided')}: not a finding" if undecided else ""
 
     chosen = targets(table)
@@ -88,18 +94,24 @@ def make_all(
         best_md.append(f"{head}\n\n" + format_best_alpha(at_trained, column))
         best_tex.append(f"% {head}\n" + format_best_alpha(at_trained, column, latex=True))
         log(f"  {column}: R^2 {fit.r2:.3f}, LOO RMSE {fit.loo_rmse:.4g}")
-    comparison = _ar_vs_md(samples, chosen)
+    # The paper's targets, AR and MD, are the runs' pair: scores first, else losses.
+    objectives = pair(table)
+    by_column = {column: label for label, column in chosen.items()}
+    labelled = [[by_column.get(c) for c in p] for p in reversed(target_pairs(*objectives))]
+    names = [o.name.upper() for o in objectives]
+    comparison = _targets_compared(samples, chosen, labelled, names)
     if comparison is not None:
         best_md.append(comparison)
     if note:
-        best_md.insert(0, f"**{note}** (see REPORT.md)\n")
-        best_tex.insert(0, f"% {note} (see REPORT.md)")
+        best_md.insert(0, f"**{note}** (see {REPORT_FILE})\n")
+        best_tex.insert(0, f"% {note} (see {REPORT_FILE})")
     (table_dir / "best_alpha.md").write_text("\n\n".join(best_md))
     (table_dir / "best_alpha.tex").write_text("\n\n".join(best_tex))
     written += [table_dir / "best_alpha.md", table_dir / "best_alpha.tex"]
 
-    density = {k: samples[k] for k in ("AR score", "MD score") if k in samples} or {
-        k: samples[k] for k in ("AR loss", "MD ELBO")
+    scores, losses = labelled
+    density = {k: samples[k] for k in scores if k in samples} or {
+        k: samples[k] for k in losses if k in samples
     }
     written += figures.best_alpha_density(density, table, figure_dir, note=note)
     if not results.curves.empty:
@@ -118,21 +130,25 @@ def make_all(
     return written
 
 
-def _ar_vs_md(samples: dict, chosen: dict) -> str | None:
-    """The paper's comparison: best alpha when targeting AR vs MD performance, per R."""
-    pairs = [("AR score", "MD score"), ("AR loss", "MD ELBO")]
+def _targets_compared(
+    samples: dict, chosen: dict, pairs: list[list[str | None]], names: list[str]
+) -> str | None:
+    """The paper's comparison: best alpha when targeting AR vs MD performance, per R; AR and
+    MD are the runs' pair (`names`), `pairs` the labels of their targets, first objective's
+    first (scores, then losses: the first pair with both fitted is shown)."""
+    x, y = names
     for ar, md in pairs:
         if ar in samples and md in samples:
             a, m = samples[ar][0], samples[md][0]
             lines = [
                 f"**best alpha targeting {chosen[ar]} vs {chosen[md]} (posterior medians)**",
                 "",
-                "| R | AR-targeted | MD-targeted |",
+                f"| R | {x}-targeted | {y}-targeted |",
                 "|---|---|---|",
             ]
             lines += [
-                f"| {r:g} | {x:.3g} | {y:.3g} |"
-                for r, x, y in zip(
+                f"| {r:g} | {p:.3g} | {q:.3g} |"
+                for r, p, q in zip(
                     a["repetitions"], a["alpha_median"], m["alpha_median"], strict=True
                 )
             ]

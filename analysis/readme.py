@@ -1,23 +1,22 @@
 """The README's generated block: the report's verdicts, quoted by code, never copied by hand.
 
 What belongs here: turning the numbers `analysis.report.build_report` states into the
-README's claims table (one row per verdict, the number behind it, a link to the section of
-REPORT.md) and replacing the block between the README's markers. Building and writing the
+README's claims table (one row per verdict of `analysis.verdicts`, the number behind it, a
+link to the section of REPORT.md) and replacing the block between the README's markers. Building and writing the
 report itself belong to `analysis.report`, which calls this module last.
 """
 
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Sequence
 from pathlib import Path
 
-from .tables import alpha_label
+from dualsweep.paths import atomic_write
+from dualsweep.schema import REPORT_FILE
 
-# The report's file name, in each sweep's results folder: declared here, the lowest module
-# that names it (the block links to it); `analysis.report` writes the file under this name.
-REPORT_FILE = "REPORT.md"
+from .tables import alpha_label
+from .verdicts import IN_SYMBOLS, verdicts
 
 
 def _g(value: float) -> str:
@@ -58,12 +57,13 @@ def _falls_measured(stated: dict) -> str:
     return f"{ends}; {gp}" if gp else ends
 
 
-def _measured(section: str, stated: dict) -> str:
-    """The one number (or few) behind a verdict, for the README's claims table."""
+def _measured(section: str, stated: dict, first: str) -> str:
+    """The one number (or few) behind a verdict, for the README's claims table (`first`: the
+    objective alpha weighs, pure at alpha = 1)."""
     if section == "overfitting" and "gap" in stated:
         high, low = stated["highest_r"], stated["lowest_r"]
         return (
-            f"pure AR final − best at R={high:g}: {stated['gap'][high]:+.3f} nats; "
+            f"pure {first.upper()} final − best at R={high:g}: {stated['gap'][high]:+.3f} nats; "
             f"final vs R={low:g}: {stated['rise'][high]:+.3f}"
         )
     if section == "mix_beats_pure" and "wins" in stated:
@@ -89,22 +89,8 @@ def _measured(section: str, stated: dict) -> str:
 def readme_block(name: str, numbers: dict) -> list[str]:
     """The claims table of the README's generated block: each verdict, its numbers, a link."""
     report = f"results/{name}/{REPORT_FILE}"
-    rows = [("2", "pure AR overfits with repetition", "overfitting", numbers["overfitting"])]
-    for key, n, what in (
-        ("mix_beats_pure", "3", "a mix beats both pure objectives at every R"),
-        ("best_alpha_falls", "4", "best α falls as R grows"),
-        ("ar_vs_md_targets", "5", "best α similar for AR and MD targets"),
-    ):
-        rows += [(n, f"{what}: `{c}`", key, stated) for c, stated in numbers[key].items()]
-    rows += [
-        ("7", f"mix allocation, step vs sequence: `{c}`", "allocation", stated)
-        for c, stated in numbers["allocation"].get("metrics", {}).items()
-    ]
-    cost = numbers["evaluation_cost"]
-    rows += [
-        ("10", "evaluation ≤ 15% of a trial's time", "time", cost["time"]),
-        ("10", "task-averaged score standard error ≈ 2 points or less", "stderr", cost["stderr"]),
-    ]
+    rows = verdicts(numbers, IN_SYMBOLS, ": ")
+    first = numbers["objectives"][0]
     lines = [
         f"Claims of the paper against this sweep, written by `make plots` from the committed "
         f"tables (rules, intervals and seed noise in [{report}]({report})):",
@@ -113,7 +99,7 @@ def readme_block(name: str, numbers: dict) -> list[str]:
         "|---|---|---|---|",
     ]
     lines += [
-        f"| [{n}]({report}) | {what} | **{stated['verdict']}** | {_measured(key, stated)} |"
+        f"| [{n}]({report}) | {what} | **{stated['verdict']}** | {_measured(key, stated, first)} |"
         for n, what, key, stated in rows
     ]
     return lines
@@ -135,7 +121,5 @@ def update_readme(readme: Path, name: str, lines: Sequence[str]) -> bool:
     _, tail = rest.split(end, 1)
     updated = head + start + "\n" + "\n".join(lines).rstrip() + "\n" + end + tail
     if updated != text:
-        tmp = readme.with_name(f".{readme.name}.tmp{os.getpid()}")
-        tmp.write_text(updated)
-        os.replace(tmp, readme)
+        atomic_write(readme, lambda tmp: tmp.write_text(updated))
     return True

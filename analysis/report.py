@@ -14,19 +14,20 @@ hand except the paper's own (`claims.PAPER_470M`) and the targets (`claims.EVAL_
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from dualsweep.paths import atomic_write
 from dualsweep.results import SweepResults, load, sweep_dir
-from dualsweep.schema import RESULTS_ROOT, RUNS_TABLE
+from dualsweep.schema import REPORT_FILE, RESULTS_ROOT, RUNS_TABLE, ObjectiveColumns
 
 from . import claims
-from .data import AnalysisError, trial_table
-from .readme import REPORT_FILE, readme_block, update_readme
+from .data import AnalysisError, pair, trial_table
+from .readme import readme_block, update_readme
+from .verdicts import IN_WORDS, verdicts
 
 SEEDS_SUFFIX = "-seeds"
 ALLOCATION_SUFFIX = "-allocation"
@@ -167,6 +168,7 @@ def build_report(
     if table.empty:
         raise AnalysisError(f"sweep {name!r} has no finished runs yet")
     undecided = claims.too_few(table, min_points)
+    objectives = pair(table)  # sections 2-5 and the verdicts name them
     seeds_table = trial_table(seeds) if seeds is not None else None
     spread = (
         claims.seed_spread(table, seeds_table)
@@ -201,7 +203,7 @@ def build_report(
     sections["seed_noise"] = claims.seed_noise(
         spread,
         limits,
-        _claimed(numbers),
+        _claimed(numbers, objectives[0]),
         seeds_path,
         thresholds,
         claims.common_random_numbers(sharing),
@@ -219,6 +221,7 @@ def build_report(
     sections["evaluation_cost"] = claims.evaluation_cost(done, results.evals, table)
     sections["links"] = links(files)
     numbers = {key: stated for key, (_, stated) in sections.items()}
+    numbers["objectives"] = [o.name for o in objectives]
     numbers["decided"] = {
         "trained_points": claims.point_count(table),
         "min_points": min_points,
@@ -241,44 +244,27 @@ def _with_allocation(results: SweepResults, value: str) -> SweepResults:
 
 
 def glance(numbers: dict) -> list[str]:
-    """The verdicts of sections 2-5, 7 and 10 in one list, each pointing at its section."""
-    found = [("2", "pure AR overfits with repetition", numbers["overfitting"])]
-    found += [
-        ("3", f"a mix beats both pure objectives at every R, `{c}`", stated)
-        for c, stated in numbers["mix_beats_pure"].items()
-    ]
-    found += [
-        ("4", f"best alpha falls as R grows, `{c}`", stated)
-        for c, stated in numbers["best_alpha_falls"].items()
-    ]
-    found += [
-        ("5", f"best alpha similar for AR and MD targets, `{pair}`", stated)
-        for pair, stated in numbers["ar_vs_md_targets"].items()
-    ]
-    found += [
-        ("7", f"mix allocation, step vs sequence, `{c}`", stated)
-        for c, stated in numbers["allocation"].get("metrics", {}).items()
-    ]
-    cost = numbers["evaluation_cost"]
-    found += [
-        ("10", f"evaluation at most {claims.EVAL_SHARE_TARGET:g}% of a trial's time", cost["time"]),
-        ("10", "task-averaged scores' standard error about 2 points or less", cost["stderr"]),
-    ]
+    """The verdicts of sections 2-5, 7 and 10 in one list (`analysis.verdicts`), each
+    pointing at its section."""
     lines = ["Verdicts (rules and numbers in the sections below):", ""]
-    lines += [f"- {what}: **{stated['verdict']}** (section {n})" for n, what, stated in found]
+    lines += [
+        f"- {what}: **{stated['verdict']}** (section {n})"
+        for n, what, _, stated in verdicts(numbers, IN_WORDS, ", ")
+    ]
     return lines + [""]
 
 
-def _claimed(numbers: dict) -> list[claims.Claimed]:
+def _claimed(numbers: dict, first: ObjectiveColumns) -> list[claims.Claimed]:
     """The differences sections 2-3 claim, for the seed-noise check of section 6: a run
-    against itself (unpaired, pooled threshold) or two alphas at one seed (paired)."""
+    against itself (unpaired, pooled threshold; section 2 is about the `first` objective)
+    or two alphas at one seed (paired)."""
     found = []
     overfit = numbers["overfitting"]
     if "gap" in overfit:
         high = overfit["highest_r"]
         gap = {high: overfit["gap"][high]}
-        what = "pure AR final − best loss at the highest R"
-        found.append((what, "final_held_out_ar_loss", gap, False))
+        what = f"pure {first.name.upper()} final − best loss at the highest R"
+        found.append((what, f"final_{first.held_out}", gap, False))
     for column, stated in numbers["mix_beats_pure"].items():
         margins = {row["repetitions"]: row["margin"] for row in stated["rows"] if row["compared"]}
         found.append(("best-mix margin over the better pure objective", column, margins, True))
@@ -331,9 +317,7 @@ def write_report(
         min_points=min_points,
     )
     path = directory / REPORT_FILE
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    atomic_write(path, lambda tmp: tmp.write_text(text))
     if readme is not None:
         update_readme(readme, name, readme_block(name, numbers))
     return path

@@ -43,16 +43,15 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from dualsweep.schema import Metric
+from dualsweep.schema import Metric, alpha_log_odds
 
 from .data import AnalysisError
 from .suggest import suggest
-from .surface import best_alpha, dense_alphas, fit_surface, logit_alpha
+from .surface import best_alpha, dense_alphas, fit_surface
 
 Truth = Callable[[float, float], float]
 """loss(alpha, R): the noise-free metric of a run, lower is better."""
 METRIC = Metric(column="loss", lower_is_better=True, stderr_column=None)
-SIMULATIONS_TABLE = "simulations.parquet"
 ROUND_SIZE = 6  # points per suggest round, as `make adaptive` asks of `dualsweep suggest`
 _SEED_EFFECT = 2**31 - 1  # the draw key of the shared seed effect (no alpha draws it)
 
@@ -179,7 +178,7 @@ def score(
     rows = []
     for row in summary.itertuples():
         true = truth_best[int(row.repetitions)]
-        z_true, z_median = logit_alpha(true), logit_alpha(row.alpha_median)
+        z_true, z_median = alpha_log_odds(true), alpha_log_odds(row.alpha_median)
         rows.append(
             {
                 "repetitions": int(row.repetitions),
@@ -189,7 +188,7 @@ def score(
                 "alpha_q95": row.alpha_q95,
                 "error": float(abs(z_median - z_true)),
                 "covered": bool(row.alpha_q05 - 1e-12 <= true <= row.alpha_q95 + 1e-12),
-                "width": float(logit_alpha(row.alpha_q95) - logit_alpha(row.alpha_q05)),
+                "width": float(alpha_log_odds(row.alpha_q95) - alpha_log_odds(row.alpha_q05)),
             }
         )
     return rows

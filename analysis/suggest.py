@@ -30,11 +30,16 @@ already picked) alphas of its R as the candidates allow, the R with the fewest r
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
 
-from .surface import SurfaceFit, dense_alphas, inputs, logit_alpha
+from dualsweep.config import Point, SweepConfig
+from dualsweep.schema import RUNS_TABLE, alpha_log_odds
+
+from .surface import SurfaceFit, dense_alphas, inputs
 
 FANTASY_QUANTILES = np.array([-1.2816, -0.5244, 0.0, 0.5244, 1.2816])
 """Standard-normal 10th, 30th, 50th, 70th and 90th percentiles: five equal-mass fantasies."""
@@ -56,14 +61,10 @@ class Suggestion:
     def space_filling(self) -> bool:
         return bool(np.isnan(self.expected_width))
 
-    @property
-    def reduction(self) -> float:
-        return self.width_before - self.expected_width
-
 
 def interval_widths(best: np.ndarray, alphas: np.ndarray) -> np.ndarray:
     """Per R, the 90% interval width (log-odds) of best-alpha indices `best` (R, samples)."""
-    z = logit_alpha(alphas)[best]
+    z = alpha_log_odds(alphas)[best]
     return np.quantile(z, 0.95, axis=-1) - np.quantile(z, 0.05, axis=-1)
 
 
@@ -113,7 +114,7 @@ class _Posterior:
 
 
 def suggest(
-    fit: SurfaceFit,
+    fit: SurfaceFit | None,
     repetitions,
     budget: int,
     *,
@@ -126,7 +127,9 @@ def suggest(
     """`budget` points, in order, that most narrow the best-alpha 90% intervals at `repetitions`.
 
     Candidates are every `candidate_step`-th point of the dense alpha grid (both pure
-    objectives included) at each R, less the `trained` (alpha, R) points and the picks.
+    objectives included) at each R, less the `trained` (alpha, R) points and the picks. While
+    fewer than MIN_ALPHAS alphas are trained, or without a `fit` (too few runs to fit one),
+    the picks fill the space in log-odds instead.
     """
     alphas = dense_alphas(101) if alphas is None else np.asarray(alphas, dtype=float)
     # To 6 significant digits, as sweep files write them: a point trained in an earlier round
@@ -140,7 +143,7 @@ def suggest(
         for a in on_grid
         if not any(abs(alphas[a] - ta) < 1e-9 and r == tr for ta, tr in trained)
     ]
-    if len({float(a) for a, _ in trained}) < MIN_ALPHAS:
+    if fit is None or len({float(a) for a, _ in trained}) < MIN_ALPHAS:
         return _space_filling(repetitions, alphas, candidates, trained, budget)
     posterior = _Posterior(fit, repetitions, alphas, samples, seed)
     picks: list[Suggestion] = []
@@ -158,8 +161,8 @@ def suggest(
 
 def _space_filling(repetitions, alphas, candidates, trained, budget) -> list[Suggestion]:
     """Picks as far in log-odds from their R's trained and picked alphas as possible."""
-    logits = logit_alpha(alphas)
-    at_r = {r: [float(logit_alpha(a)) for a, tr in trained if tr == r] for r in repetitions}
+    logits = alpha_log_odds(alphas)
+    at_r = {r: [float(alpha_log_odds(a)) for a, tr in trained if tr == r] for r in repetitions}
     picks: list[Suggestion] = []
     for _ in range(min(budget, len(candidates))):
 
@@ -174,3 +177,92 @@ def _space_filling(repetitions, alphas, candidates, trained, budget) -> list[Sug
         at_r[repetitions[r]].append(float(logits[a]))
         picks.append(Suggestion(float(alphas[a]), repetitions[r], np.nan, np.nan))
     return picks
+
+
+@dataclass(frozen=True)
+class Round:
+    """One round of `dualsweep suggest`: the sweep with its new points, and the words."""
+
+    sweep: SweepConfig
+    """The input sweep with the suggested points appended (in order)."""
+    notes: dict[Point, str]
+    """Why each new point was picked: its line's comment in the written file."""
+    header: str
+    """The written file's opening comment."""
+    report: str
+    """What the command prints before it writes: the fit and the best-alpha posterior."""
+
+
+def sweep_table(sweep: SweepConfig, results, *, sweep_file: str, source: str) -> pd.DataFrame:
+    """The finished runs of `sweep` in its tables `results` (results.load): every fixed trial
+    (each must have finished) and the alphas its search trained. `sweep_file` and `source`
+    (the tables' folder) name the inputs in the error of a sweep not yet run."""
+    from dualsweep.config import run_key
+
+    from .data import AnalysisError, trial_table
+
+    table = trial_table(results, current_only=False)
+    keys = {run_key(c) for c in sweep.trials()}
+    missing = keys - set(table["run_key"])
+    if missing:
+        raise AnalysisError(
+            f"{sweep_file}: {len(missing)} of its {len(keys)} trials have no finished row "
+            f"in {source}/{RUNS_TABLE}; run `dualsweep sweep {sweep_file}` first"
+        )
+    if sweep.search:  # and the alphas its search trained
+        runs = results.runs
+        keys |= set(runs.loc[runs["in_sweep"].fillna(False).astype(bool), "run_key"])
+    return table[table["run_key"].isin(keys)].reset_index(drop=True)
+
+
+def suggest_round(
+    sweep: SweepConfig,
+    table: pd.DataFrame,
+    budget: int,
+    *,
+    column: str,
+    noise: str = "white",
+    seed: int = 0,
+    command: str = "dualsweep suggest",
+    source: str = "",
+) -> Round:
+    """`budget` new points for `sweep` from its finished runs `table` (`sweep_table`),
+    fitted on `column`; the header says the file was written by `command` from the runs in
+    `source` (the tables' folder)."""
+    from .data import metric
+    from .surface import best_alpha, fit_surface
+    from .tables import format_best_alpha
+
+    chosen = metric(table, column)
+    fit = fit_surface(table, chosen, noise=noise)
+    repetitions = sorted(int(r) for r in table["repetitions"].unique())
+    report = (
+        f"{chosen.column} over {len(table)} finished runs of {sweep.name}: R^2 {fit.r2:.4f}, "
+        f"leave-one-out RMSE {fit.loo_rmse:.4g}\n\n"
+        + format_best_alpha(best_alpha(fit, repetitions, seed=seed), chosen.column)
+    )
+    trained = set(zip(table["alpha"].astype(float), table["repetitions"].astype(int), strict=True))
+    picks = suggest(fit, repetitions, budget, trained=trained, seed=seed)
+    listed = set(sweep.points)
+    notes: dict[Point, str] = {}
+    for i, pick in enumerate(picks, 1):
+        point = Point(alpha=float(f"{pick.alpha:.6g}"), repetitions=pick.repetitions)
+        if point in listed or point in notes:  # (suggest excludes trained points: a safeguard)
+            report += f"\nnote: suggestion {i} (alpha={point.alpha:g}, R={point.repetitions}) is listed already"
+            continue
+        notes[point] = f"suggested {i}/{len(picks)}: " + (
+            "space-filling (fewer than 3 distinct alphas trained: the fit cannot yet say how "
+            "the metric varies with alpha)"
+            if pick.space_filling
+            else f"summed 90% width {pick.width_before:.2f} -> {pick.expected_width:.2f} "
+            "expected (log-odds)"
+        )
+    header = (
+        f"Written by `{command}` from "
+        f"{len(table)} finished runs in {source} ({chosen.column}, GP noise {fit.noise}).\n"
+        "The points marked `suggested` are where the GP posterior expects a run to narrow the\n"
+        "best alpha's 90% intervals most. `dualsweep sweep` on this file trains them under the\n"
+        "same sweep name, so they join the sweep's tables (its finished trials are kept)."
+    )
+    suggested = dataclasses.replace(sweep, points=sweep.points + tuple(notes))
+    return Round(suggested, notes, header, report)

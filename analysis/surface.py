@@ -1,9 +1,9 @@
 """The paper's surface model: a Gaussian process over (repetitions, alpha) -> metric.
 
-Inputs are log2 R and alpha on the log-odds scale, where the paper's alpha grid
-{0, 1/256, ..., 1/2, ..., 255/256, 1} is symmetric. The endpoints 0 and 1 have no log-odds;
-they are clipped to 1/1024 and 1023/1024, one grid step (a factor of 4 in the odds) beyond
-1/256 and 255/256, as the grid's own spacing continues. The kernel is the paper's: an
+Inputs are log2 R and alpha on the log-odds scale (`dualsweep.schema.alpha_log_odds`), where
+the paper's alpha grid {0, 1/256, ..., 1/2, ..., 255/256, 1} is symmetric. The endpoints 0
+and 1 have no log-odds; they are clipped to 1/1024 and 1023/1024, one grid step (a factor of
+4 in the odds) beyond 1/256 and 255/256, as the grid's own spacing continues. The kernel is the paper's: an
 anisotropic Matern (nu = 1.5) times a constant, plus white noise; or, when the results carry
 per-run standard errors, those errors as per-point noise instead of one shared level.
 
@@ -21,30 +21,23 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from dualsweep.schema import ALPHA_CLIP, Metric
+from dualsweep.schema import Metric, alpha_from_log_odds, alpha_log_odds
 
 from .data import AnalysisError
 
 MIN_POINTS = 4  # as many as the free hyperparameters (2 length scales, signal, noise); few points = a smoke test, not a finding
 
 
-def logit_alpha(alpha) -> np.ndarray:
-    a = np.clip(np.asarray(alpha, dtype=float), ALPHA_CLIP, 1 - ALPHA_CLIP)
-    return np.log(a / (1 - a))
-
-
-def alpha_from_logit(z) -> np.ndarray:
-    return 1 / (1 + np.exp(-np.asarray(z, dtype=float)))
-
-
 def inputs(repetitions, alpha) -> np.ndarray:
-    """The GP's inputs (n, 2): log2 R and logit alpha."""
-    return np.column_stack([np.log2(np.asarray(repetitions, dtype=float)), logit_alpha(alpha)])
+    """The GP's inputs (n, 2): log2 R and alpha's log-odds."""
+    return np.column_stack(
+        [np.log2(np.asarray(repetitions, dtype=float)), alpha_log_odds(np.asarray(alpha))]
+    )
 
 
 def dense_alphas(n: int = 201) -> np.ndarray:
     """n alphas evenly spaced in log-odds between the clipped endpoints (0 and 1 included as such)."""
-    alphas = alpha_from_logit(np.linspace(logit_alpha(0.0), logit_alpha(1.0), n))
+    alphas = alpha_from_log_odds(np.linspace(alpha_log_odds(0.0), alpha_log_odds(1.0), n))
     alphas[0], alphas[-1] = 0.0, 1.0  # the endpoints are the pure objectives
     return alphas
 
@@ -80,7 +73,7 @@ class SurfaceFit:
 def fit_surface(
     table: pd.DataFrame, metric: Metric, *, noise: str = "white", seed: int = 0
 ) -> SurfaceFit:
-    """Fit the metric over (log2 R, logit alpha).
+    """Fit the metric over (log2 R, alpha's log-odds).
 
     `noise`: 'white' (the paper's single fitted level), 'stderr' (each run's standard error
     as its own noise, where the metric has one), or 'auto' (stderr where available).

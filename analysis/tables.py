@@ -1,8 +1,10 @@
-"""Tables: the main comparison (best dual model vs pure AR vs pure MD) and best-alpha summaries.
+"""Tables: the main comparison (best dual model vs each pure objective) and best-alpha summaries.
 
 The main table is computed directly from the trained runs, no model in between: at each R,
 the best trained mix (0 < alpha < 1) on each metric against the pure objectives' runs at
-that R (a dash where the design did not train one). Written as Markdown and LaTeX.
+that R (a dash where the design did not train one): `pure_<first>` at alpha = 1 and
+`pure_<second>` at alpha = 0, the runs' pair (`analysis.data.pair`). Written as Markdown and
+LaTeX.
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ import numpy as np
 import pandas as pd
 
 from dualsweep.schema import Metric
+
+from .data import pair
 
 
 def alpha_label(alpha: float) -> str:
@@ -29,10 +33,12 @@ def alpha_label(alpha: float) -> str:
 
 
 def main_table(table: pd.DataFrame, metrics: list[Metric]) -> pd.DataFrame:
-    """Long form: one row per (R, metric) with the best mix, pure AR and pure MD values.
+    """Long form: one row per (R, metric) with the best mix and each pure objective's value
+    (`pure_<name>`, the first objective at alpha = 1, then the second at alpha = 0).
 
     Seeds are averaged first: a point's value is the mean over its seeds.
     """
+    first, second = (f"pure_{o.name}" for o in pair(table))
     rows = []
     for metric in metrics:
         points = (
@@ -54,12 +60,13 @@ def main_table(table: pd.DataFrame, metrics: list[Metric]) -> pd.DataFrame:
                     "metric": metric.column,
                     "best_mix_alpha": float(best["alpha"]) if best is not None else np.nan,
                     "best_mix": float(best[metric.column]) if best is not None else np.nan,
-                    "pure_ar": pure.get(1.0, np.nan),
-                    "pure_md": pure.get(0.0, np.nan),
+                    first: pure.get(1.0, np.nan),
+                    second: pure.get(0.0, np.nan),
                     "lower_is_better": metric.lower_is_better,
                 }
             )
-    return pd.DataFrame(rows)
+    columns = ["repetitions", "metric", "best_mix_alpha", "best_mix", first, second]
+    return pd.DataFrame(rows, columns=[*columns, "lower_is_better"])
 
 
 def _number(value: float, digits: int) -> str:
@@ -133,19 +140,26 @@ def _render(headers: list[str], body: list[list[str]], latex: bool, caption: str
     return "\n".join(lines)
 
 
+def pure_columns(main: pd.DataFrame) -> tuple[str, str]:
+    """`main_table`'s columns of the pure objectives: alpha = 1, then alpha = 0."""
+    first, second = (c for c in main.columns if c.startswith("pure_"))
+    return first, second
+
+
 def format_main_table(main: pd.DataFrame, *, latex: bool = False) -> str:
+    pure = pure_columns(main)
     parts = []
     for metric, rows in main.groupby("metric", sort=False):
         digits = 3 if not metric.startswith("score_") else 1
         better = "lower" if rows["lower_is_better"].iloc[0] else "higher"
-        headers = ["R", "best mix (α)", "best mix", "pure AR", "pure MD"]
+        headers = ["R", "best mix (α)", "best mix"]
+        headers += [f"pure {c.removeprefix('pure_').upper()}" for c in pure]
         body = [
             [
                 str(r.repetitions),
                 "–" if r.best_mix_alpha != r.best_mix_alpha else alpha_label(r.best_mix_alpha),
                 _number(r.best_mix, digits),
-                _number(r.pure_ar, digits),
-                _number(r.pure_md, digits),
+                *(_number(getattr(r, c), digits) for c in pure),
             ]
             for r in rows.itertuples()
         ]

@@ -33,6 +33,8 @@ from pathlib import Path
 
 import torch
 
+from dualsweep.paths import atomic_write
+
 from . import gpu_stages
 from .gpu_stages import Context, Skipped, compiled_speed, format_error, step_speed
 
@@ -131,19 +133,15 @@ class Check:
         self.report["elapsed_s"] = round(self.elapsed_s, 1)
         # Heavy packages the check must not need: it runs where they are not installed.
         self.report["imported"] = {name: name in sys.modules for name in ("ray", "optuna")}
-        _atomic_write(self.out / JSON_FILE, json.dumps(self.report, indent=2, default=str) + "\n")
-        _atomic_write(self.out / MARKDOWN_FILE, "\n".join(markdown(self.report)) + "\n")
+        text = json.dumps(self.report, indent=2, default=str) + "\n"
+        atomic_write(self.out / JSON_FILE, lambda tmp: tmp.write_text(text))
+        lines = "\n".join(markdown(self.report)) + "\n"
+        atomic_write(self.out / MARKDOWN_FILE, lambda tmp: tmp.write_text(lines))
 
 
 def first_sentence(text: str) -> str:
     words = " ".join(text.split())
     return words.split(". ")[0].split(": ")[0].rstrip(".")
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 def markdown(report: dict) -> list[str]:

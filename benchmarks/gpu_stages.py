@@ -25,8 +25,8 @@ from pathlib import Path
 import torch
 
 from dualsweep.config import RunConfig, load_sweep
-from dualsweep.data.special import SpecialTokens
 from dualsweep.model import BIDIRECTIONAL, CAUSAL, Transformer
+from dualsweep.special_tokens import SpecialTokens
 from dualsweep.sweep.plan import H100_BF16_PEAK_FLOPS, causal_share, training_flops_per_token
 
 from .common import alternating_steps

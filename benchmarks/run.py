@@ -32,10 +32,8 @@ COUNTED = ("step_traffic", "compiled_flops")  # counted, not timed (traffic.py, 
 PREPARE = ("prepare_1_process", "prepare_2_process")  # measured together (benchmarks/prepare.py)
 SWEEP = ("sweep_efficiency", "sweep_efficiency_8x")
 NAMES = TRAINING + MEMORY + COUNTED + PREPARE + SWEEP
-RESULT_PREFIX = "BENCHMARK-RESULT "
-_PREPARED: dict[
-    str, common.Ratio
-] = {}  # the prepare rows, measured once per process  # how a child process hands its result to the parent
+RESULT_PREFIX = "BENCHMARK-RESULT "  # how a child process hands its result to the parent
+_PREPARED: dict[str, common.Ratio] = {}  # the prepare rows, measured once per process
 
 
 def measure(names, repetitions: int, steps: int) -> list[common.Ratio]:

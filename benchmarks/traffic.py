@@ -132,8 +132,8 @@ def step_traffic(config, alpha: float = 0.5) -> Traffic:
     `alpha`, under bf16 autocast, on fake tensors."""
     from torch._subclasses.fake_tensor import FakeTensorMode
 
-    from dualsweep.data.special import SpecialTokens
     from dualsweep.model import Transformer
+    from dualsweep.special_tokens import SpecialTokens
 
     micro = config.train.micro_batch_size or config.train.batch_size
     config = config.replace(alpha=alpha, batch_size=micro, micro_batch_size=micro)

@@ -116,7 +116,7 @@ def export_run(
     """Write the run's Hugging Face folder into `out_dir` (created; refused if it holds files)."""
     from safetensors.torch import save_file
 
-    from dualsweep.evaluate.run import load_run
+    from dualsweep.evaluate.loaded import load_run
     from dualsweep.schema import TOKENIZER_FILE
 
     run_dir, out_dir = Path(run_dir), Path(out_dir)
@@ -136,7 +136,7 @@ def export_run(
     }
     _write_json(out_dir / "generation_config.json", generation)
     if run.tokenizer is not None:
-        (out_dir / "tokenizer.json").write_bytes((run_dir / TOKENIZER_FILE).read_bytes())
+        (out_dir / TOKENIZER_FILE).write_bytes((run_dir / TOKENIZER_FILE).read_bytes())
         for name, content in tokenizer_files(
             run_dir / TOKENIZER_FILE, run.special, model.seq_len
         ).items():

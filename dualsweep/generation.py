@@ -24,8 +24,8 @@ from dataclasses import dataclass
 
 import torch
 
-from dualsweep.data.special import SpecialTokens
 from dualsweep.model import BIDIRECTIONAL, CAUSAL
+from dualsweep.special_tokens import SpecialTokens
 
 MODES = ("ar", "md")
 ORDERS = ("confidence", "random")

@@ -20,7 +20,6 @@ import numpy as np
 import pandas as pd
 
 from dualsweep.config import (
-    BUILTIN_TASKS,
     EvalConfig,
     RunConfig,
     flat_fields,
@@ -36,6 +35,7 @@ from dualsweep.schema import (
     MD_COLUMNS,
     RESULTS_ROOT,
     RUNS_TABLE,
+    TASK_NAMES,
     ObjectiveColumns,
     curve_columns,
     summary_metric_columns,
@@ -140,7 +140,7 @@ def with_eval_columns(evals: pd.DataFrame) -> pd.DataFrame:
     defaults = {
         "requested_task": evals["task"],
         "item_limit": pd.Series(
-            np.where(evals["task"].isin(BUILTIN_TASKS), evals["n_items"], 0), index=evals.index
+            np.where(evals["task"].isin(TASK_NAMES), evals["n_items"], 0), index=evals.index
         ),
         "num_fewshot": pd.Series(0, index=evals.index),
     }

@@ -10,11 +10,18 @@ other module changing:
   `held_out_<name>_elbo` for a bound (masked diffusion), plus `_stderr` where the value is a
   Monte-Carlo estimate over masking draws;
 - run summary: `final_` and `best_` of each held-out column, and `final_` of its `_stderr`.
+
+It also holds the torch-free halves of the registries (objectives' columns and scoring modes,
+data sources, task names), which the config checks names against. Their registries, in
+higher layers, add to them when a module registers something: what a config may name thus
+depends on what the process imported, which `train.plugins` makes explicit.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import math
+import re
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 # -- files ---------------------------------------------------------------------------
@@ -39,7 +46,14 @@ RESULTS_ROOT = "results"
 RUNS_TABLE = "runs.parquet"  # one row per trial: its summary and sweep columns
 CURVES_TABLE = "curves.parquet"  # every trial's curve rows, keyed by run_key
 EVALS_TABLE = "evals.parquet"  # multiple-choice results, task x mode rows per run_key
+DRIVER_LOCK_FILE = ".driver.lock"  # held by the one sweep driver writing the tables
 SEARCH_FILE = "search.db"  # a sweep with `search`: its Optuna studies (SQLite, one per R)
+SUGGESTED_FILE = "suggested.json"  # a sweep with `search.algorithm: suggest`: every point it asked
+REPORT_FILE = "REPORT.md"  # a generated report: results/<sweep>/, an adaptive or simulation folder
+
+# `dualsweep simulate --out DIR` (designs against a known truth).
+SIMULATIONS_TABLE = "simulations.parquet"  # one row per (truth, design, study, runs)
+SIMULATION_SETUP_FILE = "setup.json"  # the command's settings, which the report restates
 
 
 # -- per-objective columns -----------------------------------------------------------
@@ -85,6 +99,9 @@ class ObjectiveColumns:
 AR_COLUMNS = ObjectiveColumns("ar", bound=False, estimated=False)
 MD_COLUMNS = ObjectiveColumns("md", bound=True, estimated=True)
 
+DEFAULT_METRIC = f"final_{AR_COLUMNS.held_out}"
+"""What a search minimises and `fit`/`suggest` fit unless told otherwise: the final held-out AR loss."""
+
 OBJECTIVE_COLUMNS: dict[str, ObjectiveColumns] = {"ar": AR_COLUMNS, "md": MD_COLUMNS}
 CAUSAL_OBJECTIVES: set[str] = {"ar"}
 """Objectives that attend causally (the registry adds each registered one that does): the
@@ -92,6 +109,27 @@ plan counts their attention at half (sweep/plan.py)."""
 """The columns of each objective by name: the torch-free half of the objective registry
 (`dualsweep.objectives.register` adds a new objective's), for code that writes result rows
 without importing torch (a sweep driver recording a trial that died)."""
+
+
+_SUMMARY_HELD_OUT = re.compile(r"final_held_out_(?P<name>.+)_(?P<kind>loss|elbo)")
+
+
+def objectives_in(columns: Iterable[str], pair: Sequence[str] = ()) -> tuple[ObjectiveColumns, ...]:
+    """The objectives whose run-summary columns are among `columns`, read back by the naming
+    rule: `final_held_out_<name>_loss` (an exact loss) or `final_held_out_<name>_elbo` (a
+    bound), estimated where its `_stderr` column is there too. Ordered as `pair` (the runs'
+    `objective.objectives`) names them, then in registered order, then by name; so analysis
+    code finds a newly registered objective in the tables without naming it."""
+    columns = set(columns)
+    found = {}
+    for column in columns:
+        match = _SUMMARY_HELD_OUT.fullmatch(column)
+        if match:
+            name, kind = match["name"], match["kind"]
+            estimated = f"{column}_stderr" in columns
+            found[name] = ObjectiveColumns(name, bound=kind == "elbo", estimated=estimated)
+    order = {n: i for i, n in enumerate(dict.fromkeys([*pair, *OBJECTIVE_COLUMNS]))}
+    return tuple(found[n] for n in sorted(found, key=lambda n: (order.get(n, len(order)), n)))
 
 
 def pair_columns(names: Sequence[str]) -> tuple[ObjectiveColumns, ...]:
@@ -106,7 +144,42 @@ def pair_columns(names: Sequence[str]) -> tuple[ObjectiveColumns, ...]:
 # its name: ar, md) and prefix-LM. The config and the command line check modes against this
 # torch-free list; `evaluate.scoring.scoring_modes()` derives the same list from the registry
 # (tests/test_objectives.py checks they agree).
-SCORING_MODES = ("ar", "md", "prefix")
+SCORING_MODES: list[str] = ["ar", "md", "prefix"]
+
+
+# -- data sources ----------------------------------------------------------------------
+@dataclass(frozen=True)
+class DataSourceFields:
+    """What the config knows of a data source: the torch-free half of its registry entry
+    (`dualsweep.data.sources`, which reads the documents)."""
+
+    name: str
+    """The value of `data.source` that selects it."""
+    required: tuple[str, ...] = ()
+    """`data.` fields it cannot do without: a config leaving one empty is refused."""
+    identity: tuple[str, ...] = ()
+    """`data.` fields that change the documents it gives, beyond what its fingerprint covers:
+    every cache key of a corpus prepared from it holds them."""
+    token_ids: bool = False
+    """It gives token ids split at `data.shard_eos_id` (no tokenizer), not text."""
+
+
+DATA_SOURCES: dict[str, DataSourceFields] = {
+    "builtin": DataSourceFields("builtin"),
+    "text_dir": DataSourceFields("text_dir", required=("path",)),
+    "jsonl": DataSourceFields("jsonl", required=("path",), identity=("text_field",)),
+    "shards": DataSourceFields(
+        "shards", required=("path",), identity=("shard_eos_id", "shard_dtype"), token_ids=True
+    ),
+    "hf": DataSourceFields("hf", required=("hf_dataset",), identity=("text_field",)),
+}
+"""The data sources a config accepts, by name (`dualsweep.data.sources.register_source` adds
+a new one's), so that the config checks `data.source` without importing the readers."""
+
+TASK_NAMES: list[str] = ["continuation", "word_order", "cloze"]
+"""The multiple-choice tasks built from a corpus's held-out documents, by name: the torch-free
+half of the task registry (`dualsweep.evaluate.task_registry.register_task` adds a new task's
+name), which the config checks `evaluation.tasks` against."""
 
 
 # -- curves ----------------------------------------------------------------------------
@@ -177,6 +250,31 @@ HARNESS_METRICS = ("acc", "acc_stderr", "acc_norm", "acc_norm_stderr")
 # log-odds: they sit at 1/1024 and 1023/1024, one grid step (a factor of 4 in the odds) beyond
 # 1/256 and 255/256, as the grid's own spacing continues.
 ALPHA_CLIP = 1 / 1024
+ALPHA_LOG_ODDS_BOUND = math.log((1 - ALPHA_CLIP) / ALPHA_CLIP)
+"""The log-odds of 1 - ALPHA_CLIP: where the pure objective alpha = 1 sits (alpha = 0 at minus it)."""
+
+
+def alpha_log_odds(alpha):
+    """log(alpha / (1 - alpha)), alpha clipped to [ALPHA_CLIP, 1 - ALPHA_CLIP] first: the scale
+    surfaces are fitted and alphas searched on. A float for a number, an array for an array."""
+    if isinstance(alpha, (int, float)):
+        a = min(max(float(alpha), ALPHA_CLIP), 1 - ALPHA_CLIP)
+        return math.log(a / (1 - a))
+    import numpy as np  # (arrays only: the config layer imports this module, not numpy)
+
+    a = np.clip(np.asarray(alpha, dtype=float), ALPHA_CLIP, 1 - ALPHA_CLIP)
+    z = np.log(a / (1 - a))
+    return float(z) if z.ndim == 0 else z
+
+
+def alpha_from_log_odds(z):
+    """The logistic of `z`, the inverse of `alpha_log_odds` inside its bounds."""
+    if isinstance(z, (int, float)):
+        return 1 / (1 + math.exp(-z))
+    import numpy as np
+
+    a = 1 / (1 + np.exp(-np.asarray(z, dtype=float)))
+    return float(a) if a.ndim == 0 else a
 
 
 # -- metrics ---------------------------------------------------------------------------

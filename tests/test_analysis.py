@@ -13,13 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from dualsweep.analysis.data import AnalysisError, metric, trial_table
-from dualsweep.analysis.surface import (
-    alpha_from_logit,
-    best_alpha,
-    fit_surface,
-    logit_alpha,
-    loo_rmse,
-)
+from dualsweep.analysis.surface import best_alpha, fit_surface, loo_rmse
 from dualsweep.analysis.tables import (
     alpha_label,
     format_best_alpha,
@@ -28,75 +22,9 @@ from dualsweep.analysis.tables import (
     main_table,
 )
 
-from dualsweep.results import SweepResults
+from dualsweep.schema import alpha_from_log_odds
 
-from .conftest import REPO
-
-ALPHAS = [0, 1 / 256, 1 / 64, 1 / 16, 1 / 4, 1 / 2, 3 / 4, 15 / 16, 63 / 64, 255 / 256, 1]
-REPETITIONS = [1, 2, 4, 8, 16, 32, 64, 128, 256]
-
-
-def best_logit(r) -> np.ndarray:
-    """The synthetic optimum: alpha = 63/64-ish at R = 1, falling with R (alpha * R ~ 16 late)."""
-    return 4.0 - 0.9 * np.log2(r)
-
-
-def true_score(r, alpha) -> np.ndarray:
-    return 40 - 1.5 * (logit_alpha(alpha) - best_logit(r)) ** 2 - 2 * np.log2(r)
-
-
-def synthetic_results(noise: float = 1.0, seed: int = 0) -> SweepResults:
-    """A 50-point checkerboard sweep drawn from a known smooth surface plus noise."""
-    rng = np.random.default_rng(seed)
-    points = [
-        (a, r) for j, r in enumerate(REPETITIONS) for i, a in enumerate(ALPHAS) if (i + j) % 2 == 0
-    ]
-    runs, curves, evals = [], [], []
-    for k, (a, r) in enumerate(points):
-        key = f"run{k:02d}"
-        loss = 4 + 0.05 * (logit_alpha(a) - best_logit(r)) ** 2 / 10 + rng.normal(0, 0.01)
-        runs.append(
-            {
-                "run_key": key,
-                "alpha": a,
-                "repetitions": r,
-                "seed": 0,
-                "status": "finished",
-                "in_sweep": True,
-                "final_held_out_ar_loss": loss,
-                "best_held_out_ar_loss": loss - 0.01,
-                "final_held_out_md_elbo": loss + 0.2,
-                "best_held_out_md_elbo": loss + 0.19,
-                "final_held_out_md_elbo_stderr": 0.01,
-            }
-        )
-        for step in (0, 50, 100):
-            curves.append(
-                {
-                    "run_key": key,
-                    "step": step,
-                    "tokens_seen": step * 1000,
-                    "held_out_ar_loss": 6 - step / 100 * (6 - loss),
-                }
-            )
-        for mode, shift in (("ar", 0.0), ("md", -3.0), ("prefix", 1.0)):
-            for task in ("continuation", "word_order"):
-                score = true_score(r, a) + shift + rng.normal(0, noise)
-                evals.append(
-                    {
-                        "run_key": key,
-                        "task": task,
-                        "mode": mode,
-                        "normalized_score": score,
-                        "stderr": 2.0,
-                        "normalized_score_per_token": score - 1,
-                        "stderr_per_token": 2.0,
-                    }
-                )
-    runs.append({**runs[0], "run_key": "broken", "status": "failed"})  # failed runs are left out
-    return SweepResults(
-        runs=pd.DataFrame(runs), curves=pd.DataFrame(curves), evals=pd.DataFrame(evals)
-    )
+from .helpers import REPETITIONS, REPO, best_logit, synthetic_results
 
 
 @pytest.fixture(scope="module")
@@ -118,7 +46,7 @@ def test_fit_recovers_the_known_best_alpha(table):
     fit = fit_surface(table, metric(table, "score_ar"))
     assert fit.r2 > 0.99
     summary = best_alpha(fit, REPETITIONS, samples=1000)
-    truth = alpha_from_logit(best_logit(np.array(REPETITIONS, dtype=float)))
+    truth = alpha_from_log_odds(best_logit(np.array(REPETITIONS, dtype=float)))
     inside = (summary["alpha_q05"] <= truth) & (truth <= summary["alpha_q95"])
     assert inside.all(), summary.assign(truth=truth)
     assert (summary["p_interior"] > 0.95).all()  # a mix beats both pure objectives everywhere
@@ -131,7 +59,7 @@ def test_loss_metrics_are_minimised(table):
     fit = fit_surface(table, metric(table, "held_out_ar_loss"))  # alias of final_held_out_ar_loss
     assert fit.metric.lower_is_better
     summary = best_alpha(fit, [1, 256], samples=500)
-    truth = alpha_from_logit(best_logit(np.array([1.0, 256.0])))
+    truth = alpha_from_log_odds(best_logit(np.array([1.0, 256.0])))
     assert ((summary["alpha_q05"] <= truth) & (truth <= summary["alpha_q95"])).all()
 
 

@@ -69,7 +69,7 @@ def test_the_step_memory_side_runs(monkeypatch):
     the code path the benchmark takes, imports included."""
     from dualsweep.benchmarks import memory
 
-    from .conftest import tiny_run_config
+    from .helpers import tiny_run_config
 
     monkeypatch.setattr(
         memory,

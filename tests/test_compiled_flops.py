@@ -5,9 +5,9 @@ from __future__ import annotations
 import torch
 from dualsweep.benchmarks.compiled_flops import GraphFlops, compiled_share
 
-from dualsweep.data.special import SpecialTokens
+from dualsweep.special_tokens import SpecialTokens
 
-from .conftest import tiny_run_config
+from .helpers import tiny_run_config
 
 
 def _inputs(config):

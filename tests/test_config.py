@@ -30,7 +30,7 @@ from dualsweep.config.fields import SEED, Bound, Unique
 from dualsweep.config.run import NOT_IDENTITY
 from dualsweep.config.sweep import Resources, SearchConfig, SweepConfig
 
-from .conftest import REPO
+from .helpers import REPO
 
 
 def test_every_field_has_a_docstring_and_a_unique_name():
@@ -97,7 +97,8 @@ def test_every_bound_refuses_just_outside_and_accepts_its_edge(section, cls, f, 
 
 @pytest.mark.parametrize("section, cls, f, rule", _rules(Unique))
 def test_every_unique_field_refuses_a_repeat(section, cls, f, rule):
-    item = f.default[0] if f.default else "arc_easy"  # (an empty default: any item)
+    # An empty default: any item (for plugins, a module that imports: they are imported first).
+    item = f.default[0] if f.default else {"plugins": "json"}.get(f.name, "arc_easy")
     repeated = (item, item)
     with pytest.raises(ConfigError, match=rf"^{section}\.{f.name}: {re.escape(rule.why)} "):
         run_config_from_dict({section: {f.name: repeated}})
@@ -124,6 +125,7 @@ def test_rules_and_identity_metadata_combine():
     }
     assert not_identity == {
         "cache_dir",
+        "plugins",
         "micro_batch_size",
         "loader_workers",
         "loss_chunk_tokens",
@@ -463,3 +465,98 @@ def test_a_data_parallel_trial_reserves_its_workers_and_a_sliver():
 
     assert Resources(cpu=2, gpu=1).per_trial() == {"CPU": 2, "GPU": 1}
     assert Resources(cpu=8, gpu=1, workers=4).per_trial() == {"CPU": pytest.approx(32.01), "GPU": 4}
+
+
+# -- The sweep file's sections: the same declared rules as a run config's ---------------------
+
+SEARCH = {"repetitions": [1, 2], "trials_per_repetition": 2}
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"name": "a/b"}, "name: must be a non-empty name without slashes or spaces (got 'a/b')"),
+        ({"name": ".hidden"}, "name: must be a non-empty name without slashes or spaces"),
+        ({"seeds": []}, "seeds: must list at least one seed (got ())"),
+        ({"seeds": [0, 0]}, "seeds: lists a seed twice (got (0, 0))"),
+        ({"seeds": [0, 2**32]}, "seeds[1]: must be in [0, 2^32) (got 4294967296)"),
+        ({"seeds": [-1]}, "seeds[0]: must be in [0, 2^32) (got -1)"),
+        ({"max_concurrent_trials": -1}, "max_concurrent_trials: must be >= 0 (got -1)"),
+        ({"retries": -1}, "retries: must be >= 0 (got -1)"),
+        ({"resources": {"cpu": 0}}, "resources.cpu: must be positive (got 0.0)"),
+        ({"resources": {"gpu": -1}}, "resources.gpu: must be >= 0 (got -1.0)"),
+        ({"search": {**SEARCH, "repetitions": []}}, "search.repetitions: must list at least one R"),
+        (
+            {"search": {**SEARCH, "repetitions": [2, 0]}},
+            "search.repetitions[1]: repetitions must be a positive integer (got 0)",
+        ),
+        (
+            {"search": {**SEARCH, "seed": 2**31}},
+            "search.seed: must be in [0, 2^31) (got 2147483648)",
+        ),
+        (
+            {"search": {**SEARCH, "algorithm": "a-b"}},
+            "search.algorithm: must be a searcher's name, e.g. optuna or suggest (got 'a-b')",
+        ),
+        ({"search": {**SEARCH, "round_size": 0}}, "search.round_size: must be >= 1 (got 0)"),
+        (
+            {"search": {**SEARCH, "sampler": "grid"}},
+            "search.sampler: must be one of gp, tpe (got 'grid')",
+        ),
+        ({"points": [[1, 1], ["3/2", 2]]}, "points[1].alpha: alpha must be in [0, 1] (got 1.5)"),
+        ({"zzz": 1}, "zzz: unknown sweep field; known: name, base, points, seeds,"),
+    ],
+)
+def test_sweep_level_errors_name_the_field_and_the_value(tmp_path, change, message):
+    raw = {"name": "s", "base": {"train": {"batch_size": 4}}, "points": [[1, 1]], **change}
+    with pytest.raises(ConfigError) as info:
+        load_sweep(_sweep(tmp_path, yaml.safe_dump(raw)))
+    assert str(info.value).startswith(message)
+
+
+def test_sweep_sections_check_themselves_when_built_in_python():
+    from dualsweep.config import Point
+
+    with pytest.raises(ConfigError, match=r"^workers: must be a positive integer \(got 1\.5\)$"):
+        Resources(workers=1.5)
+    with pytest.raises(ConfigError, match=r"^gpu: each data-parallel worker needs whole GPUs"):
+        Resources(gpu=1.5, workers=2)
+    assert Resources(gpu=1.5).per_trial() == {"CPU": 1.0, "GPU": 1.5}  # one worker: a share
+    # A Literal annotation would check `sampler` only when read from YAML; the rule checks both.
+    with pytest.raises(ConfigError, match=r"^sampler: must be one of gp, tpe \(got 'random'\)$"):
+        SearchConfig(repetitions=(1,), trials_per_repetition=1, sampler="random")
+    with pytest.raises(ConfigError, match=r"^repetitions\[2\]: repetitions must be a positive"):
+        SearchConfig(repetitions=(1, 4, -2), trials_per_repetition=1)
+    with pytest.raises(ConfigError, match=r"^alpha: alpha must be in \[0, 1\] \(got 1\.25\)$"):
+        Point(1.25, 4)
+    # Checks across fields run on every SweepConfig, a changed copy too.
+    sweep = SweepConfig(name="s", base=RunConfig(), points=(Point(1.0, 1),))
+    with pytest.raises(ConfigError, match=r"^seeds: lists a seed twice \(got \(3, 3\)\)$"):
+        dataclasses.replace(sweep, seeds=(3, 3))
+    with pytest.raises(ConfigError, match=r"^points\[1\] \(alpha=0\.5, repetitions=4096\): data"):
+        dataclasses.replace(sweep, points=(Point(1.0, 1), Point(0.5, 4096)))
+    search = SearchConfig(repetitions=(1,), trials_per_repetition=1, metric="score_nope")
+    with pytest.raises(ConfigError, match=r"^search\.metric: must be one of final_held_out"):
+        dataclasses.replace(sweep, search=search)
+
+
+def test_every_number_field_of_a_sweep_declares_its_range():
+    for cls in (Resources, SearchConfig, SweepConfig):
+        hints = typing.get_type_hints(cls)
+        for f in dataclasses.fields(cls):
+            if hints[f.name] in (int, float, tuple[int, ...]):
+                assert f.metadata.get("checks"), f"{cls.__name__}.{f.name}"
+
+
+def test_a_written_search_section_leaves_out_the_fields_at_their_default(tmp_path):
+    from dualsweep.config import sweep_yaml
+
+    raw = {"name": "s", "base": {}, "points": [[0.5, 1]], "search": {**SEARCH, "sampler": "tpe"}}
+    sweep = load_sweep(_sweep(tmp_path, yaml.safe_dump(raw)))
+    written = yaml.safe_load(sweep_yaml(sweep))
+    # The required fields and the one set away from its default; no `algorithm: optuna`.
+    assert written["search"] == {**SEARCH, "sampler": "tpe"}
+    assert load_sweep(_sweep(tmp_path, sweep_yaml(sweep))) == sweep
+    rounds = {**SEARCH, "algorithm": "suggest", "round_size": 3, "seed": 7}
+    sweep = load_sweep(_sweep(tmp_path, yaml.safe_dump({**raw, "search": rounds})))
+    assert yaml.safe_load(sweep_yaml(sweep))["search"] == rounds

@@ -13,11 +13,11 @@ from dualsweep.config import run_label, to_plain
 from dualsweep.results import RunSummary, load, with_point, write_parquet
 from dualsweep.schema import CONFIG_FILE, RUN_MARKER_FILE, SUMMARY_FILE, TRAIN_LOG_FILE
 
-from .conftest import REPO, tiny_run_config
+from .helpers import REPO, tiny_run_config
 
 
 def test_fit_takes_the_sweep_file_or_its_name(tmp_path, capsys, monkeypatch):
-    from .test_faults import write_results
+    from .helpers import write_results
 
     write_results(tmp_path / "results", "s")
     (tmp_path / "sweeps").mkdir()
@@ -49,7 +49,7 @@ def test_a_sweep_name_finds_its_file_and_an_unknown_one_is_named(tmp_path, capsy
 
 
 def test_plots_by_name_writes_the_report(tmp_path, capsys):
-    from .test_faults import write_results
+    from .helpers import write_results
 
     write_results(tmp_path, "s")
     assert main(["plots", "s", "--results", str(tmp_path)]) == 0
@@ -149,7 +149,7 @@ def test_a_missing_extra_is_named(monkeypatch, capsys):
     def needs_torch(args):
         raise ModuleNotFoundError("No module named 'torch'", name="torch")
 
-    monkeypatch.setattr(cli, "cmd_plan", needs_torch)
+    monkeypatch.setitem(cli.COMMANDS, "plan", needs_torch)
     assert main(["plan", str(REPO / "sweeps" / "smoke.yaml")]) == 1
     assert capsys.readouterr().err == (
         "dualsweep: error: `dualsweep plan` needs the train extra (No module named 'torch'): "
@@ -163,7 +163,7 @@ def test_the_analysis_commands_need_no_torch_lightning_or_ray(tmp_path):
     import subprocess
     import sys
 
-    from .test_faults import write_results
+    from .helpers import write_results
 
     write_results(tmp_path, "s")
     blocked = (  # as if not installed: every import of them fails
@@ -185,6 +185,7 @@ def test_the_analysis_commands_need_no_torch_lightning_or_ray(tmp_path):
     assert done.returncode == 0, done.stderr[-2000:]
 
 
+@pytest.mark.ray
 def test_resources_this_machine_lacks_are_a_bad_input(monkeypatch):
     import ray
 

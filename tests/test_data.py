@@ -19,7 +19,7 @@ from dualsweep.data.corpus import is_validation
 from dualsweep.data.datamodule import DualSweepData, StepBatches
 from dualsweep.data.tokenizer import load_tokenizer
 
-from .conftest import write_text_corpus
+from .helpers import write_text_corpus
 
 VOCAB = 300
 

@@ -17,13 +17,15 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 from dualsweep.benchmarks.loops import GradientRecorder
 
-from dualsweep.data.special import SpecialTokens
 from dualsweep.model import Transformer
 from dualsweep.objectives import AR, MD, objective_allocation, objective_order
+from dualsweep.special_tokens import SpecialTokens
 from dualsweep.training.distributed import Workers
 from dualsweep.training.step import train_step
 
-from .conftest import tiny_run_config
+from .helpers import tiny_run_config
+
+pytestmark = pytest.mark.distributed  # data-parallel workers (simulated, or gloo processes)
 
 SPECIAL = SpecialTokens(pad=0, bos=1, eos=2, mask=3)
 STEP = 5  # any step: its draws depend on (seed, step) only

@@ -19,7 +19,6 @@ import torch
 from torch import nn
 
 from dualsweep.config import ModelConfig
-from dualsweep.data.special import SpecialTokens
 from dualsweep.evaluate.multiple_choice import evaluate_task, normalized_score, summarize
 from dualsweep.evaluate.scoring import Score, fit_to_context, score_continuations
 from dualsweep.evaluate.tasks import (
@@ -32,6 +31,7 @@ from dualsweep.evaluate.tasks import (
     word_order_task,
 )
 from dualsweep.model import CAUSAL, Transformer, attention_mask
+from dualsweep.special_tokens import SpecialTokens
 
 SPECIAL = SpecialTokens(pad=0, bos=1, eos=2, mask=3)
 V, T = 12, 16
@@ -96,6 +96,11 @@ def test_scores_equal_a_hand_computation(mode, span):
         assert score.log_prob == pytest.approx(
             reference_log_prob(model, context, continuation, mode, span), abs=1e-4
         )
+
+
+def test_an_unknown_mode_names_the_registered_ones():
+    with pytest.raises(ValueError, match=r"^unknown mode 'pll' \(one of ar, md, prefix\)$"):
+        score_continuations(BagOfVisibleTokens(), PAIRS, "pll", mask_id=3, pad_id=0)
 
 
 def test_mode_semantics_on_a_transformer():
@@ -176,7 +181,7 @@ def test_a_model_that_ignores_its_input_scores_chance():
         assert scoring.stderr == pytest.approx(binomial, rel=0.2)
 
 
-from .conftest import WORDS  # noqa: E402
+from .helpers import WORDS  # noqa: E402
 
 DOCS = [  # 30 documents of six 10-word sentences, every word distinct
     " ".join(" ".join(f"w{i}_{s}_{j}" for j in range(10)) + "." for s in range(6))
@@ -253,10 +258,10 @@ def test_evaluate_a_trained_run(tmp_path, capsys):
     from dualsweep.cli import main
     from dualsweep.data.corpus import is_validation
     from dualsweep.data.sources import text_documents
-    from dualsweep.evaluate.run import held_out_documents, load_run
+    from dualsweep.evaluate.loaded import held_out_documents, load_run
     from dualsweep.training import train
 
-    from .conftest import tiny_run_config
+    from .helpers import tiny_run_config
 
     config = tiny_run_config(task_items=40, bootstrap_samples=100)
     assert train(config, tmp_path / "run", log=lambda m: None).status == "finished"
@@ -310,7 +315,7 @@ def test_evaluate_a_trained_run(tmp_path, capsys):
 def trained_run(tmp_path_factory):
     from dualsweep.training import train
 
-    from .conftest import tiny_run_config
+    from .helpers import tiny_run_config
 
     run_dir = tmp_path_factory.mktemp("lm-eval") / "run"
     assert train(tiny_run_config(), run_dir, log=lambda m: None).status == "finished"

@@ -24,8 +24,7 @@ from dualsweep.config import DataConfig, to_plain
 from dualsweep.data import DataError
 from dualsweep.data.sources import text_documents
 
-from .conftest import REPO, tiny_run_config, trial_folder
-from .test_sweep import _processes_with
+from .helpers import REPO, processes_with, tiny_run_config, trial_folder, write_results
 
 SMOKE = REPO / "sweeps" / "smoke.yaml"
 
@@ -242,7 +241,7 @@ def test_a_sweep_rerun_after_a_corpus_edit_trains_nothing_until_asked(
 ):
     """Finished trials of one corpus and new trials of another in one table: refused before
     Ray starts, the table untouched (`--mix-corpora` goes on anyway)."""
-    from .test_sweep import quick, write_sweep
+    from .helpers import quick, write_sweep
 
     path = write_sweep(
         tmp_path / "smoke.yaml",
@@ -297,12 +296,12 @@ def test_rebuilding_tables_from_a_storage_without_the_sweep_is_refused(tmp_path,
 
 
 def test_a_second_table_backup_never_overwrites_the_first(tmp_path):
-    from dualsweep.sweep.runner import _backup_name
+    from dualsweep.sweep.driver import backup_name
 
     table = tmp_path / "runs.parquet"
-    assert _backup_name(table).name == "runs.parquet.replaced"
+    assert backup_name(table).name == "runs.parquet.replaced"
     (tmp_path / "runs.parquet.replaced").write_text("first")
-    assert _backup_name(table).name == "runs.parquet.replaced.2"
+    assert backup_name(table).name == "runs.parquet.replaced.2"
 
 
 def test_a_key_given_twice_in_a_yaml_file_is_refused(tmp_path, capsys):
@@ -474,7 +473,7 @@ def test_an_interrupt_message_is_never_empty(monkeypatch, capsys):
     def interrupted(args):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(cli, "cmd_plan", interrupted)
+    monkeypatch.setitem(cli.COMMANDS, "plan", interrupted)
     assert main(["plan", str(SMOKE)]) == 130
     assert capsys.readouterr().err == "dualsweep: interrupted\n"
 
@@ -524,32 +523,6 @@ def test_evaluate_with_a_bad_task_file_or_device(finished_run, tmp_path, capsys)
     assert not (finished_run / "evals.parquet").exists()  # nothing partial written
 
 
-# -- results tables --------------------------------------------------------------------
-def write_results(root: Path, name: str = "s") -> Path:
-    """A 4-point sweep table, enough for a surface."""
-    rows = [
-        {
-            "run_key": f"k{i}",
-            "sweep": name,
-            "alpha": a,
-            "repetitions": r,
-            "seed": 0,
-            "status": "finished",
-            "in_sweep": True,
-            "final_held_out_ar_loss": 5.0 + i / 10,
-            "best_held_out_ar_loss": 5.0,
-            "final_held_out_md_elbo": 5.5,
-            "best_held_out_md_elbo": 5.5,
-            "final_held_out_md_elbo_stderr": 0.01,
-        }
-        for i, (a, r) in enumerate([(0.0, 1), (1.0, 1), (0.5, 4), (1.0, 4), (0.25, 16)])
-    ]
-    directory = root / name
-    directory.mkdir(parents=True)
-    pd.DataFrame(rows).to_parquet(directory / "runs.parquet")
-    return directory
-
-
 @pytest.mark.parametrize("damage", ["truncated", "empty", "garbage"])
 def test_fit_and_plots_on_a_damaged_table(tmp_path, capsys, damage):
     from dualsweep.analysis.plots import main as plots
@@ -592,12 +565,12 @@ def test_plan_refuses_non_positive_rates(capsys, flags):
 def test_a_sweep_on_a_full_disk_is_one_line_and_exit_1(tmp_path, capsys, monkeypatch):
     # Collecting the trial folders into the tables is the sweep's first write: a full disk
     # there is a fault (exit 1), said in one line; the trial folders are left as they were.
-    import dualsweep.sweep.runner as runner
+    import dualsweep.sweep.driver as driver
 
     def full_disk(*args, **kwargs):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(runner, "collect", full_disk)
+    monkeypatch.setattr(driver, "collect", full_disk)
     args = ["sweep", str(SMOKE), "--results", str(tmp_path / "r"), "--storage", str(tmp_path / "t")]
     assert main(args) == 1
     assert error_line(capsys) == (
@@ -612,13 +585,24 @@ def test_a_stopped_sweep_exits_130_saying_how_to_finish(tmp_path, capsys, monkey
     # (the real signal, through Tune: the slow kill-9-then-Ctrl-C test of test_sweep.py).
     import dualsweep.sweep.runner as runner
 
+    class Stopped:
+        """A trainer stopped in the fixed phase, or (with a search) in the search phase."""
+
+        def __init__(self, *args):
+            pass
+
+        def train(self, configs, pending, *, done_before):
+            return [] if search else ["stopped"]
+
+        def search(self, configs, loop, *, done_before):
+            return ["stopped"]
+
     raw = yaml.safe_load(SMOKE.read_text())
     if search:
         raw["search"] = {"repetitions": [4], "trials_per_repetition": 2}
-        monkeypatch.setattr(runner, "_search", lambda *args: (1, ["stopped"]))
     path = tmp_path / "s.yaml"
     path.write_text(yaml.safe_dump(raw))
-    monkeypatch.setattr(runner, "_tune", lambda *args, **kwargs: [] if search else ["stopped"])
+    monkeypatch.setattr(runner, "TuneTrainer", Stopped)
     args = ["sweep", str(path), "--results", str(tmp_path / "r"), "--storage", str(tmp_path / "t")]
     assert main(args) == 130
     error = capsys.readouterr().err
@@ -635,17 +619,21 @@ def test_sigterm_to_the_sweep_driver_is_a_ctrl_c(tmp_path, capsys, monkeypatch):
 
     import dualsweep.sweep.runner as runner
 
-    def tune_stopped_by_a_sigterm(*args, **kwargs):
-        # As Tune does: it handles SIGINT by stopping its trials and returning the unfinished.
-        stopped = []
-        previous = signal.signal(signal.SIGINT, lambda signum, frame: stopped.append(signum))
-        try:
-            os.kill(os.getpid(), signal.SIGTERM)  # what `kill PID` and schedulers send
-        finally:
-            signal.signal(signal.SIGINT, previous)
-        return ["a trial"] if stopped else []
+    class StoppedBySigterm:
+        def __init__(self, *args):
+            pass
 
-    monkeypatch.setattr(runner, "_tune", tune_stopped_by_a_sigterm)
+        def train(self, configs, pending, *, done_before):
+            # As Tune does: it handles SIGINT by stopping its trials and returning the unfinished.
+            stopped = []
+            previous = signal.signal(signal.SIGINT, lambda signum, frame: stopped.append(signum))
+            try:
+                os.kill(os.getpid(), signal.SIGTERM)  # what `kill PID` and schedulers send
+            finally:
+                signal.signal(signal.SIGINT, previous)
+            return ["a trial"] if stopped else []
+
+    monkeypatch.setattr(runner, "TuneTrainer", StoppedBySigterm)
     path = tmp_path / "s.yaml"
     path.write_text(SMOKE.read_text())
     args = ["sweep", str(path), "--results", str(tmp_path / "r"), "--storage", str(tmp_path / "t")]
@@ -684,7 +672,7 @@ def test_an_unexpected_error_is_one_line_and_debug_shows_the_traceback(monkeypat
     def broken(args):
         raise RuntimeError("disk on fire")
 
-    monkeypatch.setattr(cli, "cmd_plan", broken)
+    monkeypatch.setitem(cli.COMMANDS, "plan", broken)
     assert main(["plan", str(SMOKE)]) == 1
     assert error_line(capsys) == (
         "dualsweep: error: RuntimeError: disk on fire (run with --debug for the traceback)"
@@ -703,7 +691,7 @@ def _progress_after(events, on_trial_end, *, error_text=None, clock=None):
 
     from dualsweep.sweep import progress as progress_module
     from dualsweep.sweep.progress import SweepProgress
-    from dualsweep.sweep.search import trial_params
+    from dualsweep.sweep.runner import trial_params
 
     params = {key: trial_params(tiny_run_config(seed=i)) for i, key in enumerate("abc")}
     lines: list[str] = []
@@ -842,6 +830,7 @@ def assert_one_row_per_key(results: Path, name: str) -> None:
             assert not frame.duplicated(key).any(), table
 
 
+@pytest.mark.ray
 @pytest.mark.slow
 def test_kill_9_at_random_points_then_a_damaged_table(tmp_path, capsys):
     import random
@@ -892,7 +881,7 @@ def test_kill_9_at_random_points_then_a_damaged_table(tmp_path, capsys):
         time.sleep(rng.uniform(4, 20))
         driver.send_signal(signal.SIGKILL)
         driver.wait()
-        for pid in _processes_with(marker):  # Ray's processes outlive a killed driver
+        for pid in processes_with(marker):  # Ray's processes outlive a killed driver
             try:
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
@@ -927,13 +916,14 @@ def test_kill_9_at_random_points_then_a_damaged_table(tmp_path, capsys):
     assert not (results / "faults" / ".curves.parquet.tmp123").exists()
 
 
+@pytest.mark.ray
 def test_a_trial_whose_loss_turns_nan_is_reported_failed_not_raised(tmp_path, monkeypatch):
     # What Tune sees from run_trial: a raise is retried, a `status: failed` report is not.
     # The same seed diverges at the same step on every try, so a NaN must be reported.
     import ray.tune
 
     from dualsweep.sweep import trainable
-    from dualsweep.sweep.search import trial_params
+    from dualsweep.sweep.runner import trial_params
     from dualsweep.sweep.storage import TrialStorage
 
     reports = []
@@ -960,6 +950,7 @@ def config_resources():
     return Resources(cpu=1, gpu=0)
 
 
+@pytest.mark.ray
 @pytest.mark.slow
 def test_a_sweep_whose_storage_fills_up_says_so_in_a_few_lines(tmp_path):
     # A real full disk: a 1.2 MB tmpfs holds one smoke trial folder (about 0.7 MB), not four.

@@ -3,7 +3,9 @@
 The check runs in sessions that are lent a GPU for a few minutes, with a plain python3 that
 has torch and Lightning but no Ray, no Optuna and no venv: a broken stage would waste those
 minutes, so the whole check runs here, through `make gpu-check`, with Ray and Optuna made
-unimportable, and its numbers are checked against what they must be.
+unimportable, and its numbers are checked against what they must be (behind `slow`: 35 s;
+its stages' own checks, the sync census, data-parallel steps and resume, are in the default
+suite: tests/test_sync_census.py, test_distributed.py, test_train.py).
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import sys
 import pytest
 from dualsweep.benchmarks import gpu_check, gpu_stages
 
-from .conftest import REPO
+from .helpers import REPO
 
 
 @pytest.fixture(scope="module")
@@ -46,6 +48,7 @@ def rehearsal(tmp_path_factory) -> dict:
     }
 
 
+@pytest.mark.slow  # 35 s; `make test-slow`, and before any GPU session
 def test_every_stage_of_the_rehearsal_passes_without_ray_or_optuna(rehearsal):
     report = rehearsal["report"]
     assert report["imported"] == {"ray": False, "optuna": False}
@@ -65,6 +68,8 @@ def test_every_stage_of_the_rehearsal_passes_without_ray_or_optuna(rehearsal):
         assert f"[{name}] ok: " in rehearsal["log"]
 
 
+@pytest.mark.slow
+@pytest.mark.distributed
 def test_the_rehearsal_s_numbers_are_what_they_must_be(rehearsal):
     from dualsweep.model import Transformer
     from dualsweep.sweep.plan import training_flops_per_token

@@ -18,7 +18,7 @@ from dualsweep.cli import main
 from dualsweep.config import EvalConfig
 from dualsweep.evaluate.run import evaluate_run
 
-from .conftest import REPO, tiny_run_config
+from .helpers import REPO, tiny_run_config
 
 LOCAL = REPO / "sweeps" / "lm_eval"
 LIMIT = 16  # documents per task: seconds per mode on the tiny model
@@ -217,7 +217,7 @@ def test_a_new_model_drops_the_old_model_s_scores(run, tmp_path):
     ],
 )
 def test_a_task_that_cannot_load_fails_the_sweep_before_ray(tmp_path, capsys, change, message):
-    from .test_sweep import write_sweep
+    from .helpers import write_sweep
 
     folder = local_tasks(tmp_path / "tasks", "idle_news")
     if change.pop("broken_data", False):
@@ -277,13 +277,14 @@ def test_the_harness_command_line_finds_the_dualsweep_model(run, tmp_path, monke
     assert results["config"]["model"] == "dualsweep"
 
 
+@pytest.mark.ray
 @pytest.mark.slow
 def test_a_smoke_sweep_scores_a_harness_task_once_per_trial_and_mode(tmp_path, ray_cluster, capsys):
     from dualsweep.config import load_sweep
     from dualsweep.results import load
     from dualsweep.sweep.runner import run_sweep
 
-    from .test_sweep import quick, write_sweep
+    from .helpers import quick, write_sweep
 
     folder = local_tasks(tmp_path / "tasks", "idle_news", "idle_news_copy")
     evaluation = {

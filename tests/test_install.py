@@ -13,7 +13,7 @@ import subprocess
 
 import pytest
 
-from .conftest import REPO
+from .helpers import REPO
 
 
 def pip_torch_arguments(*make_args: str) -> list[str]:

@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from dualsweep.model import RMSNorm, Transformer, apply_rope, rope_tables
 from dualsweep.objectives.losses import IGNORE, token_nll
 
-from .conftest import tiny_run_config
+from .helpers import tiny_run_config
 
 BF16_EPS = 2.0**-8  # bf16 keeps 8 significant bits: relative rounding up to 2^-9, 2 roundings
 

@@ -24,8 +24,7 @@ from dualsweep.config import load_sweep, run_key
 from dualsweep.results import load
 from dualsweep.sweep.storage import trial_folder_name
 
-from .conftest import owned_cluster
-from .test_sweep import quick, sweep_command, write_sweep
+from .helpers import owned_cluster, quick, sweep_command, write_sweep
 
 pytestmark = pytest.mark.slow
 
@@ -46,6 +45,7 @@ def wait_for(condition, timeout: float, what: str):
     return value
 
 
+@pytest.mark.ray
 def test_a_worker_node_dies_mid_sweep_and_the_sweep_finishes_with_every_row_once(tmp_path):
     # Trials of ~10 s (320 steps) with a checkpoint every 32 steps; 3 run at once (1 CPU on
     # the head, 2 on the worker node); each may be retried twice.
@@ -131,6 +131,8 @@ def train_worker_pids() -> list[int]:
     return pids
 
 
+@pytest.mark.ray
+@pytest.mark.distributed
 def test_a_killed_data_parallel_worker_resumes_to_the_uninterrupted_curve(tmp_path):
     """kill -9 of one worker of a 2-worker trial mid-training: the group ends, Tune retries
     the trial, and it resumes from its checkpoint to the curve of an uninterrupted 2-worker

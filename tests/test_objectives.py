@@ -15,14 +15,11 @@ import torch
 import torch.nn.functional as F
 
 from dualsweep.config import ModelConfig
-from dualsweep.data.special import SpecialTokens
 from dualsweep.evaluate.heldout import held_out_losses
 from dualsweep.model import BIDIRECTIONAL, CAUSAL, Transformer
 from dualsweep.objectives import (
     AR,
     MD,
-    Draw,
-    Objective,
     ar_nll_sums,
     corrupt_batch,
     document_ids,
@@ -38,6 +35,9 @@ from dualsweep.objectives import (
     sample_mask_rates,
 )
 from dualsweep.schema import ObjectiveColumns, curve_columns
+from dualsweep.special_tokens import SpecialTokens
+
+from .helpers import fixed_rate_mlm
 
 SPECIAL = SpecialTokens(pad=0, bos=1, eos=2, mask=3)
 PAIR = (AR, MD)
@@ -351,27 +351,6 @@ def test_document_ids():
     assert document_ids(masked, eos_id=2).tolist() == [[0, 0, 0, 0, 0, 0, 1]]
 
 
-class FixedRateMLM(Objective):
-    """A test-only third objective: BERT-style masking at a fixed rate (no 1/t weight), read
-    in the next-token layout; its loss is the mean NLL of the masked targets."""
-
-    name = "mlm"
-    bidirectional = True
-    columns = ObjectiveColumns("mlm", bound=False, estimated=True)
-    rate = 0.15
-
-    def draw(self, tokens, rows, special, generator, *, stratified, min_rate) -> Draw:
-        rates = torch.where(rows.device, self.rate, 1.0)
-        maskable = maskable_positions(tokens, special) & rows.device[:, None]
-        inputs, masked = mask_tokens(tokens, rates, maskable, special.mask, generator)
-        return Draw(inputs=inputs, masked=masked, rates=rates)
-
-    def sequence_sums(self, nll, targets, masked, rates):
-        masked_targets = masked[:, 1:] & targets
-        # Scaled to a per-target-token mean like the others: sum / (share masked).
-        return (nll * masked_targets).sum(dim=1) / self.rate
-
-
 def test_a_third_objective_plugs_in_through_the_registry(tmp_path, monkeypatch):
     import pandas as pd
 
@@ -380,7 +359,7 @@ def test_a_third_objective_plugs_in_through_the_registry(tmp_path, monkeypatch):
     from dualsweep.objectives import registry
     from dualsweep.training import train
 
-    from .conftest import tiny_run_config
+    from .helpers import tiny_run_config
 
     config = tiny_run_config(alpha=0.5, objectives=["ar", "mlm"], eval_interval=0)
     with pytest.raises(
@@ -391,12 +370,12 @@ def test_a_third_objective_plugs_in_through_the_registry(tmp_path, monkeypatch):
     # Restored afterwards: the registry, and its torch-free half in the schema.
     monkeypatch.setattr(registry, "_REGISTRY", dict(registry._REGISTRY))
     monkeypatch.setattr(schema, "OBJECTIVE_COLUMNS", dict(schema.OBJECTIVE_COLUMNS))
-    register(FixedRateMLM())
+    mlm = register(fixed_rate_mlm())
     summary = train(config, tmp_path / "run", log=lambda m: None)
     assert summary.status == "finished", summary.error
     curve = pd.read_parquet(tmp_path / "run" / "curve.parquet")
     assert list(curve.columns) == list(
-        curve_columns((AR.columns, FixedRateMLM.columns))
+        curve_columns((AR.columns, mlm.columns))
     )  # no MD column: the run trained AR and MLM
     assert {"train_mlm_loss", "held_out_mlm_loss", "held_out_mlm_loss_stderr"} <= set(curve)
     trained = curve.dropna(subset=["train_loss"])
@@ -417,7 +396,36 @@ def test_the_scoring_modes_of_the_registry_are_the_schemas():
     from dualsweep.evaluate.scoring import scoring_modes
     from dualsweep.schema import SCORING_MODES
 
-    assert scoring_modes() == SCORING_MODES
+    assert scoring_modes() == tuple(SCORING_MODES) == ("ar", "md", "prefix")
+
+
+def test_an_objective_that_scores_adds_its_mode(monkeypatch, request):
+    from dualsweep import schema
+    from dualsweep.config import ConfigError, run_config_from_dict, to_plain
+    from dualsweep.evaluate.scoring import scoring_mode, scoring_modes
+    from dualsweep.objectives import registry
+
+    from .helpers import tiny_run_config
+
+    class SecondAR(registry.Autoregressive):
+        name = "ar2"
+        columns = ObjectiveColumns("ar2", bound=False, estimated=False)
+
+    # Restored afterwards: the registry, and the torch-free lists in place (importers hold them).
+    monkeypatch.setattr(registry, "_REGISTRY", dict(registry._REGISTRY))
+    monkeypatch.setattr(schema, "OBJECTIVE_COLUMNS", dict(schema.OBJECTIVE_COLUMNS))
+    monkeypatch.setattr(schema, "CAUSAL_OBJECTIVES", set(schema.CAUSAL_OBJECTIVES))
+    saved = list(schema.SCORING_MODES)
+    request.addfinalizer(lambda: schema.SCORING_MODES.__setitem__(slice(None), saved))
+    raw = to_plain(tiny_run_config())
+    raw["evaluation"]["modes"] = ["ar", "ar2"]
+    with pytest.raises(ConfigError, match=r"evaluation.modes\[1\]: must be one of"):
+        run_config_from_dict(raw)
+    registry.register(SecondAR())
+    assert run_config_from_dict(raw).evaluation.modes == ("ar", "ar2")
+    assert scoring_modes() == ("ar", "md", "prefix", "ar2")
+    rows = scoring_mode("ar2").rows([5, 6], [7], mask_id=3, span=1)
+    assert [(r.tokens, r.targets) for r in rows] == [([5, 6, 7], [2])]  # read as ar reads
 
 
 def test_two_random_objectives_draw_for_their_own_rows_and_held_out_sets():
@@ -425,12 +433,12 @@ def test_two_random_objectives_draw_for_their_own_rows_and_held_out_sets():
     # held-out set each has its own generator, and MD's draws do not depend on its partner.
     tokens = torch.randint(4, 24, (6, 12), generator=gen())
     is_first = np.array([True, False, True, False, True, False])
-    pair = (FixedRateMLM(), MD)
+    pair = (fixed_rate_mlm(), MD)
     corruption = corrupt_batch(tokens, is_first, SPECIAL, gen(3), pair)
     mlm, md = torch.from_numpy(is_first), torch.from_numpy(~is_first)
     assert torch.equal(corruption.inputs, tokens.masked_fill(corruption.masked, SPECIAL.mask))
     assert not (corruption.masked & ~maskable_positions(tokens, SPECIAL)).any()
-    assert (corruption.rates[mlm] == FixedRateMLM.rate).all()
+    assert (corruption.rates[mlm] == pair[0].rate).all()
     assert ((corruption.rates[md] >= 1e-3) & (corruption.rates[md] < 1)).all()
 
     model = FixedLogits(torch.zeros(6, 12, 24))
@@ -451,7 +459,7 @@ def test_the_chunked_cross_entropy_equals_the_whole_one_with_its_gradients():
     neither T nor B * T, and through the training loss of a mixed batch."""
     from dualsweep.objectives import chunked_next_token_nll, corrupt_batch, dual_objective_loss
 
-    from .conftest import tiny_run_config
+    from .helpers import tiny_run_config
 
     config = tiny_run_config()
     B, T = 6, config.model.seq_len

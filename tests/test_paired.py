@@ -12,7 +12,8 @@ import numpy as np
 import pandas as pd
 import pytest
 from dualsweep.analysis import claims
-from dualsweep.analysis.claims.best_alpha import agreement, reversal
+from dualsweep.analysis.claims.best_alpha import reversal
+from dualsweep.analysis.claims.targets import agreement
 
 AR, MD = "final_held_out_ar_loss", "final_held_out_md_elbo"
 # R = 4: u = (0, .3, -.3) over seeds 0-2; e per alpha below.

@@ -12,7 +12,7 @@ import torch
 
 from dualsweep.objectives import registry
 
-from .conftest import tiny_run_config
+from .helpers import tiny_run_config
 
 
 def _record_run(config, out, monkeypatch) -> dict:

@@ -16,14 +16,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from dualsweep.config import DataConfig
+from dualsweep.config import ConfigError, DataConfig, build_section
 from dualsweep.data import shards as shards_module
 from dualsweep.data.corpus import is_validation, prepare_corpus
 from dualsweep.data.prepare import STAGING, PrepareSettings, prepare
 from dualsweep.data.shards import ShardWriter, TokenStream
 from dualsweep.data.sources import DataError
 
-from .conftest import REPO, WORDS, tiny_run_config
+from .helpers import REPO, WORDS, tiny_run_config
 
 VOCAB = 320
 
@@ -53,6 +53,57 @@ def folder_bytes(folder: Path) -> dict[str, bytes]:
 
 
 SMALL = {"memory_mb": 1, "shard_tokens": 40_000}  # chunks of 131,072 tokens, many shards
+
+
+@pytest.mark.parametrize(
+    "raw, message",
+    [
+        ({"workers": 0}, r"^prepare\.workers: must be a positive integer \(got 0\)$"),
+        ({"memory_mb": 0.5}, r"^prepare\.memory_mb: expected an integer \(got 0\.5\)$"),
+        (
+            {"shard_tokens": -1},
+            r"^prepare\.shard_tokens: must be a non-negative integer \(got -1\)$",
+        ),
+        ({"tokenizer_sample_mb": "lots"}, r"^prepare\.tokenizer_sample_mb: expected an integer"),
+        ({"worker": 2}, r"^prepare\.worker: unknown field; did you mean 'workers'\?"),
+    ],
+)
+def test_prepare_settings_are_checked_like_a_config_section(raw, message):
+    with pytest.raises(ConfigError, match=message):
+        build_section(PrepareSettings, raw, "prepare")
+
+
+def test_prepare_settings_built_in_python_follow_the_same_rules():
+    with pytest.raises(ConfigError, match=r"^memory_mb: must be a positive integer \(got 0\)$"):
+        PrepareSettings(memory_mb=0)
+    settings = build_section(PrepareSettings, {"shard_tokens": "0", "workers": 4.0}, "prepare")
+    assert (settings.shard_tokens, settings.workers, settings.memory_mb) == (0, 4, 1024)
+
+
+def test_the_prepare_flags_are_the_settings_fields(capsys, monkeypatch):
+    import dataclasses
+
+    from dualsweep.cli.parser import build_parser
+    from dualsweep.config import field_docs
+
+    parser = build_parser()
+    names = [f.name for f in dataclasses.fields(PrepareSettings)]
+    args = parser.parse_args(["prepare", "--config", "c.yaml", "--out", "o"])
+    assert PrepareSettings(**{n: getattr(args, n) for n in names}) == PrepareSettings()
+    given = ["--workers", "3", "--shard-tokens", "0", "--tokenizer-sample-mb", "2"]
+    args = parser.parse_args(["prepare", "--config", "c.yaml", "--out", "o", *given])
+    settings = PrepareSettings(**{n: getattr(args, n) for n in names})
+    assert settings == PrepareSettings(workers=3, shard_tokens=0, tokenizer_sample_mb=2)
+    monkeypatch.setenv("COLUMNS", "1000")  # help on one line per flag: no hyphen broken
+    with pytest.raises(SystemExit):
+        parser.parse_args(["prepare", "--help"])
+    shown = " ".join(capsys.readouterr().out.split())
+    for name in names:  # each field a flag, its docstring the help
+        assert f"--{name.replace('_', '-')} " in shown, name
+        assert field_docs(PrepareSettings)[name][1:].rstrip(".") in shown, name
+    with pytest.raises(SystemExit):  # refused by the field's own rule, at parse time
+        parser.parse_args(["prepare", "--config", "c.yaml", "--out", "o", "--workers", "0"])
+    assert "argument --workers: must be a positive integer (got 0)" in capsys.readouterr().err
 
 
 def test_a_killed_preparation_resumes_to_the_uninterrupted_shards(tmp_path):

@@ -13,7 +13,7 @@ import re
 import matplotlib
 import pytest
 
-from .conftest import REPO, tiny_run_config
+from .helpers import REPO, tiny_run_config
 
 READMES = [REPO / "README.md", REPO / "results" / "README.md"]
 

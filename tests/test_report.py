@@ -87,7 +87,7 @@ def eval_rows(key: str, alpha: float, shift: float = 0.0) -> list[dict]:
     return rows
 
 
-def write_sweep(root, name: str, runs: list[dict], evals: list[dict]) -> None:
+def write_sweep_tables(root, name: str, runs: list[dict], evals: list[dict]) -> None:
     folder = root / name
     write_parquet(pd.DataFrame(runs), folder / "runs.parquet")
     write_parquet(pd.DataFrame(evals), folder / "evals.parquet")
@@ -102,7 +102,7 @@ def results_root(tmp_path):
             runs.append(run_row(key, alpha, r, seed=0))
             evals += eval_rows(key, alpha)
     runs.append({**runs[0], "run_key": "broken", "status": "failed"})
-    write_sweep(tmp_path, "syn", runs, evals)
+    write_sweep_tables(tmp_path, "syn", runs, evals)
     # Seeds 1 and 2 at two points of R = 16: losses +-0.05 (mix) and +-0.02 (AR), scores +-1.
     seeds, seed_evals = [], []
     for alpha, step in ((0.5, 0.05), (1.0, 0.02)):
@@ -110,7 +110,7 @@ def results_root(tmp_path):
             key = f"a{alpha}-r16-s{seed}"
             seeds.append(run_row(key, alpha, 16, seed=seed, shift=sign * step))
             seed_evals += eval_rows(key, alpha, shift=sign * 1.0)
-    write_sweep(tmp_path, "syn-seeds", seeds, seed_evals)
+    write_sweep_tables(tmp_path, "syn-seeds", seeds, seed_evals)
     # The sequence rule at alpha 1/2, seeds 0-2: losses -0.1 + (0, +0.1, -0.1), AR-side
     # scores -10 + (0, +2, -2); a `step` run in the allocation sweep must be left out.
     alloc, alloc_evals = [], []
@@ -121,7 +121,7 @@ def results_root(tmp_path):
             alloc_evals += eval_rows(key, 0.5, score)
     alloc.append({**run_row("odd", 0.5, 16, 5, 9.0), "mix_allocation": "step"})
     alloc_evals += eval_rows("odd", 0.5, 50.0)
-    write_sweep(tmp_path, "syn-allocation", alloc, alloc_evals)
+    write_sweep_tables(tmp_path, "syn-allocation", alloc, alloc_evals)
     return tmp_path
 
 
@@ -402,6 +402,7 @@ def test_the_readme_block_is_replaced_and_nothing_else(tmp_path):
         "ar_vs_md_targets": {},
         "allocation": {},
         "evaluation_cost": {"time": {"verdict": "met"}, "stderr": {"verdict": "not met"}},
+        "objectives": ["ar", "md"],
     }
     assert report.update_readme(readme, "tiny", report.readme_block("tiny", numbers))
     text = readme.read_text()
@@ -441,7 +442,7 @@ def test_six_runs_decide_no_claim(tmp_path, monkeypatch):
     design = tuple((a, r) for r in (1, 16) for a in ALPHAS)
     runs = [run_row(f"a{a}-r{r}", a, r, seed=0) for a, r in design]
     evals = [row for a, r in design for row in eval_rows(f"a{a}-r{r}", a)]
-    write_sweep(tmp_path, "smoke", runs, evals)
+    write_sweep_tables(tmp_path, "smoke", runs, evals)
     logged = []
     plots.make_all("smoke", tmp_path, log=logged.append)
     text = (tmp_path / "smoke" / "REPORT.md").read_text()
@@ -475,7 +476,7 @@ def test_six_runs_decide_no_claim(tmp_path, monkeypatch):
 def test_enough_runs_are_decided_from_the_minimum_on():
     """The 50-point synthetic sweep of test_analysis, cut to R = 1-8: 22 points decide,
     20 (the minimum) decide, 19 do not."""
-    from .test_analysis import synthetic_results
+    from .helpers import synthetic_results
 
     results = synthetic_results()
     runs = results.runs[results.runs["repetitions"] <= 8]

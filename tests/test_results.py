@@ -13,7 +13,7 @@ from dualsweep.config import RunConfig, flat_fields
 from dualsweep.results import RunSummary, load, upsert
 from dualsweep.schema import EVAL_COLUMNS, SWEEP_COLUMNS, curve_columns, summary_metric_columns
 
-from .conftest import REPO, write_text_corpus
+from .helpers import REPO, write_text_corpus
 
 
 def test_upsert_keeps_one_row_per_key(tmp_path):

@@ -15,21 +15,21 @@ import pytest
 import yaml
 
 from dualsweep.config import ConfigError, Point, load_sweep, run_key, sweep_yaml, to_plain
+from dualsweep.schema import ALPHA_LOG_ODDS_BOUND, alpha_log_odds
+from dualsweep.sweep.optuna_search import OptunaSearcher
 from dualsweep.sweep.search import (
-    LOGIT_BOUND,
     SearchError,
     alpha_of,
     best_trials,
     has_ended,
-    logit_of,
-    make_searcher,
     open_studies,
     searched_counts,
     sync_studies,
     unfinished_proposals,
 )
+from dualsweep.sweep.searcher import OBSERVED_COLUMNS
 
-from .conftest import tiny_run_config
+from .helpers import tiny_run_config
 
 METRIC = "final_held_out_ar_loss"
 OPTIMUM = {1: 3.0, 8: -1.0}  # the best alpha's log-odds at each R: 0.953 and 0.269
@@ -38,7 +38,7 @@ OPTIMUM = {1: 3.0, 8: -1.0}  # the best alpha's log-odds at each R: 0.953 and 0.
 def loss(r: int, alpha: float) -> float:
     """A bowl in log-odds around OPTIMUM[r] (deterministic: the sampler's only difficulty is
     where to look)."""
-    return 4.0 + 0.05 * (logit_of(alpha) - OPTIMUM[r]) ** 2 + 0.1 * math.log2(r)
+    return 4.0 + 0.05 * (alpha_log_odds(alpha) - OPTIMUM[r]) ** 2 + 0.1 * math.log2(r)
 
 
 def write_search_sweep(path, **search):
@@ -68,6 +68,11 @@ def value_of(runs: pd.DataFrame):
     return lambda key: values.get(key, math.nan)
 
 
+def observed(runs: pd.DataFrame, metric: str) -> pd.DataFrame:
+    """What the runner tells a searcher the tables hold: finished runs and their metric."""
+    return runs.rename(columns={metric: "value"})[list(OBSERVED_COLUMNS)]
+
+
 def run_search(sweep, results_dir, trials: int = 100, sign: float = 1.0):
     """Anchors told from the tables, then the searcher asked and told one trial at a time
     (as Tune with one slot), like the runner's search phase; returns the trained points.
@@ -77,29 +82,16 @@ def run_search(sweep, results_dir, trials: int = 100, sign: float = 1.0):
     studies = open_studies(sweep, results_dir)
     anchors = runs_table(sweep, [(p.alpha, p.repetitions) for p in sweep.points])
     anchors[metric] = sign * anchors[METRIC]
-    told = dict(zip(anchors["run_key"], anchors[metric], strict=True))
-    sync_studies(studies, sweep.base, fixed, anchors, told.get, log=lambda line: None)
-    known = dict(told)
-    spent = searched_counts(studies, sweep.base, fixed)
-    remaining = {
-        r: 0 if has_ended(s, sweep.base) else sweep.search.trials_per_repetition - spent[r]
-        for r, s in studies.items()
-    }
+    searcher = OptunaSearcher(studies, sweep.search, sweep.base, fixed, log=lambda line: None)
+    searcher.start(observed(anchors, metric))
     trained = []
-
-    def new_trial(r, alpha):
-        trained.append((alpha, r))
-        return {"run_key": run_key(sweep.base.replace(alpha=alpha, repetitions=r))}
-
-    searcher = make_searcher(
-        studies, remaining, sweep.search, metric, sweep.base, known, new_trial, log=lambda m: None
-    )
-    for i in range(trials):
-        proposal = searcher.suggest(f"t{i}")
-        if proposal == "FINISHED":
+    for _ in range(trials):
+        answer = searcher.ask({}, 1)
+        if answer is None:
             break
-        alpha, r = trained[-1]
-        searcher.on_trial_complete(f"t{i}", {metric: sign * loss(r, alpha)})
+        ((alpha, r),) = answer
+        trained.append((alpha, r))
+        searcher.tell((alpha, r), sign * loss(r, alpha))
     return studies, trained
 
 
@@ -133,10 +125,12 @@ def test_a_search_section_adds_the_anchors_and_is_validated(tmp_path):
 
 
 def test_the_log_odds_scale_has_the_pure_objectives_at_its_bounds():
-    assert alpha_of(LOGIT_BOUND) == 1.0 and alpha_of(-LOGIT_BOUND) == 0.0
+    assert alpha_of(ALPHA_LOG_ODDS_BOUND) == 1.0 and alpha_of(-ALPHA_LOG_ODDS_BOUND) == 0.0
     assert alpha_of(0.0) == 0.5 and alpha_of(math.log(3)) == 0.75  # odds 3:1
-    assert logit_of(1.0) == pytest.approx(LOGIT_BOUND) and logit_of(0.0) == -logit_of(1.0)
-    assert alpha_of(logit_of(63 / 64)) == pytest.approx(63 / 64, rel=1e-6)
+    assert alpha_log_odds(1.0) == pytest.approx(ALPHA_LOG_ODDS_BOUND) and alpha_log_odds(
+        0.0
+    ) == -alpha_log_odds(1.0)
+    assert alpha_of(alpha_log_odds(63 / 64)) == pytest.approx(63 / 64, rel=1e-6)
 
 
 @pytest.mark.parametrize(
@@ -151,7 +145,7 @@ def test_the_search_finds_a_known_best_alpha_within_its_budget(tmp_path, sampler
         assert sum(1 for _, tr in trained if tr == r) <= 6  # the budget, anchors aside
         assert value == pytest.approx(sign * loss(r, alpha))
         if sampler == "gp":  # within 0.5 in log-odds of the optimum (0.953: [0.93, 0.97])
-            assert abs(logit_of(alpha) - OPTIMUM[r]) < 0.5, (r, alpha)
+            assert abs(alpha_log_odds(alpha) - OPTIMUM[r]) < 0.5, (r, alpha)
         else:  # TPE, which models little from a few results, only beats the anchors
             assert value < min(loss(r, 0.0), loss(r, 1.0))
 
@@ -169,10 +163,9 @@ def test_a_search_resumes_from_its_studies_or_from_the_tables(tmp_path):
     # the next run, then told its value from the tables.
     bigger = write_search_sweep(tmp_path / "s.yaml", trials_per_repetition=4)
     studies = open_studies(bigger, tmp_path)
-    searcher = make_searcher(
-        studies, {1: 1, 8: 0}, bigger.search, METRIC, bigger.base, {}, lambda r, a: {}
-    )
-    assert searcher.suggest("killed") != "FINISHED"
+    searcher = OptunaSearcher(studies, bigger.search, bigger.base, fixed, log=lambda line: None)
+    assert searcher.start(pd.DataFrame(columns=list(OBSERVED_COLUMNS))) == 2  # one more per R
+    assert searcher.ask({}, 1) is not None
     unfinished = unfinished_proposals(studies, bigger.base)
     assert len(unfinished) == 1
     ((key, config),) = unfinished.items()
@@ -232,7 +225,7 @@ def test_a_search_whose_optimum_is_a_pure_objective_ends_early_and_stays_ended(
 ):
     # At R = 1 the loss falls all the way to alpha = 1: the sampler's best guess soon is the
     # anchor, proposed again and again; the R's search ends with budget left, for good.
-    monkeypatch.setitem(OPTIMUM, 1, 3 * LOGIT_BOUND)
+    monkeypatch.setitem(OPTIMUM, 1, 3 * ALPHA_LOG_ODDS_BOUND)
     sweep = write_search_sweep(tmp_path / "s.yaml")
     studies, trained = run_search(sweep, tmp_path)
     at_r1 = [alpha for alpha, r in trained if r == 1]

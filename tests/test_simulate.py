@@ -21,9 +21,10 @@ from dualsweep.analysis.simulate import (
     simulate,
     true_best_alphas,
 )
-from dualsweep.analysis.surface import dense_alphas, logit_alpha
+from dualsweep.analysis.surface import dense_alphas
 
 from dualsweep.cli import main
+from dualsweep.schema import alpha_log_odds
 
 REPO = Path(__file__).resolve().parents[1]
 GRID_ALPHAS = (0.0, 1 / 16, 1 / 4, 1 / 2, 3 / 4, 15 / 16, 63 / 64, 1.0)
@@ -32,7 +33,7 @@ REPETITIONS = (1, 2, 4, 8, 16, 32)
 
 def known_truth(alpha: float, r: float) -> float:
     """Best alpha exactly 1/2 at every R (log-odds 0), a bowl in log-odds."""
-    return 1.0 + 0.02 * float(logit_alpha(alpha)) ** 2
+    return 1.0 + 0.02 * float(alpha_log_odds(alpha)) ** 2
 
 
 def test_true_best_alpha_is_the_dense_grid_argmin():
@@ -40,9 +41,9 @@ def test_true_best_alpha_is_the_dense_grid_argmin():
     assert best == pytest.approx({1: 0.5, 32: 0.5})  # log-odds 0: the 201-point grid's middle
     paper = true_best_alphas(truths.paper_shaped, [1, 32])
     # 16 / (R + 15.25): 0.985 at R = 1, 0.339 at R = 32, read to the dense grid's spacing
-    step = float(np.diff(logit_alpha(dense_alphas()[1:-1])).max())
+    step = float(np.diff(alpha_log_odds(dense_alphas()[1:-1])).max())
     for r, target in ((1, 16 / 16.25), (32, 16 / 47.25)):
-        assert abs(logit_alpha(paper[r]) - logit_alpha(target)) <= step / 2 + 1e-9
+        assert abs(alpha_log_odds(paper[r]) - alpha_log_odds(target)) <= step / 2 + 1e-9
     assert true_best_alphas(truths.flat, [1, 32])[1] == true_best_alphas(truths.flat, [1, 32])[32]
 
 
@@ -155,7 +156,7 @@ def test_simulate_command_with_a_truth_from_the_callers_folder(tmp_path, monkeyp
     rows = pd.read_parquet(out / "simulations.parquet")
     assert set(rows["design"]) == {"grid", "checkerboard", "suggest", "optuna"}
     assert set(rows["truth"]) == {"my_truth:loss"}
-    assert np.allclose(logit_alpha(rows["true_alpha"]), math.log(3.0), atol=0.05)
+    assert np.allclose(alpha_log_odds(rows["true_alpha"]), math.log(3.0), atol=0.05)
     # grid: 18 points, checkerboard: 9 (even index sums of 6 alphas x 3 R)
     assert rows.groupby("design")["design_runs"].max().to_dict() == {
         "grid": 18, "checkerboard": 9, "suggest": 18, "optuna": 18

@@ -7,7 +7,7 @@ import os
 import subprocess
 import time
 
-from .conftest import REPO
+from .helpers import REPO
 
 SBATCH = REPO / "sweeps" / "slurm" / "ray-sweep.sbatch"
 

@@ -14,13 +14,13 @@ import copy
 
 import torch
 
-from dualsweep.data.special import SpecialTokens
 from dualsweep.model import Transformer
 from dualsweep.objectives import AR, MD
+from dualsweep.special_tokens import SpecialTokens
 from dualsweep.training.optim import build_optimizers
 from dualsweep.training.step import train_step
 
-from .conftest import tiny_run_config
+from .helpers import tiny_run_config
 
 SPECIAL = SpecialTokens(pad=0, bos=1, eos=2, mask=3)
 

@@ -9,13 +9,13 @@ import pandas as pd
 import pytest
 import yaml
 from dualsweep.analysis.suggest import suggest
-from dualsweep.analysis.surface import best_alpha, dense_alphas, fit_surface, logit_alpha
+from dualsweep.analysis.surface import best_alpha, dense_alphas, fit_surface
 
 from dualsweep.cli import main
 from dualsweep.config import load_sweep, run_key, to_plain
-from dualsweep.schema import Metric
+from dualsweep.schema import Metric, alpha_log_odds
 
-from .conftest import tiny_run_config
+from .helpers import tiny_run_config
 
 METRIC = Metric("final_held_out_ar_loss", lower_is_better=True, stderr_column=None)
 R = (1, 2, 4, 8, 16, 32)
@@ -28,7 +28,7 @@ def ridge(r) -> np.ndarray:
 
 def loss(r, alpha, rng=None) -> np.ndarray:
     noise = rng.normal(0, 0.005, np.shape(alpha)) if rng is not None else 0.0
-    return 4.0 + 0.04 * (logit_alpha(alpha) - ridge(r)) ** 2 + 0.1 * np.log2(r) + noise
+    return 4.0 + 0.04 * (alpha_log_odds(alpha) - ridge(r)) ** 2 + 0.1 * np.log2(r) + noise
 
 
 SCORE = Metric("score_ar", lower_is_better=False, stderr_column=None)
@@ -55,13 +55,13 @@ def test_suggestions_concentrate_on_the_optimum_ridge(metric):
     picks = suggest(fit, R, 6, trained=set(design), samples=250, candidate_step=5)
     assert len(picks) == len({(p.alpha, p.repetitions) for p in picks}) == 6
     assert not {(p.alpha, p.repetitions) for p in picks} & set(design)
-    distance = [abs(logit_alpha(p.alpha) - ridge(p.repetitions)) for p in picks]
+    distance = [abs(alpha_log_odds(p.alpha) - ridge(p.repetitions)) for p in picks]
     candidates = dense_alphas(101)[::5]
-    typical = np.mean([abs(logit_alpha(candidates) - ridge(r)).mean() for r in R])
+    typical = np.mean([abs(alpha_log_odds(candidates) - ridge(r)).mean() for r in R])
     # 2.5 times nearer the ridge than the candidates on average (1.4 against 3.9 here), and
     # most picks within 1.5 of it in log-odds, where a fifth of the candidates lie (the
     # candidates are 0.69 apart): one pick in 5 would be there by chance.
-    near = np.mean([(abs(logit_alpha(candidates) - ridge(r)) < 1.5).mean() for r in R])
+    near = np.mean([(abs(alpha_log_odds(candidates) - ridge(r)) < 1.5).mean() for r in R])
     assert near < 0.25
     assert np.mean(distance) < typical / 2.5, (distance, typical)
     assert sum(d < 1.5 for d in distance) >= 4, distance
@@ -82,12 +82,12 @@ def test_suggest_rounds_narrow_the_intervals_faster_than_a_grid_of_the_same_size
 
     def widths(points):
         summary = best_alpha(fit_surface(table(points), METRIC), R, samples=500)
-        return logit_alpha(summary["alpha_q95"]) - logit_alpha(summary["alpha_q05"])
+        return alpha_log_odds(summary["alpha_q95"]) - alpha_log_odds(summary["alpha_q05"])
 
     assert widths(design).sum() < widths(grid).sum()
 
 
-def write_results(root, sweep_name, base, points):
+def write_sweep_runs(root, sweep_name, base, points):
     rows = table(points)
     rows["run_key"] = [
         run_key(base.replace(alpha=a, repetitions=int(r)))
@@ -104,7 +104,7 @@ def test_the_suggest_command_writes_a_sweep_file_of_the_same_sweep(tmp_path, cap
     points = [[a, r] for r in (1, 8) for a in (0, 0.25, 0.75, 1)]
     raw = {"name": "syn", "base": to_plain(base), "points": points}
     (tmp_path / "syn.yaml").write_text(yaml.safe_dump(raw))
-    write_results(tmp_path / "results", "syn", base, [(a, r) for a, r in points])
+    write_sweep_runs(tmp_path / "results", "syn", base, [(a, r) for a, r in points])
     out = tmp_path / "next" / "syn.yaml"
     out.parent.mkdir()
     args = ["suggest", str(tmp_path / "syn.yaml"), "--budget", "2", "--out", str(out)]
@@ -138,7 +138,7 @@ def test_suggest_with_a_metric_the_results_lack(tmp_path, capsys, metric):
     (tmp_path / "syn.yaml").write_text(
         yaml.safe_dump({"name": "syn", "base": to_plain(base), "points": points})
     )
-    write_results(tmp_path / "results", "syn", base, [(a, r) for a, r in points])
+    write_sweep_runs(tmp_path / "results", "syn", base, [(a, r) for a, r in points])
     args = ["suggest", str(tmp_path / "syn.yaml"), "--budget", "1", "--metric", metric]
     assert (
         main([*args, "--out", str(tmp_path / "o.yaml"), "--results", str(tmp_path / "results")])

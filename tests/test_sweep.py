@@ -27,55 +27,21 @@ from dualsweep.results import load
 from dualsweep.sweep.plan import parameter_counts, plan_sweep, training_flops_per_token
 from dualsweep.sweep.runner import run_sweep
 
-from .conftest import REPO, key_of, trial_folder, write_text_corpus
-
-SMOKE = REPO / "sweeps" / "smoke.yaml"
-
-
-def write_sweep(path: Path, **changes) -> Path:
-    """The smoke sweep with top-level keys replaced and `base` sections updated."""
-    raw = yaml.safe_load(SMOKE.read_text())
-    for section, fields in changes.pop("base", {}).items():
-        raw["base"].setdefault(section, {}).update(fields)
-    raw.update(changes)
-    path.write_text(yaml.safe_dump(raw))
-    return path
-
-
-def sweep_command(path: Path, storage: Path, results: Path) -> list[str]:
-    """`dualsweep sweep` as a separate driver process."""
-    return [
-        sys.executable,
-        "-m",
-        "dualsweep",
-        "sweep",
-        str(path),
-        "--storage",
-        str(storage),
-        "--results",
-        str(results),
-    ]
+from .helpers import (
+    REPO,
+    SMOKE,
+    key_of,
+    quick,
+    sweep_command,
+    trial_folder,
+    write_sweep,
+    write_text_corpus,
+)
 
 
 def attempts(storage: Path, sweep: str, key: str) -> int:
     lines = (trial_folder(storage / sweep, key) / "attempts.jsonl").read_text().splitlines()
     return len([line for line in lines if line.strip()])
-
-
-# Trials of about a second: 32 steps of 16 x 64 tokens, evaluated on one small task. The
-# vocabulary of conftest's tiny runs, so that the corpus earlier tests prepared is reused
-# (preparing the built-in corpus takes ~12 s).
-QUICK = {
-    "model": {"vocab_size": 320},
-    "train": {"token_budget": 32768, "log_interval": 8},
-    "held_out": {"eval_interval": 0, "validation_sequences": 8},
-    "evaluation": {"tasks": ["word_order"], "modes": ["ar"], "task_items": 10},
-}
-
-
-def quick(**sections) -> dict:
-    """QUICK with some sections' fields changed."""
-    return {name: {**QUICK.get(name, {}), **sections.get(name, {})} for name in {*QUICK, *sections}}
 
 
 def trials_released(storage: Path, sweep: str) -> bool:
@@ -91,6 +57,7 @@ def trials_released(storage: Path, sweep: str) -> bool:
     return True
 
 
+@pytest.mark.ray
 def test_smoke_sweep_end_to_end(tmp_path, ray_cluster):
     # The embedded Ray of `make sweep` on a laptop (the other sweep tests join a cluster).
     evaluation = {"tasks": ["continuation", "word_order"], "modes": ["ar", "md", "prefix"]}
@@ -166,19 +133,6 @@ def test_smoke_sweep_end_to_end(tmp_path, ray_cluster):
     }
 
 
-def _processes_with(marker: str) -> list[int]:
-    """PIDs whose environment carries `marker` (the driver and every Ray process it started)."""
-    pids = []
-    for proc in Path("/proc").iterdir():
-        if proc.name.isdigit():
-            try:
-                if marker.encode() in (proc / "environ").read_bytes():
-                    pids.append(int(proc.name))
-            except OSError:
-                continue
-    return pids
-
-
 def _wait_for(condition, timeout: float, what: str) -> None:
     deadline = time.monotonic() + timeout
     while not condition():
@@ -199,6 +153,7 @@ def kill_9_when(command: list[str], env: dict, condition, timeout: float, what: 
         driver.wait()
 
 
+@pytest.mark.ray
 @pytest.mark.slow
 def test_kill_9_then_ctrl_c_of_the_driver_then_the_same_command_finishes(tmp_path, ray_cluster):
     # (Slow for the default suite's 4 minutes; the Ctrl-C message and exit code are checked
@@ -292,6 +247,7 @@ def test_kill_9_then_ctrl_c_of_the_driver_then_the_same_command_finishes(tmp_pat
         )
 
 
+@pytest.mark.ray
 @pytest.mark.slow
 def test_sigterm_to_a_real_driver_stops_it_like_ctrl_c(tmp_path, ray_cluster):
     # (test_faults.py checks the handler without Ray; this sends the signal to a driver.)
@@ -325,6 +281,7 @@ def test_sigterm_to_a_real_driver_stops_it_like_ctrl_c(tmp_path, ray_cluster):
     assert "Traceback" not in output, output
 
 
+@pytest.mark.ray
 @pytest.mark.slow
 def test_errors_that_come_back_on_every_try_are_one_line_and_not_retried(
     tmp_path, capsys, ray_cluster, monkeypatch
@@ -709,6 +666,7 @@ def test_plan_checkpoint_bytes_are_what_training_saves(optimizer):
     assert checkpoint_bytes(config) < saved.tell() < 1.05 * checkpoint_bytes(config)
 
 
+@pytest.mark.ray
 @pytest.mark.slow  # a sweep of its own: `make test-slow`
 def test_storage_uri_mirrors_trial_folders(tmp_path, monkeypatch):
     # A file:// URI goes through the same pyarrow filesystem code as s3:// or gs://.
@@ -735,6 +693,7 @@ def test_storage_uri_mirrors_trial_folders(tmp_path, monkeypatch):
     assert again.launched == 0 and again.finished == 2
 
 
+@pytest.mark.ray
 @pytest.mark.slow
 def test_sweep_on_a_ray_cluster_via_ray_address(tmp_path):
     """The cluster path on one machine: `ray start --head`, then RAY_ADDRESS=... dualsweep sweep."""
@@ -779,6 +738,8 @@ def test_a_changed_item_count_or_md_span_counts_as_not_evaluated(tmp_path):
     assert evaluated(tmp_path, mine)
 
 
+@pytest.mark.ray
+@pytest.mark.distributed
 @pytest.mark.slow  # 35 s: a Ray Train group end to end; tests/test_distributed.py checks the
 # two-worker step's numbers in the default suite
 def test_a_two_worker_trial_trains_the_one_worker_curve(tmp_path, ray_cluster):
@@ -846,6 +807,7 @@ def write_search_sweep(path: Path, trials_per_repetition: int) -> Path:
     return path
 
 
+@pytest.mark.ray
 @pytest.mark.slow
 def test_a_search_killed_mid_trial_resumes_and_trains_nothing_twice(tmp_path, ray_cluster):
     # A search sweep, two trials at a time: its driver is killed by SIGKILL while a searched

@@ -16,9 +16,9 @@ from dualsweep.benchmarks import sync_census
 from dualsweep.benchmarks.loops import bare_loop
 from dualsweep.benchmarks.sync_census import SyncCensus
 
-from dualsweep.data.special import SpecialTokens
+from dualsweep.special_tokens import SpecialTokens
 
-from .conftest import tiny_run_config
+from .helpers import tiny_run_config
 
 SPECIAL = SpecialTokens(pad=0, bos=1, eos=2, mask=3)
 

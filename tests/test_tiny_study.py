@@ -18,7 +18,7 @@ from dualsweep.analysis.plots import make_all
 from dualsweep.config import load_sweep, run_key
 from dualsweep.results import load
 
-from .conftest import REPO
+from .helpers import REPO
 
 RESULTS = REPO / "results"
 SWEEPS = ("tiny", "tiny-seeds", "tiny-allocation")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from dualsweep.benchmarks.traffic import TrafficCounter, bytes_per_token_per_layer, step_traffic
 
-from .conftest import tiny_run_config
+from .helpers import tiny_run_config
 
 
 def test_bytes_read_and_written_by_hand():

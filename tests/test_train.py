@@ -21,7 +21,7 @@ from dualsweep.config import load_run_config, run_key
 from dualsweep.schema import curve_columns
 from dualsweep.training import train
 
-from .conftest import REPO, tiny_run_config
+from .helpers import REPO, tiny_run_config
 
 TIMING = [
     "tokens_per_s",

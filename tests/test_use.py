@@ -15,10 +15,10 @@ import pytest
 import torch
 
 from dualsweep.cli import main
-from dualsweep.evaluate.run import load_run
+from dualsweep.evaluate.loaded import load_run
 from dualsweep.generation import Sampling, generate, generate_md
 
-from .conftest import REPO, tiny_run_config, write_text_corpus
+from .helpers import REPO, tiny_run_config, write_text_corpus
 
 transformers = pytest.importorskip("transformers")
 

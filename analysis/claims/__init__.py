@@ -15,21 +15,18 @@ at the sweep's seed (sections 3-5) are paired: they meet the paired noise thresh
 their R (`Thresholds`), measured from the seeds companion, not the noise of two
 independent runs.
 
-Modules, lowest first: `formatting` (the section type, compared columns, Markdown helpers),
+Modules, lowest first: `formatting` (the section type, Markdown helpers),
 `paired` (single-run and paired SDs per R, the thresholds the rules ask, mask sharing),
 `noise` (seed spreads, pooled unpaired thresholds, standard errors; section 6),
-`trained_points` (sections 2-3), `best_alpha` (4-5), `mix_allocation` (7), `scores` (8-9),
-`cost` (10). This package re-exports the sections and constants `analysis.report` calls as
+`trained_points` (sections 2-3), `best_alpha` (4), `targets` (5), `mix_allocation` (7),
+`scores` (8-9), `cost` (10). The objectives compared are the runs' pair, read from their
+columns (`analysis.data.pair`; alpha weighs the first): the paper's AR and MD, or any two
+registered objectives. This package re-exports the sections and constants `analysis.report` calls as
 `claims.<name>`, so the report reads as one list of sections without knowing which module
 holds each.
 """
 
-from .best_alpha import (
-    PAPER_ALPHA_R,
-    TARGET_PAIRS,
-    ar_vs_md_targets,
-    best_alpha_falls,
-)
+from .best_alpha import PAPER_ALPHA_R, best_alpha_falls
 from .cost import (
     EVAL_SHARE_TARGET,
     SCORE_STDERR_TARGET,
@@ -38,9 +35,7 @@ from .cost import (
     scoring_time,
 )
 from .formatting import (
-    LOSSES,
     MIN_VERDICT_POINTS,
-    SCORES,
     Section,
     minimum_rule,
     point_count,
@@ -57,18 +52,16 @@ from .noise import (
 )
 from .paired import Thresholds, common_random_numbers, paired_spread
 from .scores import PAPER_470M, paper_numbers, prefix_vs_ar
+from .targets import ar_vs_md_targets
 from .trained_points import mix_beats_pure, overfitting
 
 __all__ = [
     "EVAL_SHARE_TARGET",
     "FALLBACK_LOSS_THRESHOLD",
-    "LOSSES",
     "MIN_VERDICT_POINTS",
     "PAPER_470M",
     "PAPER_ALPHA_R",
-    "SCORES",
     "SCORE_STDERR_TARGET",
-    "TARGET_PAIRS",
     "Claimed",
     "Limits",
     "Section",

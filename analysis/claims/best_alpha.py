@@ -1,8 +1,9 @@
-"""Claims about the best alpha: it falls as R grows (section 4), and it is similar for AR-
-and MD-targeted metrics (section 5).
+"""Claims about the best alpha: it falls as R grows (section 4); and what both best-alpha
+claims share (the trained values per R and alpha, the best of them, the GP's stand-in rule).
+Section 5 (the best alpha for each objective's targets) is in `analysis.claims.targets`.
 
-What belongs here: the rules, decided on paired differences between the sweep's trained
-alphas at one seed (`reversal`, `agreement`) against the paired noise thresholds of
+What belongs here: the rule, decided on paired differences between the sweep's trained
+alphas at one seed (`reversal`) against the paired noise thresholds of
 `analysis.claims.noise`; beside them, as context, the GP surface's posterior of the best
 alpha (`analysis.surface.best_alpha` summaries at the trained R, fitted by `make plots` and
 passed in), whose former interval rules decide only for a metric with no noise threshold at
@@ -18,7 +19,6 @@ import pandas as pd
 
 from .formatting import (
     Section,
-    decide,
     fmt,
     fmt_alpha,
     gated,
@@ -28,7 +28,6 @@ from .formatting import (
 from .paired import Thresholds
 
 PAPER_ALPHA_R = 16  # the paper's heavy-repetition rule: alpha x R ~ 16 at the optimum
-TARGET_PAIRS = (("final_held_out_ar_loss", "final_held_out_md_elbo"), ("score_ar", "score_md"))
 NO_THRESHOLDS = Thresholds(None, {})
 STANDING_IN = " (the former GP rule, standing in: no seed-noise threshold for this metric)."
 NO_NOISE = (
@@ -45,14 +44,14 @@ def by_alpha(table: pd.DataFrame | None, column: str) -> pd.DataFrame:
     return table.groupby(["repetitions", "alpha"])[column].mean().unstack("alpha")
 
 
-def _sign(column: str) -> float:
+def worse_sign(column: str) -> float:
     """+1 where lower is better (losses), -1 for scores: sign x (a - b) > 0 means a is worse."""
     return -1.0 if column.startswith("score_") else 1.0
 
 
-def _best(values: pd.Series, column: str) -> float:
+def best_trained(values: pd.Series, column: str) -> float:
     """The best trained alpha of one R (the first of a tie)."""
-    return float((values.dropna() * _sign(column)).idxmin())
+    return float((values.dropna() * worse_sign(column)).idxmin())
 
 
 # -- 4. best alpha falls with R --------------------------------------------------------
@@ -73,8 +72,8 @@ def reversal(table: pd.DataFrame | None, column: str, thresholds: Thresholds) ->
     if ends.shape[1] < 2:
         return None
     values = ends
-    a_lo, a_hi = _best(values.loc[lo], column), _best(values.loc[hi], column)
-    sign = _sign(column)
+    a_lo, a_hi = best_trained(values.loc[lo], column), best_trained(values.loc[hi], column)
+    sign = worse_sign(column)
     found = {
         "lowest_r": lo,
         "highest_r": hi,
@@ -269,160 +268,3 @@ def best_alpha_falls(
         part, numbers[column] = _falls(column, summary, table, thresholds, undecided)
         lines += part
     return lines + ([] if numbers else ["No surface was fitted.", ""]), numbers
-
-
-# -- 5. AR- and MD-targeted best alpha -------------------------------------------------
-def agreement(table: pd.DataFrame | None, ar: str, md: str, thresholds: Thresholds) -> list[dict]:
-    """Per R with both metrics trained: each target's best trained alpha (a_AR, a_MD), how
-    much worse the other's best is on it (same seed: paired), behind_<ar> = y_AR(a_MD) -
-    y_AR(a_AR) and behind_<md> = y_MD(a_AR) - y_MD(a_MD) in the worse direction, and whether
-    both are within the paired (`agree`) and the unpaired (`agree_unpaired`) threshold of
-    their metric at that R."""
-    values = {c: by_alpha(table, c) for c in (ar, md)}
-    if any(v.empty for v in values.values()):
-        return []
-    rows = []
-    for r in values[ar].index.intersection(values[md].index):
-        at = {c: values[c].loc[r].dropna() for c in (ar, md)}
-        if any(v.empty for v in at.values()):
-            continue
-        best = {c: _best(at[c], c) for c in (ar, md)}
-        row = {"repetitions": float(r), "best_ar": best[ar], "best_md": best[md]}
-        for c, other in ((ar, md), (md, ar)):
-            behind = _sign(c) * (at[c].get(best[other], np.nan) - at[c][best[c]]) + 0.0
-            row[f"behind_{c}"] = behind  # + 0.0: a zero, not -0.0, where both are one alpha
-            row[f"paired_{c}"] = thresholds.paired(c, r)[0]
-            row[f"unpaired_{c}"] = thresholds.unpaired(c, r)[0]
-        for kind, key in (("paired", "agree"), ("unpaired", "agree_unpaired")):
-            row[key] = all(bool(row[f"behind_{c}"] <= row[f"{kind}_{c}"]) for c in (ar, md))
-        row["measured"] = bool(np.isfinite([row[f"paired_{c}"] for c in (ar, md)]).all())
-        rows.append(row)
-    return rows
-
-
-GP_TARGETS_RULE = (
-    "reproduced if the GP's 90% intervals of the two best α overlap at every trained R; "
-    "partly if at some; not reproduced if at none"
-)
-
-
-def _targets_rule(ar: str, md: str, rows: list[dict], thresholds: Thresholds) -> str:
-    """Section 5's rule, with each metric's thresholds per R and where they come from."""
-    rs = [row["repetitions"] for row in rows]
-    sources = dict.fromkeys(thresholds.source(c, rs) for c in (ar, md))
-    return (
-        f"at each R, a_AR and a_MD are the best trained α for `{ar}` and for `{md}`, at the "
-        f"sweep's seed; they agree if a_MD is behind a_AR on `{ar}` by no more than the "
-        f"paired threshold of `{ar}` at that R, and a_AR behind a_MD on `{md}` by no more "
-        f"than that of `{md}` (paired / unpaired per R: `{ar}` {thresholds.by_r(ar, rs) or '–'}"
-        f"; `{md}` {thresholds.by_r(md, rs) or '–'}; {'; '.join(sources)}). Reproduced if they "
-        "agree at every R; partly if at some; not reproduced if at none. Agreement means the "
-        "sweep cannot tell the two apart on paired noise, not that they are equal."
-    )
-
-
-def _agreement_lines(ar: str, md: str, rows: list[dict]) -> list[str]:
-    if not rows:
-        return ["The sweep has no R with both metrics trained.", ""]
-    return table_lines(
-        [
-            "R",
-            "best trained α: AR / MD target",
-            f"a_MD behind on `{ar}` (paired / unpaired threshold)",
-            f"a_AR behind on `{md}` (paired / unpaired threshold)",
-            "agree",
-        ],
-        [
-            [
-                f"{row['repetitions']:g}",
-                f"{fmt_alpha(row['best_ar'])} / {fmt_alpha(row['best_md'])}",
-            ]
-            + [
-                f"{fmt(row[f'behind_{c}'], c)} ({fmt(row[f'paired_{c}'], c)} / "
-                f"{fmt(row[f'unpaired_{c}'], c)})"
-                for c in (ar, md)
-            ]
-            + ["yes" if row["agree"] else "no"]
-            for row in rows
-        ],
-    )
-
-
-def _posterior(r, side: str) -> str:
-    q05, q95 = getattr(r, f"alpha_q05_{side}"), getattr(r, f"alpha_q95_{side}")
-    return f"{fmt_alpha(getattr(r, f'alpha_median_{side}'))} [{fmt_alpha(q05)}, {fmt_alpha(q95)}]"
-
-
-def _gp_overlap_lines(
-    ar: str, md: str, joined: pd.DataFrame, overlap: pd.Series, decides: bool
-) -> list[str]:
-    lines = [f"GP posterior of the best α ({CONTEXT[decides]}):", ""]
-    return lines + table_lines(
-        ["R", f"`{ar}`: GP median [90%]", f"`{md}`: GP median [90%]", "intervals overlap"],
-        [
-            [f"{r.repetitions:g}", _posterior(r, "ar"), _posterior(r, "md"), "yes" if o else "no"]
-            for r, o in zip(joined.itertuples(), overlap, strict=True)
-        ],
-    )
-
-
-def _targets(
-    ar: str,
-    md: str,
-    summaries: Mapping[str, pd.DataFrame],
-    table: pd.DataFrame | None,
-    thresholds: Thresholds,
-    undecided: str | None,
-) -> Section:
-    joined = summaries[ar].merge(summaries[md], on="repetitions", suffixes=("_ar", "_md"))
-    overlap = (joined["alpha_q05_ar"] <= joined["alpha_q95_md"]) & (
-        joined["alpha_q05_md"] <= joined["alpha_q95_ar"]
-    )
-    rows = agreement(table, ar, md, thresholds)
-    n, k = len(rows), sum(row["agree"] for row in rows)
-    k_unpaired = sum(row["agree_unpaired"] for row in rows)
-    by_gp = bool(rows) and not all(row["measured"] for row in rows)
-    if by_gp:
-        verdict, rule = decide(int(overlap.sum()), len(joined)), GP_TARGETS_RULE + STANDING_IN
-    else:
-        verdict, rule = decide(k, n), _targets_rule(ar, md, rows, thresholds)
-    lines = [f"### `{ar}` vs `{md}`", ""] + _agreement_lines(ar, md, rows)
-    lines += _gp_overlap_lines(ar, md, joined, overlap, by_gp)
-    lines += [
-        f"The best trained alphas agree at {k} of {n} R on paired noise (at {k_unpaired} on "
-        f"unpaired noise); the GP's 90% intervals overlap at {int(overlap.sum())} of "
-        f"{len(joined)} R.",
-        "",
-    ] + ([NO_NOISE, ""] if by_gp else [])
-    verdict = gated(verdict, undecided)
-    numbers = {"agree": k, "agree_unpaired": k_unpaired, "compared": n, "rows": rows}
-    numbers |= {"overlap": int(overlap.sum()), "overlap_compared": len(joined)}
-    numbers |= {"verdict": verdict, "decided_by": "GP" if by_gp else "paired"}
-    return lines + verdict_lines(verdict, rule), numbers
-
-
-def ar_vs_md_targets(
-    best_alphas: Mapping[str, pd.DataFrame],
-    table: pd.DataFrame | None = None,
-    thresholds: Thresholds = NO_THRESHOLDS,
-    *,
-    undecided: str | None = None,
-) -> Section:
-    """Section 5, per pair of target metrics with GP summaries: whether each target's best
-    trained alpha is within paired noise of the other's (`table`, `thresholds` as in
-    `best_alpha_falls`), with the GP intervals as context."""
-    lines = ["## 5. Best alpha is similar for AR and MD targets", ""]
-    lines += [
-        "Claim: the α that is best for AR performance is close to the best for MD. Decided on "
-        "the trained alphas at the sweep's seed: at each R, how much worse each target's best "
-        "α is on the other target, against the paired noise of that R (section 6).",
-        "",
-    ]
-    numbers = {}
-    for ar, md in TARGET_PAIRS:
-        if ar in best_alphas and md in best_alphas:
-            part, numbers[f"{ar} vs {md}"] = _targets(
-                ar, md, best_alphas, table, thresholds, undecided
-            )
-            lines += part
-    return lines + ([] if numbers else ["No pair of surfaces was fitted.", ""]), numbers

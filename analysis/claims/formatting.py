@@ -1,5 +1,6 @@
-"""What every claim section shares: the metric columns they compare, the shape of a
-section, and the Markdown helpers that print numbers, tables and verdicts.
+"""What every claim section shares: the shape of a section and the Markdown helpers that
+print numbers, tables and verdicts (the metric columns they compare come from the runs'
+columns: `analysis.data.compared_columns`).
 
 What belongs here: formatting, the verdict rule common to all sections (`decide`) and the
 minimum of data below which no claim is decided (`MIN_VERDICT_POINTS`, `too_few`); no
@@ -14,9 +15,6 @@ import numpy as np
 import pandas as pd
 
 from ..tables import alpha_label
-
-LOSSES = ("final_held_out_ar_loss", "final_held_out_md_elbo")
-SCORES = ("score_ar", "score_md", "score_prefix")
 
 Section = tuple[list[str], dict]  # a section's Markdown lines and the numbers it states
 

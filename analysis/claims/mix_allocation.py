@@ -10,9 +10,10 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from dualsweep.schema import is_loss_metric
+
+from ..data import compared_columns
 from .formatting import (
-    LOSSES,
-    SCORES,
     Section,
     fmt_alpha,
     fmt_se,
@@ -55,7 +56,7 @@ def _allocation_row(step: pd.DataFrame, sequence: pd.DataFrame, point, column: s
     compared = bool(np.isfinite(diff) and np.isfinite(se))
     beyond = compared and bool(abs(diff) >= 2 * se)
     step_lower = diff < 0
-    better = ("step" if step_lower == (column in LOSSES) else "sequence") if beyond else None
+    better = ("step" if step_lower == is_loss_metric(column) else "sequence") if beyond else None
     return {
         "alpha": float(alpha),
         "repetitions": r,
@@ -78,7 +79,7 @@ def _allocation_metric(step: pd.DataFrame, sequence: pd.DataFrame, column: str) 
         sequence[POINT].drop_duplicates().itertuples(index=False), key=lambda p: (p[1], p[0])
     )
     rows = [_allocation_row(step, sequence, point, column) for point in points]
-    lower = column in LOSSES
+    lower = is_loss_metric(column)
     lines = [f"### `{column}` ({'lower' if lower else 'higher'} is better)", ""]
 
     def judged(row) -> str:
@@ -157,8 +158,8 @@ def allocation(
         "",
     ]
     numbers = {"available": True, "metrics": {}}
-    for column in (*LOSSES, *SCORES):
-        if column in step and column in sequence and sequence[column].notna().any():
+    for column in compared_columns(sequence):
+        if column in step and sequence[column].notna().any():
             part, numbers["metrics"][column] = _allocation_metric(step, sequence, column)
             lines += part
     lines += [f"The `{name}` sweep's runs use `mix_allocation`: {used}.", ""]

@@ -15,11 +15,12 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from .formatting import LOSSES, SCORES, Section, fmt, fmt_alpha, table_lines
-from .paired import NO_PAIRED, Thresholds, seeded_runs
+from dualsweep.schema import is_loss_metric, is_score_metric
 
-FALLBACK_LOSS_THRESHOLD = 0.05  # nats: the loss noise threshold when no seeds sweep exists
-Limits = Mapping[str, tuple[float, str]]  # metric -> (noise threshold, where it came from)
+from ..data import compared_columns
+from .formatting import Section, fmt, fmt_alpha, table_lines
+from .paired import FALLBACK_LOSS_THRESHOLD, NO_PAIRED, Limits, Thresholds, seeded_runs
+
 SEED_RULE = "2√2 × the pooled seed SD"
 
 
@@ -28,7 +29,7 @@ def seed_spread(table: pd.DataFrame, seeds: pd.DataFrame) -> pd.DataFrame:
     """Points trained with several seeds (`seeded_runs`): n_seeds and the SD (ddof 1) of
     each metric."""
     both = seeded_runs(table, seeds)
-    columns = [c for c in (*LOSSES, *SCORES) if c in both]
+    columns = list(compared_columns(both))
     grouped = both.groupby(["alpha", "repetitions"])
     spread = grouped[columns].std(ddof=1)
     spread.insert(0, "n_seeds", grouped.size())
@@ -45,14 +46,13 @@ def pooled_sd(spread: pd.DataFrame, column: str) -> float:
 def noise_limits(spread: pd.DataFrame | None) -> dict[str, tuple[float, str]]:
     """Per metric, the difference seed noise alone reaches between two single-seed runs:
     their difference has SD sqrt(2) x sigma, and 2 of those is 2 sqrt(2) x sigma, with sigma
-    the seed SD pooled over the seeded points. Losses without one fall back to 0.05 nats."""
+    the seed SD pooled over the seeded points. A loss without one falls back to 0.05 nats
+    where a threshold is read (`paired.pooled_limit`)."""
     limits = {}
     if spread is not None:
-        for c in (*LOSSES, *SCORES):
-            if c in spread and spread[c].notna().any():
+        for c in spread.columns:
+            if (is_loss_metric(c) or is_score_metric(c)) and spread[c].notna().any():
                 limits[c] = (2 * np.sqrt(2) * pooled_sd(spread, c), SEED_RULE)
-    for c in LOSSES:
-        limits.setdefault(c, (FALLBACK_LOSS_THRESHOLD, "fallback: no seed SD measured"))
     return limits
 
 

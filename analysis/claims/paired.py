@@ -16,9 +16,15 @@ from itertools import combinations
 import numpy as np
 import pandas as pd
 
-from .formatting import LOSSES, SCORES, fmt
+from dualsweep.schema import is_loss_metric
+
+from ..data import compared_columns
+from .formatting import fmt
 
 Limits = Mapping[str, tuple[float, str]]  # metric -> (noise threshold, where it came from)
+FALLBACK_LOSS_THRESHOLD = 0.05  # nats: the loss noise threshold when no seeds sweep exists
+FALLBACK_SOURCE = "fallback: no seed SD measured"
+NO_SEED_SD = (np.nan, "no seed SD measured")
 PAIRED_RULE = "2 × the paired SD"
 UNPAIRED_RULE = "2√2 × the single-run SD"
 NO_PAIRED = "no paired SD measured"
@@ -78,7 +84,7 @@ def paired_spread(table: pd.DataFrame, seeds: pd.DataFrame) -> pd.DataFrame:
     runs = seeded_runs(table, seeds)
     rows = []
     for r, at_r in runs.groupby("repetitions"):
-        for column in (c for c in (*LOSSES, *SCORES) if c in runs):
+        for column in compared_columns(runs):
             wide = at_r.pivot_table(index="seed", columns="alpha", values=column)
             single, single_dof = _pool(_single_parts(wide))
             paired_sd, paired_dof = _pool(_pair_parts(wide))
@@ -108,6 +114,16 @@ def pooled_over_r(spread: pd.DataFrame) -> pd.DataFrame:
         rows.append(row)
     columns = ["metric", "single_sd", "single_dof", "paired_sd", "paired_dof"]
     return pd.DataFrame(rows, columns=columns).set_index("metric")
+
+
+def pooled_limit(
+    limits: Limits, column: str, missing: tuple[float, str] = NO_SEED_SD
+) -> tuple[float, str]:
+    """The unpaired pooled threshold of `column` and where it came from: measured from seeds
+    (`noise_limits`), else for any loss the fallback of 0.05 nats, else `missing`."""
+    if column in limits:
+        return limits[column]
+    return (FALLBACK_LOSS_THRESHOLD, FALLBACK_SOURCE) if is_loss_metric(column) else missing
 
 
 class Thresholds:
@@ -155,7 +171,7 @@ class Thresholds:
         sd, where = self._sd(column, r, "paired")
         if np.isfinite(sd):
             return 2 * sd, f"{PAIRED_RULE}, {where}"
-        value, source = self.limits.get(column, (np.nan, "no seed SD measured"))
+        value, source = pooled_limit(self.limits, column)
         return value, f"{source}; {NO_PAIRED}"
 
     def unpaired(self, column: str, r: float) -> tuple[float, str]:
@@ -163,12 +179,12 @@ class Thresholds:
         sd, where = self._sd(column, r, "single")
         if np.isfinite(sd):
             return 2 * np.sqrt(2) * sd, f"{UNPAIRED_RULE}, {where}"
-        return self.limits.get(column, (np.nan, "no seed SD measured"))
+        return pooled_limit(self.limits, column)
 
     def source(self, column: str, repetitions: Iterable[float]) -> str:
         """Where the paired thresholds of `column` at these R come from, for a rule's text."""
         if not self.measured_for(column):
-            value, source = self.limits.get(column, (np.nan, ""))
+            value, source = pooled_limit(self.limits, column, (np.nan, ""))
             if not np.isfinite(value):
                 return f"{NO_PAIRED} and no seed SD: no seed-noise threshold"
             return (

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from ..data import metric
+from ..data import metric, pair
 from ..tables import main_table
 from .formatting import Section, fmt, fmt_alpha, fmt_se, table_lines
 from .noise import paired, point_stderr
@@ -26,12 +26,13 @@ def prefix_vs_ar(table: pd.DataFrame) -> Section:
     if not {"score_prefix", "score_ar"} <= set(table.columns):
         return lines + ["Not evaluated: the sweep has no `prefix` and `ar` scores.", ""], {}
     d = table["score_prefix"] - table["score_ar"]
-    group = np.select([table["alpha"] == 1, table["alpha"] == 0], ["pure AR", "pure MD"], "mixes")
+    first, second = (f"pure {o.name.upper()}" for o in pair(table))  # the trained pair's ends
+    group = np.select([table["alpha"] == 1, table["alpha"] == 0], [first, second], "mixes")
     rows = [
         (f"R={r:g}", paired(d[table["repetitions"] == r]))
         for r in sorted(set(table["repetitions"]))
     ]
-    rows += [(g, paired(d[group == g])) for g in ("pure AR", "mixes", "pure MD")]
+    rows += [(g, paired(d[group == g])) for g in (first, "mixes", second)]
     rows.append(("all models", paired(d)))
     lines += [
         "Mean of `score_prefix − score_ar` over trained models (each run once), ± the paired "
@@ -55,6 +56,9 @@ def paper_numbers(table: pd.DataFrame) -> Section:
     lines = ["## 9. The paper's numbers beside ours", ""]
     if "score_ar" not in table:
         return lines + ["Not evaluated: the sweep has no `score_ar`.", ""], {}
+    if pair(table)[0].name != "ar":  # the paper's gap is a mix against pure AR (alpha = 1)
+        first = pair(table)[0].name
+        return lines + [f"Not comparable: the runs mix {first}, not AR, with alpha = 1.", ""], {}
     main = main_table(table, [metric(table, "score_ar")]).dropna(subset=["best_mix", "pure_ar"])
     if main.empty:
         return lines + ["No R has both a trained mix and pure AR.", ""], {}

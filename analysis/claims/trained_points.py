@@ -1,5 +1,6 @@
 """Claims read off the trained points: pure AR overfits (section 2), a mix beats both pure
-objectives (section 3).
+objectives (section 3). AR and MD are the runs' pair (`analysis.data.pair`): section 2 is
+about the first objective (pure at alpha = 1), section 3 compares the mix with both.
 
 What belongs here: the rules that compare the sweep's trained (alpha, R) points directly,
 with the noise thresholds of `analysis.claims.noise`: section 2 compares a run with itself
@@ -13,11 +14,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from ..data import metric
-from ..tables import main_table
+from ..data import compared_columns, metric, pair
+from ..tables import main_table, pure_columns
 from .formatting import (
-    LOSSES,
-    SCORES,
     Section,
     decide,
     fmt,
@@ -28,36 +27,37 @@ from .formatting import (
     verdict_lines,
 )
 from .noise import Limits, point_stderr
-from .paired import Thresholds
+from .paired import Thresholds, pooled_limit
 
 
-# -- 2. pure AR overfits ---------------------------------------------------------------
+# -- 2. pure AR (the first objective) overfits ------------------------------------------
 def overfitting(table: pd.DataFrame, limits: Limits, *, undecided: str | None = None) -> Section:
-    """Section 2: pure AR's final vs best held-out loss per R.
+    """Section 2: pure AR's (the first objective's) final vs best held-out loss per R.
 
     `undecided`: the verdict in place of the rule's where the sweep is too small to decide
     (`analysis.claims.formatting.too_few`); the same in every claim section."""
-    c = "final_held_out_ar_loss"
-    threshold, source = limits[c]
-    ar = table[table["alpha"] == 1].groupby("repetitions")[[c, "best_held_out_ar_loss"]].mean()
+    first = pair(table)[0]
+    name, c, best = first.name.upper(), f"final_{first.held_out}", f"best_{first.held_out}"
+    threshold, source = pooled_limit(limits, c)
+    ar = table[table["alpha"] == 1].groupby("repetitions")[[c, best]].mean()
     ar = ar.dropna()
-    lines = ["## 2. Pure AR overfits with repetition", ""]
-    lines += ["Claim: on repeated data, pure AR's held-out loss ends above its minimum.", ""]
+    lines = [f"## 2. Pure {name} overfits with repetition", ""]
+    lines += [f"Claim: on repeated data, pure {name}'s held-out loss ends above its minimum.", ""]
     rule = (
-        f"reproduced if, at the highest R, final minus best held-out AR loss exceeds the "
+        f"reproduced if, at the highest R, final minus best held-out {first.title} exceeds the "
         f"noise threshold ({threshold:.3f} nats, {source}) and the final loss exceeds the "
         f"final loss at the lowest R; partly if one of the two holds."
     )
     if len(ar) < 2:
-        lines += ["Pure AR was trained at fewer than two R.", ""]
+        lines += [f"Pure {name} was trained at fewer than two R.", ""]
         return lines + verdict_lines("not tested", rule), {"verdict": "not tested"}
     low, high = ar.index.min(), ar.index.max()
-    gap = ar[c] - ar["best_held_out_ar_loss"]
+    gap = ar[c] - ar[best]
     rise = ar[c] - ar.loc[low, c]
     lines += table_lines(
         ["R", "final", "best", "final − best", f"final − final at R={low:g}"],
         [
-            [f"{r:g}", fmt(row[c], c), fmt(row["best_held_out_ar_loss"], c)]
+            [f"{r:g}", fmt(row[c], c), fmt(row[best], c)]
             + [fmt(gap[r], c, signed=True), fmt(rise[r], c, signed=True)]
             for r, row in ar.iterrows()
         ],
@@ -90,14 +90,21 @@ def _beyond(margin: float, bar: float, se: float, score: bool) -> bool:
 
 
 def _mix_row(
-    r, lower_is_better: bool, stderr: dict, bars: tuple[float, float], score: bool
+    r,
+    pure: tuple[str, str],
+    lower_is_better: bool,
+    stderr: dict,
+    bars: tuple[float, float],
+    score: bool,
 ) -> dict:
-    """One R: the margin of the best mix over the better pure objective (positive: mix better)."""
+    """One R: the margin of the best mix over the better pure objective (positive: mix better);
+    `pure`: the main table's columns of the pure objectives at alpha 1 and 0."""
+    pure_at = {1.0: getattr(r, pure[0]), 0.0: getattr(r, pure[1])}
     pick = min if lower_is_better else max
-    better_alpha = pick((1.0, 0.0), key=lambda a: r.pure_ar if a == 1.0 else r.pure_md)
+    better_alpha = pick((1.0, 0.0), key=lambda a: pure_at[a])
     # Both pure objectives must be trained at this R; otherwise the R is not compared.
-    both = np.isfinite(r.pure_ar) and np.isfinite(r.pure_md)
-    better = (r.pure_ar if better_alpha == 1.0 else r.pure_md) if both else np.nan
+    both = np.isfinite(pure_at[1.0]) and np.isfinite(pure_at[0.0])
+    better = pure_at[better_alpha] if both else np.nan
     margin = (better - r.best_mix) if lower_is_better else (r.best_mix - better)
     se = float(
         np.hypot(
@@ -111,8 +118,8 @@ def _mix_row(
         "repetitions": r.repetitions,
         "best_mix_alpha": r.best_mix_alpha,
         "best_mix": r.best_mix,
-        "pure_ar": r.pure_ar,
-        "pure_md": r.pure_md,
+        pure[0]: pure_at[1.0],
+        pure[1]: pure_at[0.0],
         "margin": margin,
         "margin_stderr": se,
         "paired_threshold": paired,
@@ -130,9 +137,13 @@ def _mix_metric(
     m = metric(table, column)
     score = column.startswith("score_")
     stderr = point_stderr(table, column) if score else {}
+    main = main_table(table, [m])
+    pure = pure_columns(main)
     rows = [
-        _mix_row(r, m.lower_is_better, stderr, _bars(thresholds, column, r.repetitions), score)
-        for r in main_table(table, [m]).itertuples()
+        _mix_row(
+            r, pure, m.lower_is_better, stderr, _bars(thresholds, column, r.repetitions), score
+        )
+        for r in main.itertuples()
     ]
 
     def cell(row, alpha, value) -> str:
@@ -146,13 +157,14 @@ def _mix_metric(
         )
 
     lines = [f"### `{column}` ({'lower' if m.lower_is_better else 'higher'} is better)", ""]
-    headers = ["R", "best mix α", "best mix", "pure AR", "pure MD", "margin"]
+    headers = ["R", "best mix α", "best mix"]
+    headers += [f"pure {c.removeprefix('pure_').upper()}" for c in pure] + ["margin"]
     lines += table_lines(
         [*headers, "threshold: paired / unpaired", "decided"],
         [
             [str(row["repetitions"]), fmt_alpha(row["best_mix_alpha"])]
-            + [cell(row, row["best_mix_alpha"], row["best_mix"]), cell(row, 1.0, row["pure_ar"])]
-            + [cell(row, 0.0, row["pure_md"])]
+            + [cell(row, row["best_mix_alpha"], row["best_mix"]), cell(row, 1.0, row[pure[0]])]
+            + [cell(row, 0.0, row[pure[1]])]
             + [fmt_se(row["margin"], row["margin_stderr"], column, signed=True)]
             + [f"{fmt(row['paired_threshold'], column)} / {fmt(row['unpaired_threshold'], column)}"]
             + [decided(row)]
@@ -194,7 +206,7 @@ def _mix_noise(thresholds: Thresholds, column: str, compared: list[float]) -> st
     if thresholds.measured_for(column):
         by_r = thresholds.by_r(column, compared) or "none compared"
         return f"the paired threshold of that R ({source}; paired / unpaired per R: {by_r})"
-    if np.isfinite(thresholds.limits.get(column, (np.nan, ""))[0]):  # the unpaired fallback
+    if np.isfinite(pooled_limit(thresholds.limits, column)[0]):  # the unpaired fallback
         return f"the noise threshold ({source})"
     return ""
 
@@ -233,9 +245,10 @@ def mix_beats_pure(
     `thresholds`: the paired and unpaired noise per R (`noise.Thresholds`); without it, the
     pooled unpaired `limits` stand in for the paired ones."""
     thresholds = thresholds if thresholds is not None else Thresholds(None, limits)
+    first, second = (o.name.upper() for o in pair(table))
     lines = ["## 3. A mix beats both pure objectives at every R", ""]
     lines += [
-        "Claim: at every R some mix 0 < α < 1 is better than pure AR and pure MD. Only "
+        f"Claim: at every R some mix 0 < α < 1 is better than pure {first} and pure {second}. Only "
         "trained points count. The best of several mixes is picked on the same numbers, "
         "so its margin leans optimistic. The mix and the pure objective it is compared with "
         "are runs at the sweep's seed: their margin is a paired difference, judged against "
@@ -243,8 +256,8 @@ def mix_beats_pure(
         "",
     ]
     numbers = {}
-    for column in (*LOSSES, *SCORES):
-        if column in table and table[column].notna().any():
+    for column in compared_columns(table):
+        if table[column].notna().any():
             part, numbers[column] = _mix_metric(table, column, thresholds, undecided)
             lines += part
     return lines, numbers

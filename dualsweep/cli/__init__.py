@@ -4,11 +4,11 @@ Exit codes: 0 success, 1 a run failed or a fault (an unwritable folder, a full d
 config, data or input file (nothing was written), 130 interrupted. Every error is one line
 naming the file or field; `--debug` (or DUALSWEEP_DEBUG=1) adds the full traceback.
 
-Modules: `parser` (the arguments), `run` (train, evaluate, lm-eval), `prepare`, `sweep` (sweep, plan),
-`fit` (fit, suggest), `simulate`, and `checks` (exit codes, output-folder checks). This package re-exports the commands,
-the checks and the exit codes, so `dualsweep.cli.<name>` works as it did when the command
-line was one module; `main` looks each command up here when it runs it, so replacing
-`dualsweep.cli.cmd_plan` (as the fault tests do) replaces what `dualsweep plan` runs.
+Modules: `parser` (the arguments), `run` (train, evaluate, lm-eval), `prepare`, `sweep`
+(sweep, plan, status), `fit` (fit, suggest, plots), `simulate`, `searchers` (the searchers
+that join the sweep and the analysis, registered before a sweep runs) and `checks` (exit
+codes, output-folder checks). This package re-exports the commands, the checks and the exit
+codes; `main` runs the function `COMMANDS` names for the command.
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ from dualsweep.config import ConfigError
 __all__ = [
     "EXIT_FAILED",
     "EXIT_USAGE",
+    "COMMANDS",
     "build_parser",
     "check_run_folder",
     "cmd_evaluate",
@@ -50,23 +51,22 @@ __all__ = [
 ]
 
 
-def _handler(command: str) -> Callable[[argparse.Namespace], int]:
-    """The function that runs `command`, read from this module's names at call time."""
-    return {
-        "train": cmd_train,
-        "prepare": cmd_prepare,
-        "sweep": cmd_sweep,
-        "evaluate": cmd_evaluate,
-        "lm-eval": cmd_lm_eval,
-        "export": cmd_export,
-        "generate": cmd_generate,
-        "fit": cmd_fit,
-        "suggest": cmd_suggest,
-        "plan": cmd_plan,
-        "status": cmd_status,
-        "plots": cmd_plots,
-        "simulate": cmd_simulate,
-    }[command]
+COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
+    "train": cmd_train,
+    "prepare": cmd_prepare,
+    "sweep": cmd_sweep,
+    "evaluate": cmd_evaluate,
+    "lm-eval": cmd_lm_eval,
+    "export": cmd_export,
+    "generate": cmd_generate,
+    "fit": cmd_fit,
+    "suggest": cmd_suggest,
+    "plan": cmd_plan,
+    "status": cmd_status,
+    "plots": cmd_plots,
+    "simulate": cmd_simulate,
+}
+"""The function each command runs (tests replace an entry to run `main` around a fake)."""
 
 
 def _bad_input_errors() -> tuple[type[Exception], ...]:
@@ -74,7 +74,7 @@ def _bad_input_errors() -> tuple[type[Exception], ...]:
     they are loaded (a module not loaded raised none; importing it could need torch)."""
     errors: list[type[Exception]] = [ConfigError]
     for module, name in (
-        ("dualsweep.data.sources", "DataError"),
+        ("dualsweep.data.readers", "DataError"),
         ("dualsweep.evaluate.tasks", "TaskError"),
         ("dualsweep.results", "ResultsError"),
     ):
@@ -99,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     debug = args.debug or os.environ.get("DUALSWEEP_DEBUG", "") not in ("", "0")
     try:
-        return _handler(args.command)(args)
+        return COMMANDS[args.command](args)
     except KeyboardInterrupt as e:
         print(f"dualsweep: {str(e) or 'interrupted'}", file=sys.stderr)
         return 130

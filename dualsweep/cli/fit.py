@@ -2,20 +2,20 @@
 per R), `suggest` (the next points to train, written as a sweep file) and `plots` (every
 figure, table and the report).
 
-What belongs here: loading a sweep's tables, fitting `analysis.surface`, printing the fit and
-the best-alpha posterior, writing the suggested sweep; the analysis package (scikit-learn)
-is imported inside the commands.
+What belongs here: parsing the arguments, one call of the analysis (`analysis.surface` for
+fit, `analysis.suggest.suggest_round` for suggest), printing and writing what it returns; the
+analysis package (scikit-learn) is imported inside the commands.
 """
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 from pathlib import Path
 
 from dualsweep.cli.checks import sweep_name
-from dualsweep.config import ConfigError, Point, load_sweep, run_key, sweep_yaml
+from dualsweep.config import ConfigError, load_sweep, sweep_yaml
 from dualsweep.paths import atomic_write
+from dualsweep.schema import DEFAULT_METRIC
 
 
 def cmd_fit(args: argparse.Namespace) -> int:
@@ -39,10 +39,8 @@ def cmd_fit(args: argparse.Namespace) -> int:
 
 
 def cmd_suggest(args: argparse.Namespace) -> int:
-    from dualsweep.analysis.data import AnalysisError, metric, trial_table
-    from dualsweep.analysis.suggest import suggest
-    from dualsweep.analysis.surface import best_alpha, fit_surface
-    from dualsweep.analysis.tables import format_best_alpha
+    from dualsweep.analysis.data import AnalysisError
+    from dualsweep.analysis.suggest import suggest_round, sweep_table
     from dualsweep.cli.checks import sweep_of, writable_folder
     from dualsweep.results import ResultsError, load, sweep_dir
 
@@ -51,68 +49,35 @@ def cmd_suggest(args: argparse.Namespace) -> int:
     writable_folder(out.parent, "--out")
     if out.exists() and not args.force:
         raise ConfigError(f"--out: {out} exists; give a new file name, or --force to replace it")
-    column = args.metric or (sweep.search.metric if sweep.search else "final_held_out_ar_loss")
+    column = args.metric or (sweep.search.metric if sweep.search else DEFAULT_METRIC)
     tables = sweep_dir(sweep.name, args.results)
     try:
-        results = load(sweep.name, args.results)
-        table = trial_table(results, current_only=False)
-        keys = {run_key(c) for c in sweep.trials()}
-        missing = keys - set(table["run_key"])
-        if missing:
-            raise AnalysisError(
-                f"{args.sweep_file}: {len(missing)} of its {len(keys)} trials have no finished row "
-                f"in {tables}/runs.parquet; run `dualsweep sweep {args.sweep_file}` first"
-            )
-        if sweep.search:  # and the alphas its search trained
-            runs = results.runs
-            keys |= set(runs.loc[runs["in_sweep"].fillna(False).astype(bool), "run_key"])
-        table = table[table["run_key"].isin(keys)].reset_index(drop=True)
-        chosen = metric(table, column)
-        fit = fit_surface(table, chosen, noise=args.noise)
+        table = sweep_table(
+            sweep, load(sweep.name, args.results), sweep_file=args.sweep_file, source=str(tables)
+        )
+        chosen = suggest_round(
+            sweep,
+            table,
+            args.budget,
+            column=column,
+            noise=args.noise,
+            seed=args.seed,
+            command=f"dualsweep suggest {args.sweep_file} --budget {args.budget}",
+            source=str(tables),
+        )
     except (FileNotFoundError, AnalysisError, ResultsError) as e:
         raise ConfigError(str(e)) from None
-    repetitions = sorted(int(r) for r in table["repetitions"].unique())
-    print(
-        f"{chosen.column} over {len(table)} finished runs of {sweep.name}: R^2 {fit.r2:.4f}, "
-        f"leave-one-out RMSE {fit.loo_rmse:.4g}\n"
-    )
-    print(format_best_alpha(best_alpha(fit, repetitions, seed=args.seed), chosen.column))
-    trained = set(zip(table["alpha"].astype(float), table["repetitions"].astype(int), strict=True))
-    picks = suggest(fit, repetitions, args.budget, trained=trained, seed=args.seed)
-    listed = set(sweep.points)
-    new = {}
-    for i, pick in enumerate(picks, 1):
-        point = Point(alpha=float(f"{pick.alpha:.6g}"), repetitions=pick.repetitions)
-        if point in listed or point in new:  # (suggest excludes trained points: a safeguard)
-            print(
-                f"note: suggestion {i} (alpha={point.alpha:g}, R={point.repetitions}) is listed already"
-            )
-            continue
-        new[point] = f"suggested {i}/{len(picks)}: " + (
-            "space-filling (fewer than 3 distinct alphas trained: the fit cannot yet say how "
-            "the metric varies with alpha)"
-            if pick.space_filling
-            else f"summed 90% width {pick.width_before:.2f} -> {pick.expected_width:.2f} "
-            "expected (log-odds)"
-        )
-    suggested = dataclasses.replace(sweep, points=sweep.points + tuple(new))
-    header = (
-        f"Written by `dualsweep suggest {args.sweep_file} --budget {args.budget}` from "
-        f"{len(table)} finished runs in {tables} ({chosen.column}, GP noise {fit.noise}).\n"
-        "The points marked `suggested` are where the GP posterior expects a run to narrow the\n"
-        "best alpha's 90% intervals most. `dualsweep sweep` on this file trains them under the\n"
-        "same sweep name, so they join the sweep's tables (its finished trials are kept)."
-    )
+    print(chosen.report)
 
     def write_checked(tmp: Path) -> None:
-        tmp.write_text(sweep_yaml(suggested, header=header, notes=new))
+        tmp.write_text(sweep_yaml(chosen.sweep, header=chosen.header, notes=chosen.notes))
         load_sweep(tmp)  # what plan and sweep will read
 
     atomic_write(out, write_checked)
-    print(f"\nsuggested {len(new)} points (in order):")
-    for point, note in new.items():
+    print(f"\nsuggested {len(chosen.notes)} points (in order):")
+    for point, note in chosen.notes.items():
         print(f"  alpha={point.alpha:<10g} R={point.repetitions:<4} {note.split(': ', 1)[1]}")
-    print(f"written: {out} ({len(suggested.points)} points)")
+    print(f"written: {out} ({len(chosen.sweep.points)} points)")
     return 0
 
 

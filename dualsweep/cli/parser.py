@@ -7,8 +7,13 @@ What belongs here: argparse only, nothing that runs a command. A parsed command 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import typing
 
-from dualsweep.schema import SCORING_MODES
+from dualsweep.config.fields import ConfigError, coerce, field_docs
+from dualsweep.data.prepare import PrepareSettings  # numpy, no torch: --help stays fast
+from dualsweep.evaluate.task_registry import registered_tasks
+from dualsweep.schema import DEFAULT_METRIC, SCORING_MODES
 from dualsweep.sweep.plan import H100_BF16_PEAK_FLOPS
 
 SWEEP_HELP = "a sweep file (sweeps/tiny.yaml) or a sweep's name (tiny)"
@@ -73,30 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="override a config field, e.g. --set source=jsonl --set path=DIR (repeatable)",
     )
     prepare.add_argument("--out", required=True, help="the shard folder to create (or resume)")
-    prepare.add_argument(
-        "--workers", type=_count, default=1, help="encoding processes (default 1: this process)"
-    )
-    prepare.add_argument(
-        "--memory-mb",
-        type=_count,
-        default=1024,
-        help="memory bound of the streaming parts, in MB (default 1024)",
-    )
-    prepare.add_argument(
-        "--shard-tokens",
-        type=_count,
-        default=1 << 27,
-        help="tokens per shard (default 2^27: 256 MB of uint16)",
-    )
-    prepare.add_argument(
-        "--tokenizer", help="an existing tokenizer.json to use instead of training one"
-    )
-    prepare.add_argument(
-        "--tokenizer-sample-mb",
-        type=_count,
-        default=512,
-        help="training-split text the tokenizer is trained on, in MB (default 512)",
-    )
+    _settings_flags(prepare, PrepareSettings)  # --workers, --memory-mb, --shard-tokens, ...
     prepare.add_argument(
         "--verify",
         action="store_true",
@@ -142,9 +124,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     evaluate.add_argument("run_dir")
     evaluate.add_argument(
-        "--tasks", nargs="+", help="continuation, word_order, cloze or .jsonl files"
+        "--tasks",
+        nargs="+",
+        help="tasks built from held-out documents ("
+        + "; ".join(f"{task.name}: {task.description}" for task in registered_tasks())
+        + ") or .jsonl task files",
     )
-    evaluate.add_argument("--modes", nargs="+", help="any of ar md prefix")
+    evaluate.add_argument("--modes", nargs="+", help=f"any of {' '.join(SCORING_MODES)}")
     evaluate.add_argument(
         "--set",
         action="append",
@@ -246,9 +232,9 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("sweep", help=SWEEP_HELP)
     fit.add_argument(
         "--metric",
-        default="final_held_out_ar_loss",
-        help="a column: final_held_out_ar_loss, final_held_out_md_elbo, score_ar, score_md, "
-        "score_prefix, score_md:word_order, ... (default final_held_out_ar_loss)",
+        default=DEFAULT_METRIC,
+        help=f"a column: {DEFAULT_METRIC}, final_held_out_md_elbo, score_ar, score_md, "
+        f"score_prefix, score_md:word_order, ... (default {DEFAULT_METRIC})",
     )
     fit.add_argument(
         "--noise",
@@ -276,7 +262,7 @@ def build_parser() -> argparse.ArgumentParser:
     suggest.add_argument(
         "--metric",
         help="the metric whose best alpha to pin down (default: the sweep's search metric, "
-        "else final_held_out_ar_loss)",
+        f"else {DEFAULT_METRIC})",
     )
     suggest.add_argument(
         "--noise", default="white", choices=["white", "stderr", "auto"], help="as for `fit`"
@@ -410,6 +396,38 @@ class _Version(argparse.Action):
 
         print(f"dualsweep {code_version()}")
         parser.exit()
+
+
+def _settings_flags(parser: argparse.ArgumentParser, cls: type) -> None:
+    """One `--flag` per field of config class `cls` (`memory_mb`: `--memory-mb`), with the
+    field's default and docstring, its value checked by the field's own rules."""
+    hints, docs = typing.get_type_hints(cls), field_docs(cls)
+    for f in dataclasses.fields(cls):
+        doc = docs[f.name].rstrip(".")
+        if doc[1:2].islower():  # a sentence made a flag's help, as the others are written
+            doc = doc[0].lower() + doc[1:]
+        default = f" (default {f.default})" if f.default != "" else ""
+        parser.add_argument(
+            "--" + f.name.replace("_", "-"),
+            type=_setting(cls, f.name, hints[f.name]),
+            default=f.default,
+            help=(doc + default).replace("%", "%%"),  # argparse formats help with %
+        )
+
+
+def _setting(cls: type, name: str, tp: typing.Any):
+    """A flag's value as field `name` of `cls` takes it: coerced and checked, or refused with
+    the field's reason (`--workers 0`: must be a positive integer)."""
+
+    def parse(text: str) -> typing.Any:
+        try:
+            value = coerce(text, tp, name)
+            cls(**{name: value})  # the field's rules, beside the other fields' defaults
+        except ConfigError as e:
+            raise argparse.ArgumentTypeError(str(e).removeprefix(f"{name}: ")) from None
+        return value
+
+    return parse
 
 
 def _count(text: str) -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from dataclasses import fields
 from pathlib import Path
 
 from dualsweep.cli.checks import writable_folder
@@ -40,13 +41,7 @@ def cmd_prepare(args: argparse.Namespace) -> int:
         return 0
     if args.verify:
         raise ConfigError(f"--verify: {out} holds no finished preparation to check")
-    settings = PrepareSettings(
-        workers=args.workers,
-        memory_mb=args.memory_mb,
-        shard_tokens=args.shard_tokens,
-        tokenizer=args.tokenizer or "",
-        tokenizer_sample_mb=args.tokenizer_sample_mb,
-    )
+    settings = PrepareSettings(**{f.name: getattr(args, f.name) for f in fields(PrepareSettings)})
     index = prepare(
         config.data,
         config.model.vocab_size,

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from dualsweep.cli.checks import EXIT_FAILED, check_run_folder
 from dualsweep.config import ConfigError, load_run_config, parse_override
-from dualsweep.schema import RUN_MARKER_FILE, SUMMARY_FILE
+from dualsweep.schema import CONFIG_FILE, EVALS_FILE, RUN_MARKER_FILE, SUMMARY_FILE
 
 
 def _overrides(args: argparse.Namespace) -> dict:
@@ -72,10 +72,10 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from dualsweep.config import EvalConfig, apply_overrides, build_section, to_plain
 
     run_dir = Path(args.run_dir)
-    if not (run_dir / "config.yaml").is_file():
+    if not (run_dir / CONFIG_FILE).is_file():
         raise ConfigError(f"{run_dir}: not a run folder (no config.yaml)")
     device = _checked_device(args.device)
-    config = load_run_config(run_dir / "config.yaml")
+    config = load_run_config(run_dir / CONFIG_FILE)
     overrides = dict(parse_override(text) for text in args.set or [])
     if args.tasks:
         overrides["evaluation.tasks"] = args.tasks
@@ -88,7 +88,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     evals, held_out = evaluate_run(run_dir, evaluation, device=device)
     print(f"{held_out.describe(config.held_out.md_eval_draws)} on {held_out.tokens:,} tokens")
     print(format_evals(evals))
-    print(f"-> {run_dir / 'evals.parquet'}")
+    print(f"-> {run_dir / EVALS_FILE}")
     return 0
 
 
@@ -163,7 +163,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 def cmd_generate(args: argparse.Namespace) -> int:
     import json
 
-    from dualsweep.evaluate.run import load_run
+    from dualsweep.evaluate.loaded import load_run
     from dualsweep.generation import Sampling, generate
 
     sampling = Sampling(

@@ -17,6 +17,7 @@ from pathlib import Path
 from dualsweep.cli.checks import sweep_of, writable_folder
 from dualsweep.config import ConfigError
 from dualsweep.paths import atomic_write
+from dualsweep.schema import REPORT_FILE, SIMULATION_SETUP_FILE, SIMULATIONS_TABLE
 
 LABELS = {
     "grid": "grid (random order)",
@@ -24,7 +25,6 @@ LABELS = {
     "suggest": "suggest rounds",
     "optuna": "Optuna search",
 }
-SETUP_FILE = "setup.json"
 
 
 def _designs(args: argparse.Namespace, sweep) -> tuple[list, list[str]]:
@@ -78,7 +78,6 @@ def _designs(args: argparse.Namespace, sweep) -> tuple[list, list[str]]:
 def cmd_simulate(args: argparse.Namespace) -> int:
     from dualsweep.analysis.data import AnalysisError
     from dualsweep.analysis.simulate import (
-        SIMULATIONS_TABLE,
         Noise,
         Task,
         default_checkpoints,
@@ -145,16 +144,16 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         "grid_runs": total,
     }
     write_outputs(out, table, setup)
-    print(f"[simulate] wrote {out / SIMULATIONS_TABLE}, {out / 'REPORT.md'} ({minutes:.1f} min)")
+    print(f"[simulate] wrote {out / SIMULATIONS_TABLE}, {out / REPORT_FILE} ({minutes:.1f} min)")
     return 0
 
 
 def write_outputs(out: Path, table, setup: dict) -> None:
     """The rows, the setup they were drawn under, and the report and figures built from them."""
-    from dualsweep.analysis.simulate import SIMULATIONS_TABLE
-
     atomic_write(out / SIMULATIONS_TABLE, lambda tmp: table.to_parquet(tmp, index=False))
-    atomic_write(out / SETUP_FILE, lambda tmp: tmp.write_text(json.dumps(setup, indent=1) + "\n"))
+    atomic_write(
+        out / SIMULATION_SETUP_FILE, lambda tmp: tmp.write_text(json.dumps(setup, indent=1) + "\n")
+    )
     write_report(out)
 
 
@@ -163,10 +162,10 @@ def write_report(out: Path) -> Path:
     import pandas as pd
 
     from dualsweep.analysis import simulation_report
-    from dualsweep.analysis.simulate import SIMULATIONS_TABLE, by_count
+    from dualsweep.analysis.simulate import by_count
 
     table = pd.read_parquet(out / SIMULATIONS_TABLE)
-    setup = json.loads((out / SETUP_FILE).read_text())
+    setup = json.loads((out / SIMULATION_SETUP_FILE).read_text())
     figures = {}
     for i, (truth, rows) in enumerate(table.groupby("truth", sort=False)):
         name = f"designs_{i + 1}_{truth.rsplit(':', 1)[-1]}"
@@ -180,6 +179,6 @@ def write_report(out: Path) -> Path:
         grid_runs=setup["grid_runs"],
         figures=figures,
     )
-    path = out / "REPORT.md"
+    path = out / REPORT_FILE
     atomic_write(path, lambda tmp: tmp.write_text(text))
     return path

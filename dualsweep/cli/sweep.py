@@ -3,7 +3,8 @@ trials, tokens and compute without launching anything) and `status` (each trial'
 read from its folder).
 
 What belongs here: validating the sweep file and its folders before anything is created or
-launched, then one call of `run_sweep` or `plan_sweep`. Ray is imported inside `sweep` only.
+launched, registering the searchers built on the analysis (cli/searchers.py), then one call
+of `run_sweep` or `plan_sweep`. Ray is imported inside `sweep` only.
 """
 
 from __future__ import annotations
@@ -25,8 +26,11 @@ from dualsweep.schema import RUN_MARKER_FILE
 
 def cmd_sweep(args: argparse.Namespace) -> int:
     sweep = sweep_of(args.sweep_file)  # validated before anything is created or launched
+    from dualsweep.cli.searchers import register_searchers
     from dualsweep.data.sources import check_source
     from dualsweep.sweep.runner import run_sweep
+
+    register_searchers()  # the algorithms built on the analysis (sweep/searcher.py)
 
     writable_folder(Path(args.results), "--results")
     if "://" not in args.storage:

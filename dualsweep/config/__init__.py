@@ -12,7 +12,6 @@ from dualsweep.config.loading import (
     sweep_yaml,
 )
 from dualsweep.config.run import (
-    BUILTIN_TASKS,
     SECTIONS,
     DataConfig,
     EvalConfig,
@@ -32,7 +31,6 @@ from dualsweep.config.run import (
 from dualsweep.config.sweep import Point, Resources, SearchConfig, SweepConfig
 
 __all__ = [
-    "BUILTIN_TASKS",
     "SECTIONS",
     "ConfigError",
     "DataConfig",

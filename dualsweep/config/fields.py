@@ -11,6 +11,7 @@ import dataclasses
 import difflib
 import types
 import typing
+from collections.abc import Callable
 from fractions import Fraction
 from typing import Any, Literal, get_args, get_origin
 
@@ -212,6 +213,46 @@ class Unique:
         return len(set(value)) == len(value)
 
 
+@dataclasses.dataclass(frozen=True)
+class NonEmpty:
+    """A tuple (or string) with at least one item."""
+
+    why: str
+
+    def holds(self, value: Any) -> bool:
+        return len(value) > 0
+
+
+@dataclasses.dataclass(frozen=True)
+class Each:
+    """Every item of a tuple meets `rule`. A failure names the first item that does not
+    (`seeds[1]: ... (got 4294967296)`), where a `Bound` on the tuple names the whole tuple."""
+
+    rule: Any
+
+    @property
+    def why(self) -> str:
+        return self.rule.why
+
+    def holds(self, value: Any) -> bool:
+        return self.first_miss(value) is None
+
+    def first_miss(self, value: Any) -> int | None:
+        return next((i for i, v in enumerate(value) if not self.rule.holds(v)), None)
+
+
+@dataclasses.dataclass(frozen=True)
+class Satisfies:
+    """What no range states, said by a test of the value: a choice among names a `Literal`
+    cannot hold, a name's characters."""
+
+    test: Callable[[Any], bool]
+    why: str
+
+    def holds(self, value: Any) -> bool:
+        return bool(self.test(value))
+
+
 class Rules(dict):
     """Field metadata; `|` merges two, keeping the rules of both (`NOT_IDENTITY | SEED`)."""
 
@@ -255,6 +296,28 @@ def unique(item: str) -> Rules:
     return Rules(checks=(Unique(f"lists {item} twice"),))
 
 
+def non_empty(item: str) -> Rules:
+    """Metadata: a tuple that holds at least one `item` ('R', 'seed')."""
+    return Rules(checks=(NonEmpty(f"must list at least one {item}"),))
+
+
+def each(rules: Rules) -> Rules:
+    """Metadata: every item of a tuple meets `rules` (e.g. `each(SEED)`), a failure naming
+    the item by its index."""
+    return Rules(checks=tuple(Each(rule) for rule in rules["checks"]))
+
+
+def satisfies(test: Callable[[Any], bool], why: str) -> Rules:
+    """Metadata: `test(value)` is true; `why` says what it asks ('must be ...')."""
+    return Rules(checks=(Satisfies(test, why),))
+
+
+def one_of(*choices: str) -> Rules:
+    """Metadata: one of `choices`, also when built in Python (which a `Literal` annotation
+    does not check)."""
+    return satisfies(choices.__contains__, f"must be one of {', '.join(choices)}")
+
+
 POSITIVE = bound(0, low_open=True, why="must be positive")
 COUNT = bound(1, why="must be positive")  # an integer >= 1 (refusing 0.5 from Python too)
 NON_NEGATIVE = bound(0)
@@ -262,6 +325,7 @@ UNIT_INTERVAL = bound(0, 1)
 OPEN_UNIT_INTERVAL = bound(0, 1, low_open=True, high_open=True)
 BELOW_ONE = bound(0, 1, high_open=True)  # [0, 1): momenta and betas
 SEED = bound(0, 2**32, high_open=True, why="must be in [0, 2^32)")
+POSITIVE_INTEGER = bound(1, integer=True, why="must be a positive integer")
 
 
 def check(ok: bool, name: str, value: Any, why: str) -> None:
@@ -275,6 +339,8 @@ def check_fields(obj: Any) -> None:
     for f in dataclasses.fields(obj):
         value = getattr(obj, f.name)
         for rule in f.metadata.get("checks", ()):
+            if isinstance(rule, Each) and (i := rule.first_miss(value)) is not None:
+                fail(f"{f.name}[{i}]", value[i], rule.why)
             check(rule.holds(value), f.name, value, rule.why)
 
 

@@ -9,6 +9,7 @@ files) is read into the current layout first (`upgrade_layout`).
 
 from __future__ import annotations
 
+import importlib
 from pathlib import Path
 from typing import Any
 
@@ -60,7 +61,33 @@ def read_yaml(path: str | Path) -> Any:
 def run_config_from_dict(raw: Any) -> RunConfig:
     if not isinstance(raw, dict):
         fail("config", raw, "expected a mapping with sections " + ", ".join(SECTIONS))
-    return build(RunConfig, upgrade_layout(raw))
+    raw = upgrade_layout(raw)
+    import_plugins(raw)
+    return build(RunConfig, raw)
+
+
+def import_plugins(raw: Any, path: str = "") -> None:
+    """Import the modules a raw run config's `train.plugins` names, before it is checked:
+    they register the objectives, data sources and tasks it may name. Every process that
+    builds the config does this (a sweep's trials rebuild theirs from the base mapping), so
+    a module importable everywhere (installed, or on PYTHONPATH) is all a sweep needs."""
+    train = raw.get("train") if isinstance(raw, dict) else None
+    plugins = train.get("plugins") if isinstance(train, dict) else None
+    where = join(path, "train.plugins")
+    if plugins is None:
+        return
+    if not isinstance(plugins, (list, tuple)):
+        fail(where, plugins, "expected a list of module names")
+    for i, name in enumerate(plugins):
+        if not isinstance(name, str) or not name.strip():
+            fail(f"{where}[{i}]", name, "expected a module name, e.g. mypackage.objectives")
+        try:
+            importlib.import_module(name)
+        except Exception as e:  # noqa: BLE001 - a plugin's own error, said in one line
+            raise ConfigError(
+                f"{where}[{i}]: cannot import {name!r} ({type(e).__name__}: {e}); it must be "
+                "importable in every process that reads the config (installed, or on PYTHONPATH)"
+            ) from None
 
 
 def upgrade_layout(raw: Any, path: str = "") -> Any:
@@ -124,14 +151,17 @@ def load_sweep(path: str | Path) -> SweepConfig:
     raw = read_yaml(path)
     if not is_sweep_mapping(raw):
         raise ConfigError(f"{path}: not a sweep file (no `base` run config)")
-    base = build(RunConfig, _base_mapping(raw, path), "base")
+    base_mapping = _base_mapping(raw, path)
+    import_plugins(base_mapping, "base")
+    base = build(RunConfig, base_mapping, "base")
     return sweep_from_dict(raw, base)
 
 
 def sweep_yaml(sweep: SweepConfig, *, header: str = "", notes: dict | None = None) -> str:
     """A sweep file that loads back to `sweep`: the base config in full (so the file stands
     alone wherever it is written), every point listed, `notes` (Point -> text) as comments
-    on their point's line."""
+    on their point's line; of the search section, the required fields and those set to
+    something other than their default."""
     import dataclasses
 
     from dualsweep.config.fields import to_plain
@@ -157,7 +187,13 @@ def sweep_yaml(sweep: SweepConfig, *, header: str = "", notes: dict | None = Non
         "retries": sweep.retries,
     }
     if sweep.search:
-        rest["search"] = to_plain(sweep.search)
+        # Fields at their default are left out, so that a field added later does not appear
+        # in every file written from a sweep that never set it.
+        rest["search"] = {
+            f.name: to_plain(getattr(sweep.search, f.name))
+            for f in dataclasses.fields(sweep.search)
+            if f.default is dataclasses.MISSING or getattr(sweep.search, f.name) != f.default
+        }
     lines.append(block(rest).rstrip())
     return "\n".join(lines) + "\n"
 

@@ -29,17 +29,19 @@ from dualsweep.config.fields import (
     NON_NEGATIVE,
     OPEN_UNIT_INTERVAL,
     POSITIVE,
+    POSITIVE_INTEGER,
     SEED,
     UNIT_INTERVAL,
     Checked,
     ConfigError,
     Rules,
     bound,
+    build,
     check,
     to_plain,
     unique,
 )
-from dualsweep.schema import SCORING_MODES
+from dualsweep.schema import DATA_SOURCES, SCORING_MODES, TASK_NAMES
 
 # Field metadata: fields marked `identity=False` change how a run is shown, logged or
 # evaluated, never the trained model, so they are left out of the run key (a finished run is
@@ -114,13 +116,10 @@ class ModelConfig(Checked):
         return untiled
 
 
-DataSource = Literal["builtin", "text_dir", "jsonl", "shards", "hf"]
-
-
 @dataclass(frozen=True, kw_only=True)
 class DataConfig(Checked):
-    source: DataSource = "builtin"
-    """Corpus: builtin (stdlib docstrings + pydoc topics), text_dir, jsonl, shards or hf."""
+    source: str = "builtin"
+    """Corpus, a registered data source (schema.DATA_SOURCES): builtin (stdlib docstrings + pydoc topics), text_dir, jsonl, shards, hf, or one added with dualsweep.data.sources.register_source."""
     path: str = ""
     """Folder of .txt files (text_dir), a .jsonl(.gz/.zst) file or folder (jsonl), or for shards a folder `dualsweep prepare` wrote or of raw .npy/.bin token shards."""
     text_field: str = "text"
@@ -141,9 +140,7 @@ class DataConfig(Checked):
     """Document separator id inside raw token shards (required for them; prepared shards say theirs)."""
     validation_fraction: float = field(default=0.05, metadata=OPEN_UNIT_INTERVAL)
     """Share of documents held out for validation (chosen by a hash of each document)."""
-    repetitions: int = field(
-        default=1, metadata=bound(1, integer=True, why="must be a positive integer")
-    )
+    repetitions: int = field(default=1, metadata=POSITIVE_INTEGER)
     """R: the unique training subset is token_budget / R tokens, seen R times."""
     order_seed: int = field(default=0, metadata=SEED)
     """Seed of the one document order whose prefixes are the unique subsets (keep fixed across a sweep)."""
@@ -154,12 +151,16 @@ class DataConfig(Checked):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if self.source in ("text_dir", "jsonl", "shards"):
-            check(bool(self.path), "path", self.path, f"is required for source {self.source!r}")
-        if self.source == "hf":
-            check(
-                bool(self.hf_dataset), "hf_dataset", self.hf_dataset, "is required for source 'hf'"
-            )
+        registered = ", ".join(DATA_SOURCES)
+        check(
+            self.source in DATA_SOURCES,
+            "source",
+            self.source,
+            f"unknown data source (registered: {registered})",
+        )
+        for name in DATA_SOURCES[self.source].required:
+            value = getattr(self, name)
+            check(bool(value), name, value, f"is required for source {self.source!r}")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -264,6 +265,9 @@ class TrainConfig(Checked):
     checkpoint_minutes: float = field(default=10.0, metadata=NON_NEGATIVE | NOT_IDENTITY)
     """Minutes of training after which the next log step also checkpoints (0 = by steps
     only): an interruption loses at most this much work whatever a step costs."""
+    plugins: tuple[str, ...] = field(default=(), metadata=unique("a module") | NOT_IDENTITY)
+    """Python modules imported before the config is checked, in every process that reads it
+    (a sweep's trials too): where objectives, data sources and tasks of your own register."""
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -298,11 +302,6 @@ class HeldOutConfig(Checked):
     """Seed of the held-out masking draws (the same masks for every run and evaluation)."""
 
 
-Mode = Literal[SCORING_MODES]  # ar, md, prefix
-BUILTIN_TASKS = ("continuation", "word_order", "cloze")
-"""Multiple-choice tasks built from the held-out documents (see `dualsweep.evaluate.tasks`)."""
-
-
 def strategy_name(mode: str, span: int) -> str:
     """How choice tokens are read in `mode`: next-token reading, or the MD masking strategy
     for `md_mask_span` = `span` (the `strategy` column of evals rows)."""
@@ -316,11 +315,11 @@ class EvalConfig(Checked):
     tasks: tuple[str, ...] = field(
         default=("continuation", "word_order"), metadata=unique("a task") | NOT_IDENTITY
     )
-    """Multiple-choice tasks run on the final model: built-in names (BUILTIN_TASKS: continuation, word_order, cloze) or .jsonl paths."""
-    modes: tuple[Mode, ...] = field(
+    """Multiple-choice tasks run on the final model: names of tasks built from held-out documents (`schema.TASK_NAMES`: continuation, word_order, cloze, and any registered) or .jsonl paths."""
+    modes: tuple[str, ...] = field(
         default=("ar", "md", "prefix"), metadata=unique("a mode") | NOT_IDENTITY
     )
-    """Scoring modes: ar (log-likelihood), md (pseudo-log-likelihood), prefix (prefix-LM)."""
+    """Scoring modes: ar (log-likelihood), md (pseudo-log-likelihood), prefix (prefix-LM), and any a registered objective adds (`schema.SCORING_MODES`)."""
     md_mask_span: int = field(default=1, metadata=NON_NEGATIVE | NOT_IDENTITY)
     """MD scoring: choice tokens masked together (1 = one at a time, the classic PLL; 0 = all at once)."""
     task_items: int = field(default=200, metadata=bound(1) | NOT_IDENTITY)
@@ -342,12 +341,19 @@ class EvalConfig(Checked):
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        for i, mode in enumerate(self.modes):
+            check(
+                mode in SCORING_MODES,
+                f"modes[{i}]",
+                mode,
+                f"must be one of {', '.join(repr(m) for m in SCORING_MODES)}",
+            )
         for task in self.tasks:
             check(
-                task in BUILTIN_TASKS or task.endswith(".jsonl"),
+                task in TASK_NAMES or task.endswith(".jsonl"),
                 "tasks",
                 task,
-                f"each task must be one of {', '.join(BUILTIN_TASKS)} or a .jsonl file",
+                f"each task must be one of {', '.join(TASK_NAMES)} or a .jsonl file",
             )
         for task in self.lm_eval_tasks:
             check(
@@ -365,7 +371,7 @@ class EvalConfig(Checked):
     def item_limit(self, requested_task: str) -> int:
         """How many items a task of this name is scored on (0: all of them): `task_items`
         for a built-in task, `lm_eval_limit` for a harness task, all for a JSONL file."""
-        if requested_task in BUILTIN_TASKS:
+        if requested_task in TASK_NAMES:
             return self.task_items
         return self.lm_eval_limit if requested_task in self.lm_eval_tasks else 0
 
@@ -413,7 +419,7 @@ class RunConfig:
     """Zero-shot multiple-choice evaluation of the final model."""
 
     def __post_init__(self) -> None:
-        if self.data.source != "shards" and self.model.vocab_size < MIN_BPE_VOCAB:
+        if not DATA_SOURCES[self.data.source].token_ids and self.model.vocab_size < MIN_BPE_VOCAB:
             raise ConfigError(
                 f"model.vocab_size: a byte-level BPE over text needs at least {MIN_BPE_VOCAB} "
                 f"entries (256 bytes + 4 specials) (got {self.model.vocab_size})"
@@ -464,12 +470,10 @@ class RunConfig:
 
     def replace(self, **flat: Any) -> RunConfig:
         """A copy with fields changed by their (unique) names, e.g. `replace(alpha=0.5)`."""
-        from dualsweep.config.loading import run_config_from_dict
-
-        raw = to_plain(self)
+        raw = to_plain(self)  # the current layout: nothing to upgrade (config/loading.py)
         for name, value in flat.items():
             raw[section_of(name)][name] = to_plain(value)
-        return run_config_from_dict(raw)
+        return build(RunConfig, raw)
 
 
 def section_of(name: str) -> str:

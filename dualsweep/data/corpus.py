@@ -36,9 +36,9 @@ from dualsweep.data.prepare import (
     shard_specials,
 )
 from dualsweep.data.shards import SequenceView, TokenStream, check_shards
-from dualsweep.data.sources import DataError, fingerprint
-from dualsweep.data.special import SpecialTokens
+from dualsweep.data.sources import DataError, cache_identity
 from dualsweep.paths import default_cache_dir, exclusive_lock
+from dualsweep.special_tokens import SpecialTokens
 
 __all__ = [
     "PreparedCorpus",
@@ -90,14 +90,11 @@ class PreparedCorpus:
 
 
 def corpus_key(config: DataConfig, vocab_size: int) -> str:
+    """The cache folder's name of `config`'s corpus: its source's identity and the settings of
+    the split, the order and the vocabulary (what every source shares)."""
     settings = {
         "format": FORMAT_VERSION,
-        "source": config.source,
-        "fingerprint": fingerprint(config),
-        "text_field": config.text_field,
-        "max_documents": config.max_documents,
-        "shard_eos_id": config.shard_eos_id,
-        "shard_dtype": config.shard_dtype,
+        **cache_identity(config),
         "validation_fraction": config.validation_fraction,
         "order_seed": config.order_seed,
         "vocab_size": vocab_size,

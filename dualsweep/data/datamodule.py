@@ -88,9 +88,3 @@ class DualSweepData(L.LightningDataModule):
             persistent_workers=workers > 0,
             pin_memory=torch.cuda.is_available(),
         )
-
-    def state_dict(self) -> dict:
-        return {"start_step": self.start_step}
-
-    def load_state_dict(self, state: dict) -> None:
-        self.start_step = int(state["start_step"])

@@ -40,12 +40,13 @@ import shutil
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from dualsweep.config import DataConfig
+from dualsweep.config.fields import POSITIVE_INTEGER, Checked, bound
 from dualsweep.data.shards import (
     ShardWriter,
     record_verified,
@@ -53,37 +54,41 @@ from dualsweep.data.shards import (
     token_dtype,
     write_atomically,
 )
-from dualsweep.data.sources import DataError, fingerprint, raw_documents
-from dualsweep.data.special import SpecialTokens
+from dualsweep.data.sources import (
+    DataError,
+    cache_identity,
+    fingerprint,
+    raw_documents,
+    source_of,
+)
 from dualsweep.data.tokenizer import MIN_BPE_VOCAB, SPECIAL_TOKENS, TOKENIZER_SPECIALS
 from dualsweep.paths import atomic_write
+from dualsweep.schema import TOKENIZER_FILE
+from dualsweep.special_tokens import SpecialTokens
 
 FORMAT_VERSION = 2
 INDEX_FILE = "index.json"
-TOKENIZER_FILE = "tokenizer.json"
 STAGING = ".staging"  # pass 1's chunks and the resume state; removed when finished
 
 
+_NON_NEGATIVE_INTEGER = bound(0, integer=True, why="must be a non-negative integer")
+
+
 @dataclass(frozen=True, kw_only=True)
-class PrepareSettings:
-    workers: int = 1
+class PrepareSettings(Checked):
+    """How a preparation runs (its speed, memory and shard size), checked like a config
+    section; of these, only the tokenizer settings change the tokens."""
+
+    workers: int = field(default=1, metadata=POSITIVE_INTEGER)
     """Encoding processes (1: encode in this process)."""
-    memory_mb: int = 1024
-    """Memory bound of the streaming parts (staging chunk, batches in flight, shard writer)."""
-    shard_tokens: int = 1 << 27
+    memory_mb: int = field(default=1024, metadata=POSITIVE_INTEGER)
+    """Memory bound of the streaming parts (staging chunk, batches in flight, shard writer), in MB."""
+    shard_tokens: int = field(default=1 << 27, metadata=_NON_NEGATIVE_INTEGER)
     """Tokens per shard (0: one shard per split); 2^27 is 256 MB of uint16."""
     tokenizer: str = ""
     """An existing tokenizer file to use instead of training one."""
-    tokenizer_sample_mb: int = 512
-    """Training-split text the tokenizer is trained on (the first, in source order)."""
-
-    def __post_init__(self) -> None:
-        for name in ("workers", "memory_mb"):
-            if getattr(self, name) < 1:
-                raise DataError(f"{name}: must be at least 1 (got {getattr(self, name)})")
-        for name in ("shard_tokens", "tokenizer_sample_mb"):
-            if getattr(self, name) < 0:
-                raise DataError(f"{name}: must be >= 0 (got {getattr(self, name)})")
+    tokenizer_sample_mb: int = field(default=512, metadata=_NON_NEGATIVE_INTEGER)
+    """Training-split text the tokenizer is trained on, in MB (the first, in source order)."""
 
 
 def is_validation(document: bytes, fraction: float) -> bool:
@@ -124,7 +129,7 @@ def prepare(
         for item in [*staging.iterdir(), *out.glob("*-[0-9][0-9][0-9][0-9][0-9].bin")]:
             shutil.rmtree(item) if item.is_dir() else item.unlink()
         (out / TOKENIZER_FILE).unlink(missing_ok=True)
-    token_source = config.source == "shards"
+    token_source = source_of(config).fields.token_ids
     if token_source:
         special, tokenizer_hash = _check_token_source(config, vocab_size), ""
     else:
@@ -178,20 +183,7 @@ class _State:
 
     @classmethod
     def load(cls, staging: Path, config: DataConfig, vocab_size: int, settings) -> _State:
-        key = json.dumps(
-            {
-                "format": FORMAT_VERSION,
-                "source": config.source,
-                "fingerprint": fingerprint(config),
-                "text_field": config.text_field,
-                "max_documents": config.max_documents,
-                "validation_fraction": config.validation_fraction,
-                "vocab_size": vocab_size,
-                "tokenizer": settings.tokenizer,
-                "tokenizer_sample_mb": settings.tokenizer_sample_mb,
-            },
-            sort_keys=True,
-        )
+        key = resume_key(config, vocab_size, settings)
         path = staging / "state.json"
         if path.is_file():
             saved = json.loads(path.read_text())
@@ -209,6 +201,22 @@ class _State:
         write_atomically_text(self.path, json.dumps({"key": self.key, "chunks": self.chunks}))
 
 
+def resume_key(config: DataConfig, vocab_size: int, settings: PrepareSettings) -> str:
+    """What pass 1's staged chunks were made from: the source's identity and the settings of
+    the split and the tokens (what every source shares). Another key means start over."""
+    return json.dumps(
+        {
+            "format": FORMAT_VERSION,
+            **cache_identity(config),
+            "validation_fraction": config.validation_fraction,
+            "vocab_size": vocab_size,
+            "tokenizer": settings.tokenizer,
+            "tokenizer_sample_mb": settings.tokenizer_sample_mb,
+        },
+        sort_keys=True,
+    )
+
+
 # -- tokenizer -------------------------------------------------------------------------------
 
 
@@ -224,7 +232,7 @@ def _tokenizer(config, vocab_size, out: Path, settings, cache: Path | None, log)
             if not source.is_file():
                 raise DataError(f"tokenizer: {settings.tokenizer!r} is not a file")
             _check_tokenizer(load_tokenizer(source), source, vocab_size)
-            shutil.copyfile(source, path.with_name(f".{path.name}.tmp"))
+            atomic_write(path, lambda tmp: shutil.copyfile(source, tmp))
         else:
             if vocab_size < MIN_BPE_VOCAB:
                 raise DataError(
@@ -235,8 +243,7 @@ def _tokenizer(config, vocab_size, out: Path, settings, cache: Path | None, log)
                 raise DataError(f"data.path: the {config.source} source holds no training text")
             log(f"training a {vocab_size}-entry BPE tokenizer on {len(sample):,} documents")
             _, trained = cached_tokenizer(sample, sample_hash, vocab_size, cache or out / STAGING)
-            shutil.copyfile(trained, path.with_name(f".{path.name}.tmp"))
-        os.replace(path.with_name(f".{path.name}.tmp"), path)
+            atomic_write(path, lambda tmp: shutil.copyfile(trained, tmp))
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
@@ -374,7 +381,7 @@ def _encode(config, vocab_size, out, staging, state: _State, settings, special, 
     for item in staging.iterdir():  # a chunk killed before it was recorded is redone
         if item.name[:5].isdigit() and item.name[:5] not in finished:
             item.unlink()
-    token_source = config.source == "shards"
+    token_source = source_of(config).fields.token_ids
     tokenizer_file = None if token_source else str(out / TOKENIZER_FILE)
     # The bound: a quarter for the staging chunk, half for the 2 x workers batches in flight
     # (a batch of c characters is also ~3c bytes of int64 ids, at ~2.5 characters a token).

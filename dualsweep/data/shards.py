@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from dualsweep.data.sources import DataError
-from dualsweep.paths import atomic_write
+from dualsweep.paths import DiskFullError, atomic_write
 
 HASH = "blake2b"  # a shard's checksum in index.json: fast, and in every Python
 VERIFIED_FILE = "verified.json"  # shards whose checksum matched, by (size, mtime)
@@ -43,19 +43,19 @@ def disk_full(path: Path) -> DataError:
 def write_atomically(path: Path, chunks: Iterable[np.ndarray]) -> int:
     """Write `chunks` to `path` through a hidden temporary file renamed at the end; return the
     items written. A failed write (a full disk) leaves no file behind and names the file."""
-    tmp = path.with_name(f".{path.name}.tmp")
     written = 0
-    try:
+
+    def write(tmp: Path) -> None:
+        nonlocal written
         with tmp.open("wb") as f:
             for chunk in chunks:
                 f.write(memoryview(np.ascontiguousarray(chunk)).cast("B"))
                 written += len(chunk)
-        os.replace(tmp, path)
-    except OSError as e:
-        tmp.unlink(missing_ok=True)
-        if e.errno == errno.ENOSPC:
-            raise disk_full(path) from None
-        raise
+
+    try:
+        atomic_write(path, write)
+    except DiskFullError:
+        raise disk_full(path) from None
     return written
 
 

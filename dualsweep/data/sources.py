@@ -1,214 +1,197 @@
-"""Document sources: where raw documents come from, one function per kind of source.
+"""The data-source registry: where raw documents come from, one entry per kind of source.
 
-Text sources yield strings in a deterministic order (sorted paths, file order), so the
-document-level split and the seeded document order are stable under re-runs. Token shards
-yield arrays of token ids split at the configured document separator. `fingerprint` gives a
-cheap identity of a source's current content (paths, sizes, modification times) for caching.
+A source is one `DataSource`: its name and config fields (`schema.DataSourceFields`: the
+fields it requires, and those that change the documents it gives), how it reads its
+documents (text, or token ids split at `data.shard_eos_id`), its fingerprint and the
+suffixes of its files. `register_source` adds one; the config then accepts its name, and
+both cache keys of a corpus prepared from it (`corpus.corpus_key`, prepare's resume key) hold
+`cache_identity`: its fingerprint and its identity fields, never a list kept by hand.
+
+Sources yield documents in a deterministic order (sorted paths, file order), so the
+document-level split and the seeded document order are stable under re-runs. The readers of
+the built-in sources are in `readers.py`.
 """
 
 from __future__ import annotations
 
-import json
 import platform
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from dualsweep.config import DataConfig
+from dualsweep import schema
+from dualsweep.config import ConfigError, DataConfig
+from dualsweep.data.readers import (
+    DataError,
+    files_fingerprint,
+    hf_records,
+    jsonl_records,
+    source_files,
+    text_files,
+    token_shards,
+)
+from dualsweep.schema import DATA_SOURCES, DataSourceFields
+
+__all__ = [
+    "DataError",
+    "DataSource",
+    "cache_identity",
+    "check_source",
+    "fingerprint",
+    "get_source",
+    "raw_documents",
+    "register_source",
+    "source_of",
+    "text_documents",
+]
 
 
-class DataError(ValueError):
-    """The data does not fit the config (missing path, bad record, too few tokens...)."""
+@dataclass(frozen=True)
+class DataSource:
+    """One kind of data source: what the config knows of it, and how its documents are read."""
+
+    fields: DataSourceFields
+    """Its name, required and identity fields, and whether it gives token ids."""
+    read: Callable[[DataConfig, list[Path]], Iterable[str] | Iterable[np.ndarray]]
+    """Its documents in source order, given the config and its files (`files`): strings, or
+    1-D token-id arrays if `fields.token_ids`."""
+    suffixes: tuple[str, ...] = ()
+    """Endings of its files under `data.path` (none: it reads no files there)."""
+    fingerprint: Callable[[DataConfig], dict] | None = None
+    """A cheap identity of its current content (None: its files' names, sizes and times)."""
+
+    def __post_init__(self) -> None:
+        if self.fingerprint is None and not self.suffixes:
+            raise ValueError(f"data source {self.name!r}: give its fingerprint or its suffixes")
+
+    @property
+    def name(self) -> str:
+        return self.fields.name
+
+    def files(self, config: DataConfig) -> list[Path]:
+        """Its files under `data.path`, sorted; DataError if there are none."""
+        return source_files(config, self.suffixes) if self.suffixes else []
+
+    def identify(self, config: DataConfig) -> dict:
+        if self.fingerprint is not None:
+            return self.fingerprint(config)
+        return files_fingerprint(config, self.files(config))
+
+    def documents(self, config: DataConfig) -> Iterator[str | np.ndarray]:
+        yield from self.read(config, self.files(config))
 
 
-def _files(config: DataConfig, suffixes: tuple[str, ...]) -> list[Path]:
-    root = Path(config.path).expanduser()
-    if root.is_file() and root.name.endswith(suffixes):
-        return [root]
-    if not root.is_dir():
-        raise DataError(
-            f"data.path: {config.path!r} is not a folder or a {'/'.join(suffixes)} file"
-        )
-    files = sorted(p for p in root.rglob("*") if p.is_file() and p.name.endswith(suffixes))
-    if not files:
-        raise DataError(f"data.path: no {'/'.join(suffixes)} files under {config.path!r}")
-    return files
+_SOURCES: dict[str, DataSource] = {}
 
 
-SUFFIXES = {
-    "text_dir": (".txt",),
-    "jsonl": (".jsonl", ".jsonl.gz", ".jsonl.zst"),
-    "shards": (".npy", ".bin"),
-}
+def register_source(source: DataSource) -> DataSource:
+    """Make `source` available by its name, to configs (`data.source`) and to preparation."""
+    # (a built-in's fields are declared in the schema before its entry registers)
+    if _SOURCES.get(source.name, source) != source or (
+        schema.DATA_SOURCES.get(source.name, source.fields) != source.fields
+    ):
+        raise ValueError(f"a data source named {source.name!r} is already registered")
+    _SOURCES[source.name] = source
+    schema.DATA_SOURCES[source.name] = source.fields
+    return source
+
+
+def get_source(name: str) -> DataSource:
+    try:
+        return _SOURCES[name]
+    except KeyError:
+        raise ConfigError(
+            f"data.source: unknown data source (registered: {', '.join(_SOURCES)}) (got {name!r})"
+        ) from None
+
+
+def source_of(config: DataConfig) -> DataSource:
+    return get_source(config.source)
+
+
+# -- what every caller asks of a source ----------------------------------------------------
 
 
 def check_source(config: DataConfig) -> None:
     """Fail at once (DataError) when a file source's path is missing or holds no such files."""
-    if config.source in SUFFIXES:
-        _files(config, SUFFIXES[config.source])
+    source_of(config).files(config)
 
 
 def fingerprint(config: DataConfig) -> dict:
     """What identifies the source's content without reading it all."""
-    if config.source == "builtin":
-        return {"python": sys.version, "implementation": platform.python_implementation()}
-    if config.source == "hf":
-        return {"dataset": config.hf_dataset, "config": config.hf_config, "split": config.hf_split}
-    files = _files(config, SUFFIXES[config.source])
-    root = Path(config.path).expanduser()
-    # Names below the folder as listed (a file may be a link to one elsewhere); size and
-    # modification time are its target's.
+    return source_of(config).identify(config)
+
+
+# The five built-in sources were keyed before sources declared their identity fields: both
+# keys held these fields, whatever the source. They keep that layout, so that the corpora
+# prepared for them keep their keys; a source registered since has its own identity fields
+# in both keys instead. (The resume key used to lack the shard fields: an interrupted
+# preparation of raw shards resumed with another shard_eos_id or dtype would have reused its
+# staged chunks. It now has them, so such a preparation starts over once after the upgrade.)
+_FORMAT_2_SOURCES = frozenset({"builtin", "text_dir", "jsonl", "shards", "hf"})
+_FORMAT_2_FIELDS = ("text_field", "shard_eos_id", "shard_dtype")
+
+
+def cache_identity(config: DataConfig) -> dict:
+    """What selects the documents of `config`'s source, in both cache keys (the prepared
+    corpus, and the resume state of a preparation): the source's name, its fingerprint,
+    `data.max_documents` and its identity fields."""
+    source = source_of(config)
+    names = _FORMAT_2_FIELDS if source.name in _FORMAT_2_SOURCES else source.fields.identity
     return {
-        "files": [
-            [
-                str(p.relative_to(root)) if p != root else p.name,
-                p.stat().st_size,
-                p.stat().st_mtime_ns,
-            ]
-            for p in files
-        ]
+        "source": source.name,
+        "fingerprint": source.identify(config),
+        "max_documents": config.max_documents,
+        **{name: getattr(config, name) for name in names},
     }
 
 
 def text_documents(config: DataConfig) -> Iterator[str]:
     """Documents of a text source, in source order."""
-    if config.source == "builtin":
-        from dualsweep.data.builtin import builtin_documents
-
-        yield from builtin_documents()
-    elif config.source == "text_dir":
-        for path in _files(config, SUFFIXES["text_dir"]):
-            yield _read_text(path)
-    elif config.source == "jsonl":
-        yield from _jsonl_documents(config)
-    elif config.source == "hf":
-        yield from _hf_documents(config)
-    else:
+    source = source_of(config)
+    if source.fields.token_ids:
         raise ValueError(f"{config.source!r} is not a text source")
-
-
-def _read_text(path: Path) -> str:
-    """A text file's content; a binary or non-UTF-8 file is refused, never read as garbage.
-
-    Refused rather than skipped: a skipped file would silently change the corpus (and its
-    split and subsets) between two runs that name the same folder.
-    """
-    data = path.read_bytes()
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as e:
-        raise DataError(
-            f"{path}: not UTF-8 text (byte 0x{data[e.start]:02x} at offset {e.start}); convert "
-            "it to UTF-8 or remove it from data.path"
-        ) from None
-    if "\x00" in text:
-        raise DataError(
-            f"{path}: holds NUL bytes (a binary file named .txt?); remove it from data.path"
-        )
-    return text
-
-
-def _open_binary(path: Path):
-    """A file for reading bytes, decompressed on the fly (.gz: gzip; .zst: zstandard)."""
-    if path.name.endswith(".gz"):
-        import gzip
-
-        return gzip.open(path, "rb")
-    if path.name.endswith(".zst"):
-        try:
-            import zstandard
-        except ImportError:
-            raise DataError(
-                f"{path}: reading .zst files needs the zstandard package: pip install zstandard"
-            ) from None
-        import io
-
-        return io.BufferedReader(zstandard.ZstdDecompressor().stream_reader(path.open("rb")))
-    return path.open("rb")
-
-
-def _utf8_lines(path: Path) -> Iterator[tuple[int, str]]:
-    """(line number, line) of a file read line by line (files can be large), UTF-8 or refused."""
-    line_number = 0
-    try:
-        with _open_binary(path) as f:
-            for line_number, raw in enumerate(f, 1):
-                try:
-                    text = raw.decode("utf-8")
-                except UnicodeDecodeError as e:
-                    raise DataError(
-                        f"{path}:{line_number}: not UTF-8 text (byte 0x{raw[e.start]:02x}); "
-                        "convert the file to UTF-8"
-                    ) from None
-                yield line_number, text
-    except (OSError, EOFError) as e:  # a damaged or truncated compressed file
-        raise DataError(f"{path}:{line_number + 1}: unreadable ({type(e).__name__}: {e})") from None
-
-
-def _jsonl_documents(config: DataConfig) -> Iterator[str]:
-    for path in _files(config, SUFFIXES["jsonl"]):
-        for line_number, line in _utf8_lines(path):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise DataError(f"{path}:{line_number}: not valid JSON ({e.msg})") from None
-            text = record.get(config.text_field) if isinstance(record, dict) else None
-            if not isinstance(text, str):
-                raise DataError(
-                    f"{path}:{line_number}: no string field data.text_field={config.text_field!r}"
-                )
-            yield text
-
-
-def _hf_documents(config: DataConfig) -> Iterator[str]:
-    try:
-        import datasets
-    except ImportError:
-        raise DataError(
-            "data.source: 'hf' needs the optional `datasets` package: pip install 'dualsweep[hf]'"
-        ) from None
-    dataset = datasets.load_dataset(
-        config.hf_dataset, config.hf_config or None, split=config.hf_split, streaming=True
-    )
-    for record in dataset:
-        text = record.get(config.text_field)
-        if not isinstance(text, str):
-            raise DataError(
-                f"data.text_field: {config.text_field!r} is not a text field of {config.hf_dataset}"
-            )
-        yield text
+    yield from source.documents(config)
 
 
 def raw_documents(config: DataConfig) -> Iterator[tuple[int, str | np.ndarray]]:
     """(index in the source, document) for every document preparation reads: text, or token
-    ids for raw shards; the first `data.max_documents`, empty ones skipped (their indices too)."""
-    documents = shard_documents(config) if config.source == "shards" else text_documents(config)
-    for index, document in enumerate(documents):
+    ids of a token source; the first `data.max_documents`, empty ones skipped (their indices too)."""
+    source = source_of(config)
+    for index, document in enumerate(source.documents(config)):
         if config.max_documents and index >= config.max_documents:
             return
-        if len(document) if config.source == "shards" else document.strip():
+        if len(document) if source.fields.token_ids else document.strip():
             yield index, document
 
 
-def shard_documents(config: DataConfig) -> Iterator[np.ndarray]:
-    """Token-id documents of pre-tokenised shards, each ending with `shard_eos_id`."""
-    dtype = np.dtype(config.shard_dtype)
-    for path in _files(config, SUFFIXES["shards"]):
-        if path.suffix == ".npy":
-            stream = np.load(path, mmap_mode="r")
-            if stream.ndim != 1 or stream.dtype.kind not in "iu":
-                raise DataError(
-                    f"{path}: expected a 1-D integer array, got {stream.dtype} {stream.shape}"
-                )
-        else:
-            stream = np.memmap(path, dtype=dtype, mode="r")
-        ends = np.flatnonzero(stream == config.shard_eos_id) + 1
-        start = 0
-        for end in [*ends.tolist(), len(stream)]:
-            if end > start:
-                yield np.asarray(stream[start:end])
-            start = end
+# -- the built-in sources ------------------------------------------------------------------
+
+
+def _builtin_documents(config: DataConfig, files: list[Path]) -> list[str]:
+    from dualsweep.data.builtin import builtin_documents
+
+    return builtin_documents()
+
+
+def _python_version(config: DataConfig) -> dict:
+    """The built-in corpus depends on the Python that ships it only."""
+    return {"python": sys.version, "implementation": platform.python_implementation()}
+
+
+def _hf_name(config: DataConfig) -> dict:
+    return {"dataset": config.hf_dataset, "config": config.hf_config, "split": config.hf_split}
+
+
+register_source(
+    DataSource(DATA_SOURCES["builtin"], _builtin_documents, fingerprint=_python_version)
+)
+register_source(DataSource(DATA_SOURCES["text_dir"], text_files, suffixes=(".txt",)))
+register_source(
+    DataSource(DATA_SOURCES["jsonl"], jsonl_records, suffixes=(".jsonl", ".jsonl.gz", ".jsonl.zst"))
+)
+register_source(DataSource(DATA_SOURCES["shards"], token_shards, suffixes=(".npy", ".bin")))
+register_source(DataSource(DATA_SOURCES["hf"], hf_records, fingerprint=_hf_name))

@@ -12,8 +12,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from dualsweep.config.run import MIN_BPE_VOCAB
-from dualsweep.data.special import SpecialTokens
 from dualsweep.paths import atomic_write
+from dualsweep.special_tokens import SpecialTokens
 
 SPECIAL_TOKENS = ("<|pad|>", "<|bos|>", "<|eos|>", "<|mask|>")
 TOKENIZER_SPECIALS = SpecialTokens(pad=0, bos=1, eos=2, mask=3)

@@ -14,7 +14,6 @@ from dataclasses import dataclass
 
 import torch
 
-from dualsweep.data.special import SpecialTokens
 from dualsweep.objectives import (
     Draw,
     Objective,
@@ -24,6 +23,7 @@ from dualsweep.objectives import (
     next_token_nll,
 )
 from dualsweep.schema import ObjectiveColumns
+from dualsweep.special_tokens import SpecialTokens
 
 
 @dataclass(frozen=True)

@@ -20,8 +20,8 @@ import torch
 from lm_eval import utils
 from lm_eval.api.model import LM
 
-from dualsweep.evaluate.run import LoadedRun, load_run
-from dualsweep.evaluate.scoring import MODES, score_continuations
+from dualsweep.evaluate.loaded import LoadedRun, load_run
+from dualsweep.evaluate.scoring import score_continuations, scoring_modes
 from dualsweep.model import CAUSAL
 
 DEFAULT_BATCH_SIZE = 32
@@ -76,8 +76,8 @@ class DualSweepLM(LM):
 
     def set_mode(self, mode: str, *, md_mask_span: int | None = None) -> None:
         """Score in `mode` from now on (ar, md or prefix)."""
-        if mode not in MODES:
-            raise ValueError(f"mode: must be one of {', '.join(MODES)} (got {mode!r})")
+        if mode not in scoring_modes():
+            raise ValueError(f"mode: must be one of {', '.join(scoring_modes())} (got {mode!r})")
         self.mode = mode
         if md_mask_span is not None:
             self.md_mask_span = int(md_mask_span)

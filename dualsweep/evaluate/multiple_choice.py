@@ -17,9 +17,9 @@ import numpy as np
 import torch
 
 from dualsweep.config import strategy_name
-from dualsweep.data.special import SpecialTokens
 from dualsweep.evaluate.scoring import Score, score_continuations
 from dualsweep.evaluate.tasks import Task
+from dualsweep.special_tokens import SpecialTokens
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,8 @@ so every model of a sweep answers the same items and a tiny model gets signal wi
 Items are distinct (no sentence position is asked twice), so the bootstrap standard error
 treats them as independent. `word_order` and `cloze` keep rows short (about 15 tokens), so
 thousands of items cost seconds; this is what lets a 1M-parameter sweep tell models apart.
+
+`task_registry` names these builders (and any task registered later). Torch-free.
 """
 
 from __future__ import annotations
@@ -25,8 +27,6 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-
-from dualsweep.config import BUILTIN_TASKS
 
 
 class TaskError(ValueError):
@@ -249,13 +249,3 @@ def cloze_task(
         context = " ".join(words[max(0, i - context_words) : i])
         items.append(Item(context=context, choices=choices, label=options.index(true)))
     return Task(name="cloze", items=tuple(items))
-
-
-def builtin_task(name: str, held_out_documents: Sequence[str], *, n_items: int, seed: int) -> Task:
-    if name == "continuation":
-        return continuation_task(held_out_documents, n_items=n_items, seed=seed)
-    if name == "word_order":
-        return word_order_task(held_out_documents, n_items=n_items, seed=seed)
-    if name == "cloze":
-        return cloze_task(held_out_documents, n_items=n_items, seed=seed)
-    raise TaskError(f"{name}: not a built-in task ({', '.join(BUILTIN_TASKS)}) nor a .jsonl file")

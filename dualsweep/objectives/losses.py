@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
 
-from dualsweep.data.special import SpecialTokens
+from dualsweep.special_tokens import SpecialTokens
 
 IGNORE = -100  # a target that has no loss (the last position of a row)
 

@@ -15,7 +15,6 @@ import numpy as np
 import torch
 
 from dualsweep.allocation import first_rows_per_step
-from dualsweep.data.special import SpecialTokens
 from dualsweep.objectives.losses import (
     chunked_next_token_nll,
     document_ids,
@@ -23,6 +22,7 @@ from dualsweep.objectives.losses import (
     next_token_nll,
 )
 from dualsweep.objectives.registry import Objective, Rows
+from dualsweep.special_tokens import SpecialTokens
 
 
 def first_sequence_flags(alpha: float, first_index: int, count: int) -> np.ndarray:

@@ -7,8 +7,8 @@ modes and the result columns (`dualsweep.schema`) all read these definitions; a 
 pair named by `objective.objectives` (alpha weighs the first). A new objective is a subclass
 registered with `register()` in the process that trains: training, the held-out evaluation
 and the result columns pick it up with no other change (tests/test_objectives.py trains
-one); a multiple-choice scoring mode of its own also needs its name in the torch-free
-`schema.SCORING_MODES`, which the config checks `evaluation.modes` against.
+one); one that `scores` also adds its name to the torch-free `schema.SCORING_MODES`, which
+the config checks `evaluation.modes` against.
 
 Masked diffusion, masked-next-token form (MNTP): draw t ~ U(0, 1) per sequence, replace each
 maskable input token by the mask id with probability t, attend bidirectionally, and at
@@ -27,7 +27,6 @@ import torch
 
 from dualsweep import schema
 from dualsweep.config import ConfigError
-from dualsweep.data.special import SpecialTokens
 from dualsweep.model import BIDIRECTIONAL, CAUSAL
 from dualsweep.objectives.losses import (
     ar_nll_sums,
@@ -37,6 +36,7 @@ from dualsweep.objectives.losses import (
     sample_mask_rates,
 )
 from dualsweep.schema import AR_COLUMNS, MD_COLUMNS, ObjectiveColumns
+from dualsweep.special_tokens import SpecialTokens
 
 
 @dataclass(frozen=True)
@@ -94,8 +94,8 @@ class Objective:
     columns: ObjectiveColumns
     """Its result columns (`columns.estimated`: its draws are random)."""
     scores: bool = False
-    """It has a multiple-choice scoring mode of its own name (`score_rows`); the config and
-    the command line also need that name in `schema.SCORING_MODES`."""
+    """It has a multiple-choice scoring mode of its own name (`score_rows`); `register` adds
+    the name to `schema.SCORING_MODES`."""
 
     @property
     def held_out_seed_offset(self) -> int:
@@ -221,6 +221,8 @@ def register(objective: Objective) -> Objective:
     schema.OBJECTIVE_COLUMNS[objective.name] = objective.columns
     if not objective.bidirectional:
         schema.CAUSAL_OBJECTIVES.add(objective.name)
+    if objective.scores and objective.name not in schema.SCORING_MODES:
+        schema.SCORING_MODES.append(objective.name)  # the list itself: importers hold it
     return objective
 
 

@@ -351,7 +351,7 @@ def corpus_lines(sweep: SweepConfig) -> list[str]:
     to start without it, the plan does not need it), its size, and the unique tokens the
     sweep needs of it."""
     from dualsweep.data.shards import token_dtype
-    from dualsweep.data.sources import SUFFIXES, DataError, check_source, fingerprint
+    from dualsweep.data.sources import DataError, source_of
 
     data = sweep.base.data
     trials = sweep.trials()
@@ -362,18 +362,18 @@ def corpus_lines(sweep: SweepConfig) -> list[str]:
         f"the sweep trains on up to {needed:,} unique tokens (R = {fewest}): at least "
         f"{_bytes(needed * dtype.itemsize)} of {dtype.name} shards"
     )
-    if data.source not in SUFFIXES:
+    source = source_of(data)
+    if not source.suffixes:  # it reads no files of the user's
         return [f"corpus: source {data.source}, prepared into the cache on first use; {need}"]
     try:
-        check_source(data)
+        files = source.files(data)
     except DataError as e:
         return [
             f"warning: {e}: prepare the corpus before `dualsweep sweep`, which refuses to "
             f"start without it (see the README, Preparing a large corpus); {need}"
         ]
-    files = fingerprint(data)["files"]
-    size = sum(file_size for _, file_size, _ in files)
-    kind = "token shards" if data.source == "shards" else "text (tokenised into the cache)"
+    size = sum(path.stat().st_size for path in files)
+    kind = "token shards" if source.fields.token_ids else "text (tokenised into the cache)"
     return [f"corpus: {data.path} holds {_bytes(size)} of {kind} in {len(files):,} files; {need}"]
 
 
@@ -548,10 +548,15 @@ def format_plan(
         # Every trial trains the same token budget, whatever alpha and R the sampler picks.
         more = search.trials_per_repetition * len(search.repetitions)
         each = plans[0]
+        chooser = (
+            f"Optuna's {search.sampler.upper()} sampler"
+            if search.algorithm == "optuna"
+            else f"the {search.algorithm} searcher"
+        )
         lines.append(
             f"search: up to {more} more trials ({search.trials_per_repetition} per R at R = "
-            f"{', '.join(map(str, search.repetitions))}), alphas chosen by Optuna's "
-            f"{search.sampler.upper()} sampler to {'minimise' if search.lower_is_better else 'maximise'} "
+            f"{', '.join(map(str, search.repetitions))}), alphas chosen by {chooser} to "
+            f"{'minimise' if search.lower_is_better else 'maximise'} "
             f"{search.metric}; the fixed trials above are its anchors"
         )
         total_tokens += more * each.tokens

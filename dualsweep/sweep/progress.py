@@ -20,6 +20,7 @@ from pathlib import Path
 from ray import tune
 
 from dualsweep.paths import FULL_DISK_FREE_BYTES, free_bytes
+from dualsweep.schema import objectives_in
 from dualsweep.sweep.trials import error_line
 
 
@@ -133,15 +134,15 @@ class SweepProgress(tune.Callback):
             )
         else:
             note = self._end(trial, failed=False)
-            losses = ", ".join(
-                f"{name} {result[column]:.4f}"
-                for name, column in (
-                    ("held-out AR", "final_held_out_ar_loss"),
-                    ("MD", "final_held_out_md_elbo"),
-                )
-                if isinstance(result.get(column), float) and result[column] == result[column]
-            )
-            self._print(f"finished {self._describe(trial)}{': ' + losses if losses else ''}{note}")
+            measured = [  # the trial's objectives, by the schema's column names
+                (o.name.upper(), result[column])
+                for o in objectives_in(result)
+                if isinstance(result[column := f"final_{o.held_out}"], float)
+                and result[column] == result[column]
+            ]
+            losses = "held-out " + ", ".join(f"{name} {value:.4f}" for name, value in measured)
+            done = f"finished {self._describe(trial)}{': ' + losses if measured else ''}{note}"
+            self._print(done)
 
     def on_trial_error(self, iteration, trials, trial, **info):
         note = self._end(trial, failed=True)

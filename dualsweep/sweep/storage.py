@@ -17,9 +17,9 @@ from pathlib import Path
 
 from dualsweep.config import RunConfig, run_key, run_label
 from dualsweep.paths import default_cache_dir
-from dualsweep.schema import CHECKPOINT_FILE, TRAIN_LOG_FILE
+from dualsweep.schema import CHECKPOINT_FILE, TRAIN_LOG_FILE, TRIAL_LOCK_FILE
 
-LOCAL_ONLY = {".lock"}  # never mirrored: a lock belongs to one machine
+LOCAL_ONLY = {TRIAL_LOCK_FILE}  # never mirrored: a lock belongs to one machine
 
 
 def is_uri(storage: str | Path) -> bool:

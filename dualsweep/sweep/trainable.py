@@ -21,7 +21,13 @@ import traceback
 from pathlib import Path
 
 from dualsweep.config import ConfigError, Resources, run_config_from_dict, run_key
-from dualsweep.schema import EVAL_ERROR_FILE, EVALS_FILE, SUMMARY_FILE, TRAIN_LOG_FILE
+from dualsweep.schema import (
+    EVAL_ERROR_FILE,
+    EVALS_FILE,
+    SUMMARY_FILE,
+    TRAIN_LOG_FILE,
+    objectives_in,
+)
 from dualsweep.sweep.storage import TrialStorage
 from dualsweep.sweep.trials import (
     evaluated,
@@ -138,14 +144,13 @@ def run_trial(
     tune.report(report)
 
 
-FINAL_LOSSES = ("final_held_out_ar_loss", "final_held_out_md_elbo")
-
-
 def _final_losses(trial_dir: Path) -> dict[str, float]:
+    """The final held-out value of each of the run's objectives, by its summary column."""
     import pandas as pd
 
     summary = pd.read_parquet(trial_dir / SUMMARY_FILE)
-    return {c: float(summary[c].iloc[0]) for c in FINAL_LOSSES if c in summary.columns}
+    columns = [f"final_{o.held_out}" for o in objectives_in(summary.columns)]
+    return {c: float(summary[c].iloc[0]) for c in columns}
 
 
 def _metric_value(trial_dir: Path, metric: str) -> float:

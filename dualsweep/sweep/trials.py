@@ -42,14 +42,12 @@ from dualsweep.schema import (
 from dualsweep.sweep.storage import TrialStorage
 
 
-def record_attempt(trial_dir: Path, node: str = "") -> int:
-    """Append one start to the trial's attempt log (time, process, host and Ray node); return
-    how many starts it now has."""
+def record_attempt(trial_dir: Path, node: str = "") -> None:
+    """Append one start to the trial's attempt log (time, process, host and Ray node)."""
     with (trial_dir / ATTEMPTS_FILE).open("a") as f:
         started = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
         record = {"started_at": started, "pid": os.getpid(), "host": os.uname().nodename}
         f.write(json.dumps({**record, "node": node}) + "\n")
-    return count_attempts(trial_dir)
 
 
 def update_attempt(trial_dir: Path, **fields) -> None:
@@ -76,10 +74,6 @@ def read_attempts(trial_dir: Path) -> list[dict]:
             attempt = None
         attempts.append(attempt if isinstance(attempt, dict) else {"damaged_line": line[:200]})
     return attempts
-
-
-def count_attempts(trial_dir: Path) -> int:
-    return len(read_attempts(trial_dir))
 
 
 def attempt_nodes(attempts: list[dict]) -> str:

@@ -21,11 +21,11 @@ import torch
 
 from dualsweep.config import RunConfig, run_key
 from dualsweep.data.repetition import RepetitionPlan
-from dualsweep.data.special import SpecialTokens
-from dualsweep.evaluate import held_out_losses
+from dualsweep.evaluate.heldout import held_out_losses
 from dualsweep.model import Transformer
 from dualsweep.objectives import objective_pair
 from dualsweep.paths import atomic_write
+from dualsweep.special_tokens import SpecialTokens
 from dualsweep.training.distributed import SINGLE_WORKER, Workers, sum_over_workers
 from dualsweep.training.optim import build_optimizers
 from dualsweep.training.step import train_step

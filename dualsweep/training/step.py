@@ -18,7 +18,6 @@ import numpy as np
 import torch
 
 from dualsweep.config import RunConfig
-from dualsweep.data.special import SpecialTokens
 from dualsweep.objectives import (
     Corruption,
     Objective,
@@ -29,6 +28,7 @@ from dualsweep.objectives import (
     objective_order_on_device,
 )
 from dualsweep.schedules import wsd_multiplier
+from dualsweep.special_tokens import SpecialTokens
 from dualsweep.training.distributed import SINGLE_WORKER, OverlappedGradientSum, Workers
 from dualsweep.training.optim import set_lr_multiplier
 

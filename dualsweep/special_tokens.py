@@ -1,4 +1,5 @@
-"""The special tokens of a vocabulary (no torch: corpus preparation needs them, not the model)."""
+"""The special tokens of a vocabulary: bottom layer, no torch (corpus preparation, the
+objectives' masking and the evaluation all need them, and none may import another's layer)."""
 
 from __future__ import annotations
 
