@@ -134,13 +134,9 @@ class SweepProgress(tune.Callback):
             )
         else:
             note = self._end(trial, failed=False)
-            measured = [  # the trial's objectives, by the schema's column names
-                (o.name.upper(), result[column])
-                for o in objectives_in(result)
-                if isinstance(result[column := f"final_{o.held_out}"], float)
-                and result[column] == result[column]
-            ]
-            losses = "held-out " + ", ".join(f"{name} {value:.4f}" for name, value in measured)
+            finals = {o.name.upper(): result[f"final_{o.held_out}"] for o in objectives_in(result)}
+            measured = {n: v for n, v in finals.items() if isinstance(v, float) and v == v}
+            losses = "held-out " + ", ".join(f"{n} {v:.4f}" for n, v in measured.items())
             done = f"finished {self._describe(trial)}{': ' + losses if measured else ''}{note}"
             self._print(done)
 
