@@ -12,6 +12,7 @@ import os
 import random
 import re
 import select
+import signal
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -193,6 +194,16 @@ def processes_with(marker: str) -> list[int]:
             except OSError:
                 continue
     return pids
+
+
+def kill_processes_with(marker: str) -> None:
+    """SIGKILL every process whose environment carries `marker`, and only those: `ray stop`
+    would also stop every other Ray cluster on the machine (a module's shared one)."""
+    for pid in processes_with(marker):
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
 
 
 # -- results tables made by hand -------------------------------------------------------

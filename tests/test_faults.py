@@ -24,7 +24,7 @@ from dualsweep.config import DataConfig, to_plain
 from dualsweep.data import DataError
 from dualsweep.data.sources import text_documents
 
-from .helpers import REPO, processes_with, tiny_run_config, trial_folder, write_results
+from .helpers import REPO, kill_processes_with, tiny_run_config, trial_folder, write_results
 
 SMOKE = REPO / "sweeps" / "smoke.yaml"
 
@@ -881,11 +881,7 @@ def test_kill_9_at_random_points_then_a_damaged_table(tmp_path, capsys):
         time.sleep(rng.uniform(4, 20))
         driver.send_signal(signal.SIGKILL)
         driver.wait()
-        for pid in processes_with(marker):  # Ray's processes outlive a killed driver
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+        kill_processes_with(marker)  # Ray's processes outlive a killed driver
         assert_one_row_per_key(results, "faults")
         now = attempts()
         assert all(now[key] == count for key, count in frozen.items())

@@ -15,6 +15,7 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
 
 import pandas as pd
@@ -31,6 +32,7 @@ from .helpers import (
     REPO,
     SMOKE,
     key_of,
+    kill_processes_with,
     quick,
     sweep_command,
     trial_folder,
@@ -708,7 +710,12 @@ def test_sweep_on_a_ray_cluster_via_ray_address(tmp_path):
         "--include-dashboard=false",
         "--disable-usage-stats",
     ]
-    subprocess.run(start, check=True, capture_output=True, timeout=120)
+    # Its processes carry a marker of their own, so that only they are stopped after: `ray
+    # stop --force` would also kill the module's shared cluster and hang the tests after it.
+    marker = f"DUALSWEEP_TEST_{uuid.uuid4().hex}"
+    subprocess.run(
+        start, env={**os.environ, marker: "1"}, check=True, capture_output=True, timeout=120
+    )
     try:
         path = write_sweep(tmp_path / "cluster.yaml", name="cluster", points=[[1, 4], [0, 4]])
         env = {**os.environ, "RAY_ADDRESS": f"127.0.0.1:{port}"}
@@ -717,7 +724,7 @@ def test_sweep_on_a_ray_cluster_via_ray_address(tmp_path):
         assert done.returncode == 0, done.stderr
         assert (load("cluster", tmp_path / "results").runs["status"] == "finished").all()
     finally:
-        subprocess.run([ray, "stop", "--force"], capture_output=True, timeout=120)
+        kill_processes_with(marker)
 
 
 def test_a_changed_item_count_or_md_span_counts_as_not_evaluated(tmp_path):
