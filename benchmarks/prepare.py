@@ -5,7 +5,9 @@ in 64 files) is made once; a 1,024-entry tokenizer is trained on it once and giv
 preparation (`--tokenizer`), so that the rows time the streaming pipeline, not BPE training.
 
 - ceiling (the issue's name for it): the same text, already in memory, encoded by
-  `Tokenizer.encode_batch` in this one process (its own threads), nothing read or written;
+  `Tokenizer.encode_batch` in this one process (its own threads), nothing read or written,
+  each document whole (prepare cuts long ones into pieces with the same ids, which encode
+  faster: the rows can exceed 1);
 - prepare with 1 and with 2 encoding processes (`--workers`), each a fresh
   `dualsweep prepare` process, reading the files and writing shards, both passes.
 

@@ -363,43 +363,153 @@ def test_a_tokenizer_larger_than_the_vocabulary_is_refused(tmp_path):
         )
 
 
+# Characters where the GPT-2 split regex behaves differently: spaces of several kinds, runs
+# of whitespace, letters, combining marks, numbers of several scripts, contractions,
+# punctuation, scripts without spaces, an emoji, an added special token, a file separator.
+TRICKY = [
+    " ", " ", " ", "  ", "\n", "\n\n", "\t", " \n", "\u00a0", "\u3000", "\x1c", "a", "Z",
+    "word", "words", "é", "e\u0301", "'s", "'re", "'", "don't", "7", "42", "½", "٣", "_",
+    ".", "...", "-", "字", "日本語", "。", "🙂", "<|eos|>", "<|mask|>",
+]  # fmt: skip
+
+
+def trained_tokenizer(tmp_path: Path):
+    from dualsweep.data.tokenizer import train_tokenizer
+
+    rng = np.random.default_rng(0)
+    texts = ["".join(rng.choice(TRICKY, size=300)) for _ in range(40)]
+    prose = write_corpus(tmp_path / "prose", files=20, per_file_words=300)
+    return train_tokenizer(texts + [p.read_text() for p in prose.iterdir()], 400)
+
+
+def test_a_text_cut_into_pieces_encodes_to_the_ids_of_the_whole_text(tmp_path):
+    from dualsweep.data.tokenizer import cutter
+
+    tokenizer = trained_tokenizer(tmp_path)
+    cut = cutter(tokenizer)
+    rng = np.random.default_rng(1)
+    cuts = naive_differs = 0
+    for _ in range(300):
+        text = "".join(rng.choice(TRICKY, size=int(rng.integers(1, 200))))
+        size = int(rng.integers(1, 30))
+        pieces = cut(text, size)
+        assert "".join(pieces) == text
+        whole = tokenizer.encode(text).ids
+        assert [i for p in pieces for i in tokenizer.encode(p).ids] == whole, pieces
+        cuts += len(pieces) - 1
+        # The control: the same number of cuts anywhere changes the ids of most texts.
+        anywhere = [text[i : i + size] for i in range(0, len(text), size)]
+        naive_differs += [i for p in anywhere for i in tokenizer.encode(p).ids] != whole
+    assert cuts > 2000 and naive_differs > 200
+    prose = (tmp_path / "prose" / "part-000.txt").read_text()  # spaces: every piece fits
+    assert all(len(p) <= 50 for p in cut(prose, 50)) and len(cut(prose, 50)) > len(prose) / 50
+    assert cut("字" * 100, 10) == ["字" * 100]  # no safe cut: whole
+
+
+def test_only_a_tokenizer_whose_pieces_encode_like_the_whole_is_cut(tmp_path):
+    from tokenizers import AddedToken, normalizers, pre_tokenizers, processors
+
+    from dualsweep.data.tokenizer import cutter
+
+    assert cutter(trained_tokenizer(tmp_path)) is not None
+    changes = [
+        lambda t: setattr(t, "normalizer", normalizers.NFKC()),
+        lambda t: setattr(t, "pre_tokenizer", pre_tokenizers.ByteLevel(add_prefix_space=True)),
+        lambda t: setattr(t, "pre_tokenizer", pre_tokenizers.Metaspace()),
+        lambda t: setattr(t, "post_processor", processors.TemplateProcessing(
+            single="<|bos|> $A", special_tokens=[("<|bos|>", 1)])),
+        lambda t: t.add_tokens([AddedToken("<x>", rstrip=True)]),
+    ]  # fmt: skip
+    for change in changes:
+        tokenizer = trained_tokenizer(tmp_path)
+        change(tokenizer)
+        assert cutter(tokenizer) is None
+
+
+def test_documents_longer_than_a_batch_prepare_to_their_whole_ids(tmp_path):
+    """At a 1 MB bound a batch is ~2,000 characters and a document of ~17,000 goes in pieces
+    of ~250: the shards hold each document's ids encoded whole, then eos."""
+    corpus = write_corpus(tmp_path / "corpus", files=8, per_file_words=3000)
+    config = data_config(corpus, validation_fraction=0.3)
+    prepare(config, VOCAB, tmp_path / "out", PrepareSettings(memory_mb=1), log=lambda m: None)
+    from dualsweep.data.tokenizer import load_tokenizer
+
+    tokenizer = load_tokenizer(tmp_path / "out" / "tokenizer.json")
+    documents = [p.read_text() for p in sorted(corpus.iterdir())]
+    assert min(len(d) for d in documents) > 8 * 2000
+    held_out = [d for d in documents if is_validation(d.encode(), 0.3)]
+    training = [d for d in documents if not is_validation(d.encode(), 0.3)]
+    order = np.random.default_rng(config.order_seed).permutation(len(training))
+    assert held_out and len(training) > 1
+
+    def shard(split: str) -> np.ndarray:
+        return np.fromfile(tmp_path / "out" / f"{split}-00000.bin", np.uint16)
+
+    def whole(texts: list[str]) -> np.ndarray:
+        return np.concatenate([tokenizer.encode(d).ids + [2] for d in texts])
+
+    assert np.array_equal(shard("train"), whole([training[i] for i in order]))
+    assert np.array_equal(shard("validation"), whole(held_out))
+
+
 def peak_rss_mb(command: list[str]) -> float:
-    """Peak resident set (VmHWM) of the process running `command`, polled until it ends."""
-    process = subprocess.Popen(
-        command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+    """Peak resident set of the process running `command`, from the kernel's record of it
+    (getrusage of a wrapper whose only child it is): exact, where polling can miss a peak."""
+    wrapper = (
+        "import resource, subprocess, sys\n"
+        "subprocess.run(sys.argv[1:], check=True, stdout=subprocess.DEVNULL)\n"
+        "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)"
     )
-    peak = 0
-    while process.poll() is None:
-        try:
-            status = Path(f"/proc/{process.pid}/status").read_text()
-            peak = max(peak, int(status.split("VmHWM:")[1].split()[0]))
-        except (OSError, IndexError):
-            pass
-        time.sleep(0.02)
-    assert process.returncode == 0, process.stderr.read()
-    return peak / 1024
+    done = subprocess.run(
+        [sys.executable, "-c", wrapper, *command], capture_output=True, text=True, timeout=600
+    )
+    assert done.returncode == 0, done.stderr
+    return int(done.stdout) / 1024  # KB on Linux
+
+
+def prepare_command(corpus: Path, out: Path, memory_mb: int, tokenizer: Path) -> list[str]:
+    return [
+        sys.executable, "-m", "dualsweep", "prepare", "--config", str(REPO / "sweeps" / "smoke.yaml"),
+        "--set", "source=text_dir", "--set", f"path={corpus}", "--set", f"vocab_size={VOCAB}",
+        "--set", "validation_fraction=0.25", "--out", str(out),
+        "--memory-mb", str(memory_mb), "--tokenizer", str(tokenizer),
+    ]  # fmt: skip
 
 
 @pytest.mark.slow
-def test_memory_does_not_grow_with_the_corpus(tmp_path):
-    """A corpus 4x larger (and 12x the bound) prepares in the same peak memory: what grows
-    with it is on disk, not in memory (one process; the tokenizer trained on 1 MB)."""
-    peaks = {}
-    for files in (16, 64):
-        corpus = write_corpus(tmp_path / f"corpus{files}", files=files, per_file_words=70_000)
-        command = [
-            sys.executable, "-m", "dualsweep", "prepare", "--config", str(REPO / "sweeps" / "smoke.yaml"),
-            "--set", "source=text_dir", "--set", f"path={corpus}", "--set", f"vocab_size={VOCAB}",
-            "--set", "validation_fraction=0.25", "--out", str(tmp_path / f"out{files}"),
-            "--memory-mb", "2", "--tokenizer-sample-mb", "1",
-        ]  # fmt: skip
-        peaks[files] = peak_rss_mb(command)
-    size = sum(p.stat().st_size for p in (tmp_path / "corpus64").iterdir()) / 2**20
+def test_memory_is_bounded_and_does_not_grow_with_the_corpus(tmp_path):
+    """Peak memory of the streaming passes, measured (each run given the same tokenizer: its
+    training, ~100 MB for a 1 MB sample, is outside the bound): a corpus 4x larger (and 12x
+    the bound) prepares in the same peak (what grows with it is on disk); raising --memory-mb
+    from 2 to 64 adds at most 64 MB (the encoder's ~200 bytes a character are counted in the
+    bound: before, 64 added 290 MB); an 8 MB document prepares within the bound plus itself
+    held whole (text and ids, ~12 bytes a character; encoded whole, before, it took 1.7 GB)."""
+    corpora = {
+        f: write_corpus(tmp_path / f"c{f}", files=f, per_file_words=70_000) for f in (16, 64)
+    }
+    settings = PrepareSettings(tokenizer_sample_mb=1)
+    prepare(data_config(corpora[16]), VOCAB, tmp_path / "tok", settings, log=lambda m: None)
+    tokenizer = tmp_path / "tok" / "tokenizer.json"
+
+    def peak(corpus: Path, memory_mb: int) -> float:
+        out = tmp_path / f"out-{len(list(tmp_path.glob('out-*')))}"
+        return peak_rss_mb(prepare_command(corpus, out, memory_mb, tokenizer))
+
+    peaks = {f: peak(corpora[f], 2) for f in (16, 64)}
+    size = sum(p.stat().st_size for p in corpora[64].iterdir()) / 2**20
+    peaks["64 MB"] = peak(corpora[64], 64)
+    text = " ".join(p.read_text() for p in sorted(corpora[64].iterdir()))
+    (corpora[16] / "long.txt").write_text(text[: 8 << 20])
+    peaks["long"] = peak(corpora[16], 2)
     print(
-        f"\npeak RSS: {peaks[16]:.0f} MB for a {size / 4:.0f} MB corpus, {peaks[64]:.0f} MB for {size:.0f} MB"
+        f"\npeak RSS: {peaks[16]:.0f} MB for a {size / 4:.0f} MB corpus, {peaks[64]:.0f} MB for "
+        f"{size:.0f} MB; {peaks['64 MB']:.0f} MB at --memory-mb 64; {peaks['long']:.0f} MB "
+        "with an 8 MB document"
     )
     assert size > 12 * 2
     assert peaks[64] < peaks[16] + 8
+    assert peaks["64 MB"] < peaks[64] + 64
+    assert peaks["long"] < peaks[16] + 2 + 12 * 8
 
 
 @pytest.mark.slow

@@ -22,10 +22,12 @@ memory, tokenized in parallel, resumable after a kill. The one preparation path,
      fixed-size shards; `index.json` last: its presence marks a finished preparation.
 
 Memory: the bound (`memory_mb`) covers the staging chunk (a quarter) and the batches in
-flight (half); shards are written straight to disk. Beyond it: the tokenizer's training
-sample (`tokenizer_sample_mb`) while the tokenizer trains, and in pass 2 28 bytes per
-document of a split (its length, chunk, offset and place in the order): 0.9 GB for 32M
-documents. Resume: a killed preparation, run again with the
+flight (half, counting the ~200 bytes a character the tokenizer holds while it encodes);
+shards are written straight to disk. A document longer than a batch is encoded in pieces,
+cut where the byte-level split guarantees the ids of the whole (`tokenizer.cutter`). Beyond
+the bound: such a document itself (its text and ids, ~12 bytes a character); the tokenizer's
+training (~100 MB for a 1 MB sample) while it trains; and in pass 2 28 bytes per document of
+a split (its length, chunk, offset and place in the order): 0.9 GB for 32M documents. Resume: a killed preparation, run again with the
 same arguments, keeps its finished chunks and shards and skips the documents they cover; a
 file that is not recorded whole (a chunk) or not of its full size (a shard) is redone.
 """
@@ -39,7 +41,7 @@ import os
 import shutil
 import time
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -290,38 +292,60 @@ def _check_token_source(config: DataConfig, vocab_size: int) -> SpecialTokens:
 # -- pass 1: encode into staging chunks -----------------------------------------------------
 
 _ENCODER = None
+_CUT = None  # tokenizer.cutter(_ENCODER)
+# What HF `tokenizers` holds while it encodes, per character of text: measured 190-200 for a
+# 320-entry byte-level BPE (the most tokens per character; tokenizer.py), with a margin.
+ENCODE_BYTES_PER_CHARACTER = 240
+ENCODE_PIECES = 8
 
 
 def _start_encoder(tokenizer_file: str, one_thread: bool) -> None:
     """Load the tokenizer in this process; a pool's worker encodes on one thread (the
     processes are the parallelism), this process alone on the tokenizer's own threads."""
-    global _ENCODER
+    global _ENCODER, _CUT
     if one_thread:
         os.environ["TOKENIZERS_PARALLELISM"] = "false"
-    from dualsweep.data.tokenizer import load_tokenizer
+    from dualsweep.data.tokenizer import cutter, load_tokenizer
 
     _ENCODER = load_tokenizer(tokenizer_file)
+    _CUT = cutter(_ENCODER)
 
 
-def _encode_batch(texts: list[str]) -> list[np.ndarray]:
-    return [np.asarray(e.ids, dtype=np.int64) for e in _ENCODER.encode_batch(texts)]
+def _encode_batch(texts: list[str], characters: int) -> list[np.ndarray]:
+    """Each text's token ids. No encode call sees more than `characters` characters where the
+    tokenizer allows cutting a text into pieces with the same ids (`tokenizer.cutter`); a
+    tokenizer that does not encodes a longer text whole. A long text goes in pieces of an
+    ENCODE_PIECES-th of that, so that an encode call has pieces for the tokenizer's threads."""
+    piece = max(1, characters // ENCODE_PIECES)
+    pieces = [(i, p) for i, t in enumerate(texts) for p in (_CUT(t, piece) if _CUT else [t])]
+    ids: list[list[np.ndarray]] = [[] for _ in texts]
+    for group in _batches(pieces, characters):
+        for (i, _), encoding in zip(
+            group, _ENCODER.encode_batch([p for _, p in group]), strict=True
+        ):
+            ids[i].append(np.asarray(encoding.ids, dtype=np.int64))
+    return [np.concatenate(parts) for parts in ids]
 
 
-def _batches(documents: Iterator[tuple[int, object]], characters: int):
-    """Consecutive documents in groups of about `characters` (token arrays count by length)."""
+def _batches(items: Iterable[tuple[int, object]], characters: int):
+    """Consecutive (number, text) items in groups of at most `characters` (a longer item is a
+    group of its own; token arrays count by length)."""
     batch, size = [], 0
-    for item in documents:
-        batch.append(item)
-        size += len(item[1])
-        if size >= characters:
+    for item in items:
+        if batch and size + len(item[1]) > characters:
             yield batch
             batch, size = [], 0
+        batch.append(item)
+        size += len(item[1])
     if batch:
         yield batch
 
 
-def _encoded(batches, tokenizer_file: str | None, workers: int) -> Iterator[tuple[list, list]]:
-    """(batch, token arrays) in batch order; at most 2 x workers batches in flight."""
+def _encoded(
+    batches, tokenizer_file: str | None, workers: int, characters: int
+) -> Iterator[tuple[list, list]]:
+    """(batch, token arrays) in batch order; at most 2 x workers batches in flight, each
+    encoded `characters` at a time."""
     if tokenizer_file is None:  # token-id documents
         for batch in batches:
             yield batch, [np.asarray(doc, dtype=np.int64) for _, doc in batch]
@@ -329,13 +353,14 @@ def _encoded(batches, tokenizer_file: str | None, workers: int) -> Iterator[tupl
     if workers == 1:
         _start_encoder(tokenizer_file, one_thread=False)
         for batch in batches:
-            yield batch, _encode_batch([text for _, text in batch])
+            yield batch, _encode_batch([text for _, text in batch], characters)
         return
     context = multiprocessing.get_context("spawn")  # no fork after the tokenizer's threads ran
     with context.Pool(workers, initializer=_start_encoder, initargs=(tokenizer_file, True)) as pool:
         pending: deque = deque()
         for batch in batches:
-            pending.append((batch, pool.apply_async(_encode_batch, ([t for _, t in batch],))))
+            texts = [t for _, t in batch]
+            pending.append((batch, pool.apply_async(_encode_batch, (texts, characters))))
             if len(pending) >= 2 * workers:
                 done, result = pending.popleft()
                 yield done, result.get()
@@ -383,11 +408,13 @@ def _encode(config, vocab_size, out, staging, state: _State, settings, special, 
             item.unlink()
     token_source = source_of(config).fields.token_ids
     tokenizer_file = None if token_source else str(out / TOKENIZER_FILE)
-    # The bound: a quarter for the staging chunk, half for the 2 x workers batches in flight
-    # (a batch of c characters is also ~3c bytes of int64 ids, at ~2.5 characters a token).
+    # The bound: a quarter for the staging chunk, half for the batches: `workers` of them
+    # encoding (ENCODE_BYTES_PER_CHARACTER), as many more waiting as text or int64 ids
+    # (under 10 bytes a character, at ~2.5 characters a token), two per worker.
     budget = settings.memory_mb << 20
     chunk_tokens = max(1, budget // 4 // dtype.itemsize)
-    batch_characters = max(1, budget // 2 // (2 * settings.workers) // 5)
+    per_character = ENCODE_BYTES_PER_CHARACTER + 2 * 10
+    batch_characters = max(1, budget // 2 // settings.workers // per_character)
     skip = state.consumed
     documents = (item for item in raw_documents(config) if item[0] >= skip)
     chunk, last, top = _Chunk(dtype), skip - 1, -1
@@ -395,7 +422,8 @@ def _encode(config, vocab_size, out, staging, state: _State, settings, special, 
         log(f"resuming after {len(state.chunks)} staged chunks ({skip:,} source documents)")
     reported = time.perf_counter()
     batches = _batches(documents, batch_characters)
-    for batch, encoded in _encoded(batches, tokenizer_file, settings.workers):
+    encoded_batches = _encoded(batches, tokenizer_file, settings.workers, batch_characters)
+    for batch, encoded in encoded_batches:
         for (number, document), ids in zip(batch, encoded, strict=True):
             if token_source:
                 held_out = is_validation(ids.tobytes(), config.validation_fraction)
