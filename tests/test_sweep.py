@@ -60,7 +60,7 @@ def trials_released(storage: Path, sweep: str) -> bool:
 
 
 @pytest.mark.ray
-def test_smoke_sweep_end_to_end(tmp_path, ray_cluster):
+def test_smoke_sweep_end_to_end(tmp_path, ray_cluster, monkeypatch):
     # The embedded Ray of `make sweep` on a laptop (the other sweep tests join a cluster).
     evaluation = {"tasks": ["continuation", "word_order"], "modes": ["ar", "md", "prefix"]}
     sweep = load_sweep(write_sweep(tmp_path / "smoke.yaml", base=quick(evaluation=evaluation)))
@@ -106,8 +106,11 @@ def test_smoke_sweep_end_to_end(tmp_path, ray_cluster):
     assert again.launched == 0 and again.finished == 4
     pd.testing.assert_frame_equal(load("smoke", tmp_path / "results").runs, runs)
 
-    # Adding a task evaluates the finished trials again, without training them again.
-    task = tmp_path / "extra.jsonl"
+    # Adding a task evaluates the finished trials again, without training them again. Its
+    # path is relative to where the sweep runs, as trials run elsewhere (a Tune trial folder,
+    # a cluster process started in another directory).
+    monkeypatch.chdir(tmp_path)
+    task = Path("extra.jsonl")
     task.write_text(
         "\n".join(
             json.dumps({"context": "def", "choices": [" f(x):", " ))(("], "label": 0})
@@ -293,14 +296,15 @@ def test_errors_that_come_back_on_every_try_are_one_line_and_not_retried(
     # A small text corpus: R = 1 needs 32,768 unique tokens and fails in data preparation,
     # an input error; R = 16 needs 2,048 and trains, and at lr 1e30 its loss turns NaN,
     # which the same seed does again on every try. Neither is retried.
-    corpus = write_text_corpus(tmp_path / "corpus", n_documents=80)
+    write_text_corpus(tmp_path / "corpus", n_documents=80)
+    monkeypatch.chdir(tmp_path)  # the corpus path is relative to where the sweep runs
     path = write_sweep(
         tmp_path / "failing.yaml",
         name="failing",
         points=[[1, 1], [1, 16]],
         retries=1,
         base=quick(
-            data={"source": "text_dir", "path": str(corpus)},
+            data={"source": "text_dir", "path": "corpus"},
             optim={"lr": 1e30, "grad_clip": 0},
         ),
     )

@@ -263,6 +263,7 @@ class TuneTrainer:
                         storage=trials,
                         resources=resources,
                         metric=metric,
+                        working_dir=os.getcwd(),  # relative paths in the config start here
                     ),
                     # A data-parallel trial's process only waits: its workers reserve their own.
                     {"cpu": resources.cpu, "gpu": resources.gpu}

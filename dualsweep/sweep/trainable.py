@@ -74,6 +74,15 @@ def _push_checkpoints(storage: TrialStorage, config):
     return PushCheckpoints()
 
 
+def work_in(directory: str) -> None:
+    """Make the config's relative paths (data.path, task files, a harness include path) mean
+    what they meant where the sweep was started: Tune starts a trial in the trial's folder,
+    and a cluster's worker runs wherever its node was started. A node without the directory
+    stays where it is (its relative paths fail naming the path: use absolute ones there)."""
+    if directory and os.path.isdir(directory):
+        os.chdir(directory)
+
+
 def run_trial(
     params: dict,
     *,
@@ -81,11 +90,14 @@ def run_trial(
     storage: TrialStorage,
     resources: Resources,
     metric: str | None = None,
+    working_dir: str = "",
 ) -> None:
     """Train the trial unless it finished, evaluate it unless it was, and report to Tune
-    (with the value of `metric`, for a search, where the trial has one)."""
+    (with the value of `metric`, for a search, where the trial has one). `working_dir`: the
+    driver's, where the config's relative paths point."""
     from ray import tune
 
+    work_in(working_dir)
     trial = params["trial"]
     key = trial["run_key"]
     config = run_config_from_dict(base).replace(
@@ -211,6 +223,7 @@ def _train_on_workers(
             "trial_dir": str(trial_dir),
             "storage": storage,
             "threads": _threads(resources),
+            "working_dir": os.getcwd(),  # work_in'd by run_trial
         },
         scaling_config=ScalingConfig(
             num_workers=resources.workers,
@@ -256,6 +269,7 @@ def _worker_loop(loop: dict) -> list[str]:
     from dualsweep.training import train
     from dualsweep.training.distributed import Workers, gather_objects
 
+    work_in(loop["working_dir"])
     config = run_config_from_dict(loop["config"])
     storage = loop["storage"]
     trial_dir = Path(loop["trial_dir"])

@@ -446,6 +446,7 @@ def _fit(config, module, data, out_dir, device, precision, callbacks, workers, l
             devices=trainer_devices(device),
             precision=precision,
             max_epochs=1,  # the dataset holds exactly the run's steps
+            default_root_dir=str(out_dir),  # not the working directory (a sweep's is the user's)
             logger=(workers.writes and _loggers(config, out_dir)) or False,
             callbacks=callbacks,
             enable_checkpointing=False,
